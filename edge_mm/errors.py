@@ -93,3 +93,7 @@ class ConfigError(Exception):
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """The one JSON error shape: ``{"error": {"status", "code", "message"}}``."""
     return {"error": {"status": status, "code": code, "message": message}}
+
+
+class EdgeMMWarning(UserWarning):
+    """Our own warnings; the test suite turns them into errors."""

@@ -1,0 +1,40 @@
+"""Liveness, readiness, the model list and /info."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from edge_mm.api.inference import registry
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health/live")
+def live():  # type: ignore[no-untyped-def]
+    return jsonify({"status": "alive"})
+
+
+@bp.get("/health/ready")
+def ready():  # type: ignore[no-untyped-def]
+    reg = registry()
+    if reg.ready:
+        return jsonify({"status": "ready", "models": list(reg.models)})
+    body = {"status": "failed" if reg.failure else "loading", "detail": reg.failure or "models are loading"}
+    response = jsonify(body)
+    response.status_code = 503
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.get("/v1/models")
+def models():  # type: ignore[no-untyped-def]
+    return jsonify({"models": [m.describe() for m in registry().models.values()]})
+
+
+@bp.get("/info")
+def info():  # type: ignore[no-untyped-def]
+    reg = registry()
+    body = dict(reg.info)
+    body["ready"] = reg.ready
+    body["admission"] = {name: m.admission.stats() for name, m in reg.models.items()}
+    return jsonify(body)

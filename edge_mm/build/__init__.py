@@ -1,0 +1,1 @@
+"""Build-time code: the only package that imports transformers or torchvision."""

@@ -1,0 +1,139 @@
+"""`edge-mm build`: every configured model -> verified artifacts + manifest.json.
+
+An unchanged model (same settings, same source files, same torch and builder) is
+not rebuilt: its content hash matches the manifest and its files still verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import edge_mm
+from edge_mm.build.sources import resolve_source
+from edge_mm.config import ModelSpec, Settings
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import Manifest, ModelEntry, read_manifest
+
+BUILDER_VERSION = 1  # bump when build code changes what it writes
+Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
+
+
+def _builders() -> dict[str, Builder]:
+    from edge_mm.build.text import build_text_model
+
+    builders: dict[str, Builder] = {
+        "embeddings": build_text_model,
+        "text-classification": build_text_model,
+        "token-classification": build_text_model,
+    }
+    try:
+        from edge_mm.build.vision_builders import VISION_BUILDERS
+    except ImportError:
+        VISION_BUILDERS = {}
+    builders.update(VISION_BUILDERS)
+    return builders
+
+
+def content_hash(spec: ModelSpec, source: Path) -> str:
+    """sha256 over the model's settings, its source files, torch version and builder version."""
+    h = hashlib.sha256()
+    meta = {
+        "spec": spec.build_fingerprint(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "builder": BUILDER_VERSION,
+        "edge_mm": edge_mm.__version__,
+    }
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for f in files:
+        h.update(str(f.relative_to(source.parent if source.is_file() else source)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _still_valid(entry: ModelEntry, root: Path) -> bool:
+    refs = [*entry.files.values(), *(r for v in entry.variants.values() for r in v.files.values())]
+    try:
+        for ref in refs:
+            ref.resolve(root)
+    except ConfigError:
+        return False
+    return True
+
+
+def build_all(
+    settings: Settings, *, only: list[str] | None = None, force: bool = False, out=sys.stdout
+) -> Manifest:
+    """Build the configured models (or ``only`` those named) and write the manifest."""
+    root = settings.path("runtime.artifacts_dir")
+    try:
+        previous = read_manifest(root).models
+    except ConfigError:
+        previous = {}
+    builders = _builders()
+    selected = [m for m in settings.models if not only or m.name in only]
+    unknown = set(only or []) - {m.name for m in settings.models}
+    if unknown:
+        raise ConfigError(f"--only names model(s) not in settings: {sorted(unknown)}")
+    models: dict[str, ModelEntry] = {}
+    for i, spec in enumerate(settings.models):
+        def progress(msg: str, _i: int = i, _name: str = spec.name) -> None:
+            print(f"[{_i + 1}/{len(settings.models)}] {_name}: {msg}", file=out, flush=True)
+
+        if spec.task not in builders:
+            raise ConfigError(f"model {spec.name}: task {spec.task!r} has no builder in this version")
+        source = resolve_source(
+            spec.source,
+            packages_dir=settings.path("build.packages_dir"),
+            base_dir=settings.base_dir,
+            allow_download=settings["build.allow_download"],
+        )
+        digest = content_hash(spec, source)
+        old = previous.get(spec.name)
+        if spec not in selected:
+            if old is not None:
+                models[spec.name] = old
+            continue
+        if not force and old is not None and old.content_hash == digest and _still_valid(old, root):
+            progress("unchanged, not rebuilt")
+            models[spec.name] = old
+            continue
+        progress(f"building {spec.task} from {source}")
+        t0 = time.perf_counter()
+        staging = root / f".{spec.name}.building"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        entry = builders[spec.task](spec, source, staging, progress)
+        entry.content_hash = digest
+        final = root / spec.name
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        _prefix_paths(entry, spec.name)
+        models[spec.name] = entry
+        progress(f"done in {time.perf_counter() - t0:.1f} s")
+    cuda_build = "+cpu" not in torch.__version__ and torch.version.cuda is not None
+    manifest = Manifest(
+        edge_mm_version=edge_mm.__version__,
+        torch_version=torch.__version__,
+        flavour="cuda" if cuda_build else "cpu",
+        models=models,
+    )
+    manifest.write(root)
+    return manifest
+
+
+def _prefix_paths(entry: ModelEntry, folder: str) -> None:
+    """Builders write names relative to the model folder; the manifest stores them relative to the root."""
+    for ref in [*entry.files.values(), *(r for v in entry.variants.values() for r in v.files.values())]:
+        ref.path = f"{folder}/{ref.path}"

@@ -1,0 +1,273 @@
+"""Build text models (embeddings, text- and token-classification) from HF checkpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_mm.build import artifact_backend, verify
+from edge_mm.build.quantize import guard_int8
+from edge_mm.config import ModelSpec
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.runtime.text_tokenizer import TextTokenizer
+
+Progress = Callable[[str], None]
+TRACE_TOLERANCE = 1e-4  # fp32 traced vs eager, max abs difference
+
+
+class BuildError(Exception):
+    """A model failed its verification; the message names the model and the figure."""
+
+
+class SentenceEmbedding(nn.Module):
+    """(ids, mask) (batch, seq) int64 -> (batch, dim) L2-normalised pooled embeddings."""
+
+    def __init__(self, encoder: nn.Module, pooling: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            pooled = hidden.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4).max(dim=1).values
+        else:
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+class Logits(nn.Module):
+    """(ids, mask) -> logits: (batch, classes) or (batch, seq, classes) for token classification."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
+
+
+def sample_sentences() -> list[str]:
+    text = resources.files("edge_mm.build").joinpath("data/sentences.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _pooling(source: Path, options: dict[str, Any]) -> str:
+    if "pooling" in options:
+        return str(options["pooling"])
+    cfg = source / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        raw = json.loads(cfg.read_text())
+        if raw.get("pooling_mode_cls_token"):
+            return "cls"
+        if raw.get("pooling_mode_max_tokens"):
+            return "max"
+    return "mean"
+
+
+def _load(spec: ModelSpec, source: Path) -> tuple[nn.Module, list[str] | None, dict[str, Any]]:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+    if not source.is_dir():
+        raise ConfigError(f"model {spec.name}: {source} is not a checkpoint folder")
+    kwargs: dict[str, Any] = {"attn_implementation": "eager"}
+    if spec.task == "embeddings":
+        pooling = _pooling(source, dict(spec.options))
+        encoder = transformers.AutoModel.from_pretrained(source, **kwargs)
+        return SentenceEmbedding(encoder, pooling).eval(), None, {"pooling": pooling}
+    cls = {
+        "text-classification": transformers.AutoModelForSequenceClassification,
+        "token-classification": transformers.AutoModelForTokenClassification,
+    }[spec.task]
+    model = cls.from_pretrained(source, **kwargs)
+    id2label = model.config.id2label
+    labels = [str(id2label[i]) for i in range(len(id2label))]
+    extra = {"multi_label": getattr(model.config, "problem_type", None) == "multi_label_classification"}
+    return Logits(model).eval(), labels, extra
+
+
+def _save_tokenizer(source: Path, out: Path) -> tuple[Path, int]:
+    """Write tokenizer.json (converting a slow tokenizer if needed); returns (path, pad id)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    if not getattr(tok, "is_fast", False):
+        raise ConfigError(f"{source}: no fast tokenizer (tokenizer.json) can be made for this checkpoint")
+    path = out / "tokenizer.json"
+    tok.backend_tokenizer.save(str(path))
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    return path, int(pad_id)
+
+
+def _verify_batches(tok: TextTokenizer, sentences: list[str], max_length: int) -> list[tuple[torch.Tensor, ...]]:
+    """Padded batches of 1, 3 and 8 with lengths from a few tokens up to ``max_length``."""
+    long = " ".join(sentences[:60])  # longer than any max_length we allow below 1000 tokens
+    pieces = [sentences[0], sentences[1][:12], long, sentences[2], long[: len(long) // 3], "ok", sentences[3], sentences[4]]
+    batches = []
+    for size in (1, 3, 8):
+        enc = tok.encode(pieces[:size] if size > 1 else [sentences[5]])
+        batches.append((enc.input_ids, enc.attention_mask))
+    assert max(batches[-1][0].shape[1], 0) <= max_length
+    return batches
+
+
+def _fidelity(spec: ModelSpec, ref: torch.Tensor, test: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    if spec.task == "embeddings":
+        return verify.cosine_figures(ref, test)
+    if spec.task == "token-classification":
+        keep = mask.bool()
+        return verify.classifier_figures(ref[keep], test[keep])
+    return verify.classifier_figures(ref, test)
+
+
+def _misses(spec: ModelSpec, figures: dict[str, float]) -> list[str]:
+    """Which targets the int8 figures miss, as readable lines."""
+    if spec.task == "embeddings":
+        checks = [("mean_cosine", figures["mean_cosine"], spec.min_mean_cosine, ">="),
+                  ("min_cosine", figures["min_cosine"], spec.min_min_cosine, ">=")]
+    else:
+        checks = [("top1_agreement", figures["top1_agreement"], spec.min_top1_agreement, ">="),
+                  ("max_prob_diff", figures["max_prob_diff"], spec.max_prob_diff, "<=")]
+    return [
+        f"{name} {value} (needs {op} {target})"
+        for name, value, target, op in checks
+        if (value < target if op == ">=" else value > target)
+    ]
+
+
+def _padded_mask(batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    """The attention masks of ``batches`` stacked, right-padded to the widest (matches :func:`_run`)."""
+    width = max(b[1].shape[1] for b in batches)
+    return torch.cat([nn.functional.pad(b[1], (0, width - b[1].shape[1])) for b in batches])
+
+
+@torch.inference_mode()
+def _run(forward: Callable[..., torch.Tensor], batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    outs = [forward(*b) for b in batches]
+    if outs[0].dim() == 3:  # pad per-token outputs to one width before concatenating
+        width = max(o.shape[1] for o in outs)
+        outs = [nn.functional.pad(o, (0, 0, 0, width - o.shape[1])) for o in outs]
+    return torch.cat(outs)
+
+
+def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+    """Load, wrap, quantize (CPU), trace, freeze, verify and save one text model into ``out``."""
+    t0 = time.perf_counter()
+    model, labels, extra = _load(spec, source)
+    tok_path, pad_id = _save_tokenizer(source, out)
+    tok = TextTokenizer(tok_path, max_length=spec.max_length, pad_id=pad_id)
+    sentences = sample_sentences()
+    batches = _verify_batches(tok, sentences, spec.max_length)
+    fidelity_batches = [
+        (e.input_ids, e.attention_mask) for e in (tok.encode(sentences[i : i + 32]) for i in range(0, len(sentences), 32))
+    ]
+    fid_mask = _padded_mask(fidelity_batches)
+    progress(f"loaded ({time.perf_counter() - t0:.1f} s)")
+
+    traced_fp32 = artifact_backend.trace_and_freeze(model, batches[-1])
+    figures: dict[str, Any] = {
+        "traced_vs_eager_fp32_max_abs": verify.max_abs_diff(model, traced_fp32, batches),
+        "batch_vs_single_fp32_max_abs": verify.batch_vs_single(traced_fp32, batches[-1]),
+        "batch_sizes": [b[0].shape[0] for b in batches],
+        "seq_lengths": [b[0].shape[1] for b in batches],
+        "tolerance": TRACE_TOLERANCE,
+    }
+    for key in ("traced_vs_eager_fp32_max_abs", "batch_vs_single_fp32_max_abs"):
+        if figures[key] > TRACE_TOLERANCE:
+            raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
+    progress(f"traced fp32 (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
+
+    reference = _run(model, fidelity_batches)
+    cpu_module, cpu_dtype, notes = traced_fp32, "float32", ["traced", "frozen"]
+    if spec.quantization == "int8":
+        def fid(m: nn.Module) -> dict[str, float]:
+            return _fidelity(spec, reference, _run(m, fidelity_batches), fid_mask)
+
+        probe = fidelity_batches[:2]  # 64 sentences: damage runs once per Linear layer
+        probe_ref, probe_mask = _run(model, probe), _padded_mask(probe)
+
+        def damage(m: nn.Module) -> float:
+            f = _fidelity(spec, probe_ref, _run(m, probe), probe_mask)
+            return 1 - f["mean_cosine"] if "mean_cosine" in f else 1 - f["top1_agreement"] + f["max_prob_diff"]
+
+        guarded = guard_int8(
+            model, spec.keep_fp32, passes=lambda m: not _misses(spec, fid(m)), damage=damage,
+            auto=spec.auto_keep_fp32, progress=progress,
+        )
+        traced_int8 = artifact_backend.trace_and_freeze(guarded.model, batches[-1])
+        int8_figures = fid(traced_int8)
+        figures["int8_vs_fp32"] = int8_figures
+        figures["int8_traced_vs_eager_max_abs"] = verify.max_abs_diff(guarded.model, traced_int8, batches)
+        figures["int8_samples"] = len(sentences)
+        missed = _misses(spec, int8_figures)
+        if missed:
+            raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {'; '.join(missed)}")
+        cpu_module, cpu_dtype = traced_int8, "int8-dynamic"
+        notes += [f"int8 Linear layers: {len(guarded.quantized)}", f"fp32 Linear layers kept: {len(guarded.kept_fp32)}"]
+        figures["kept_fp32"] = guarded.kept_fp32
+        if guarded.sensitivity:
+            figures["layer_sensitivity"] = {k: round(v, 6) for k, v in guarded.sensitivity.items()}
+        progress(f"int8 {int8_figures} (kept fp32: {len(guarded.kept_fp32)})")
+
+    variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
+    if torch.cuda.is_available():
+        variants["cuda"] = _build_cuda(spec, model, batches, reference, fidelity_batches, fid_mask, out, figures)
+        progress(f"cuda fp16 {figures['cuda_fp16_vs_fp32']}")
+    else:
+        progress("no CUDA on this machine: CUDA variant skipped (build on a CUDA machine to add it)")
+
+    outputs = {
+        "embeddings": [{"name": "embeddings", "dtype": "float32", "shape": ["batch", "dim"]}],
+        "text-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "labels"]}],
+        "token-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "seq", "labels"]}],
+    }[spec.task]
+    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
+    return ModelEntry(
+        task=spec.task,
+        source=spec.source,
+        content_hash="",
+        variants=variants,
+        inputs=[
+            {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
+            {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
+        ],
+        outputs=outputs,
+        labels=labels,
+        preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
+        files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path))},
+        verification=figures,
+        options=dict(spec.options),
+    )
+
+
+def _save_variant(module: torch.jit.ScriptModule, path: Path, out: Path, dtype: str, notes: list[str]) -> Variant:
+    artifact_backend.save(module, path)
+    return Variant(files={"model": FileRef(path.name, sha256_file(path))}, dtype=dtype, notes=notes)
+
+
+def _build_cuda(
+    spec: ModelSpec, model: nn.Module, batches: list, reference: torch.Tensor, fidelity_batches: list,
+    fid_mask: torch.Tensor, out: Path, figures: dict[str, Any],
+) -> Variant:
+    """fp16 trace on the GPU (mask code bakes in the trace device, so trace where it runs)."""
+    cuda_model = model.half().cuda().eval()
+    on_gpu = [tuple(t.cuda() for t in b) for b in batches]
+    traced = artifact_backend.trace_and_freeze(cuda_model, on_gpu[-1])
+    test = _run(traced, [tuple(t.cuda() for t in b) for b in fidelity_batches]).float().cpu()
+    figures["cuda_fp16_vs_fp32"] = _fidelity(spec, reference, test, fid_mask)
+    model.float().cpu()
+    return _save_variant(traced, out / "cuda.pt", out, "float16", ["traced on CUDA", "frozen"])

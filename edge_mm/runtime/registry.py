@@ -1,0 +1,196 @@
+"""The registry: reads the manifest, checks hashes, picks devices, loads and warms the models.
+
+It owns every loaded model; the API asks it for one by name and route.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import edge_mm
+from edge_mm import device as device_policy
+from edge_mm.config import Settings
+from edge_mm.errors import ConfigError, NotFound, NotReady
+from edge_mm.manifest import Manifest, ModelEntry, read_manifest
+from edge_mm.runtime.admission import Admission
+from edge_mm.runtime.artifacts import configure_jit
+
+log = logging.getLogger("edge_mm.registry")
+
+# Which model tasks each API route accepts.
+ROUTE_TASKS: dict[str, tuple[str, ...]] = {
+    "embeddings": ("embeddings",),
+    "zero-shot-classification": ("embeddings",),
+    "text-classification": ("text-classification",),
+    "token-classification": ("token-classification",),
+}
+
+
+@dataclass
+class Served:
+    """One model as the API sees it: the loaded runner plus its admission gate."""
+
+    name: str
+    task: str
+    runner: Any  # e.g. TextModel; task modules know its type
+    admission: Admission
+    device: str
+    variant: str
+    entry: ModelEntry | None = None
+    warm_ms: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        variant = self.entry.variants[self.variant] if self.entry else None
+        return {
+            "name": self.name,
+            "task": self.task,
+            "routes": [r for r, tasks in ROUTE_TASKS.items() if self.task in tasks],
+            "device": self.device,
+            "dtype": variant.dtype if variant else None,
+            "labels": len(self.entry.labels or []) if self.entry else 0,
+            "warm_ms": round(self.warm_ms, 1),
+        }
+
+
+Loader = Callable[[str, ModelEntry, Any, str, str, int], Any]
+
+
+def _loaders() -> dict[str, Loader]:
+    from edge_mm.runtime.text_model import TextModel
+
+    loaders: dict[str, Loader] = {t: TextModel.load for t in ("embeddings", "text-classification", "token-classification")}
+    try:
+        from edge_mm.runtime.vision_loaders import VISION_LOADERS
+    except ImportError:
+        VISION_LOADERS = {}
+    loaders.update(VISION_LOADERS)
+    return loaders
+
+
+@dataclass
+class Registry:
+    models: dict[str, Served] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    failure: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def mark_ready(self) -> None:
+        self._ready.set()
+
+    def get(self, name: str | None, route: str) -> Served:
+        """The model for ``route``: by name, or the first one serving the route."""
+        if not self.ready:
+            raise NotReady("models are still loading; retry shortly", headers={"Retry-After": "1"})
+        tasks = ROUTE_TASKS.get(route, (route,))
+        if name is None:
+            for served in self.models.values():
+                if served.task in tasks:
+                    return served
+            raise NotFound(f"no model serving {route} is configured")
+        served = self.models.get(name)
+        if served is None:
+            raise NotFound(f"model {name!r} is not served here; GET /v1/models lists them")
+        if served.task not in tasks:
+            raise NotFound(f"model {name!r} is a {served.task} model and does not serve {route}")
+        return served
+
+    def warm_all(self) -> None:
+        """Warm every model, then mark ready. A failure is logged and leaves the server not ready."""
+        try:
+            for served in self.models.values():
+                served.warm_ms = served.runner.warm()
+                log.info("warmed %s on %s in %.0f ms", served.name, served.device, served.warm_ms)
+        except Exception as exc:
+            self.failure = f"warm-up failed: {type(exc).__name__}"
+            log.exception("warm-up failed; the server stays not ready")
+            return
+        self.mark_ready()
+
+
+def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> Registry:
+    """Load every configured model from the manifest; raises ConfigError on any problem."""
+    root = settings.path("runtime.artifacts_dir")
+    manifest = read_manifest(root)
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    cores = os.cpu_count() or 1
+    intra, concurrent = device_policy.cpu_threads(
+        cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
+    )
+    torch.set_num_threads(intra)
+    configure_jit()
+    loaders = _loaders()
+    registry = Registry()
+    choices = {}
+    for spec in settings.models:
+        entry = manifest.models.get(spec.name)
+        if entry is None:
+            raise ConfigError(f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'")
+        if entry.task != spec.task:
+            raise ConfigError(f"model {spec.name!r}: settings say {spec.task}, artifacts hold {entry.task}; rebuild")
+        choice = device_policy.resolve(settings["runtime.device"], cuda, set(entry.variants))
+        log.info("model %s: device %s (%s)", spec.name, choice.device, choice.reason)
+        runner = loaders[entry.task](spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"])
+        in_flight = concurrent if choice.device == "cpu" else max(2, concurrent)
+        admission = Admission(in_flight, settings["runtime.queue_size"], settings["runtime.request_timeout_s"])
+        registry.models[spec.name] = Served(spec.name, entry.task, runner, admission, choice.device, choice.variant, entry)
+        choices[spec.name] = {"device": choice.device, "variant": choice.variant, "reason": choice.reason}
+    registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
+    return registry
+
+
+def _info(
+    manifest: Manifest, settings: Settings, choices: dict[str, Any], intra: int, concurrent: int, cuda: bool
+) -> dict[str, Any]:
+    devices = sorted({c["device"] for c in choices.values()}) or ["cpu"]
+    return {
+        "edge_mm_version": edge_mm.__version__,
+        "torch_version": torch.__version__,
+        "artifacts": {
+            "torch_version": manifest.torch_version,
+            "flavour": manifest.flavour,
+            "edge_mm_version": manifest.edge_mm_version,
+        },
+        "device": devices[0] if len(devices) == 1 else devices,
+        "cuda_available": cuda,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+        "threads": {"intra_op": intra, "concurrent_inferences": concurrent, "cores": os.cpu_count()},
+        "limits": {
+            k: settings[k]
+            for k in (
+                "server.max_body_bytes",
+                "server.max_text_chars",
+                "server.max_items",
+                "runtime.queue_size",
+                "runtime.request_timeout_s",
+                "runtime.max_batch",
+            )
+        },
+        "models": {
+            name: {
+                "task": manifest.models[name].task,
+                "source": manifest.models[name].source,
+                **choices[name],
+                "files": {
+                    key: ref.sha256
+                    for v in manifest.models[name].variants.values()
+                    for key, ref in [(ref.path, ref) for ref in v.files.values()]
+                }
+                | {ref.path: ref.sha256 for ref in manifest.models[name].files.values()},
+                "verification": manifest.models[name].verification,
+            }
+            for name in choices
+        },
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

@@ -1,0 +1,57 @@
+"""Tokenization at run time with the `tokenizers` library and the tokenizer.json the build saved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Encoding, Tokenizer
+
+
+@dataclass
+class EncodedBatch:
+    input_ids: torch.Tensor  # (batch, seq) int64, right-padded
+    attention_mask: torch.Tensor  # (batch, seq) int64
+    lengths: list[int]  # real tokens per item, special tokens included
+    truncated: list[bool]  # the item had more tokens than max_length
+    encodings: list[Encoding]
+
+
+class TextTokenizer:
+    """Encodes texts to padded id/mask tensors; never changes its settings after construction."""
+
+    def __init__(self, path: Path, *, max_length: int, pad_id: int, stride: int = 0) -> None:
+        self.max_length = max_length
+        self.pad_id = pad_id
+        self._plain = Tokenizer.from_file(str(path))
+        self._plain.no_padding()
+        self._plain.enable_truncation(max_length)
+        # Windows for long texts: consecutive pieces share `stride` tokens of context.
+        self.stride = stride or max(0, min(max_length // 4, 64))
+        self._windows = Tokenizer.from_file(str(path))
+        self._windows.no_padding()
+        self._windows.enable_truncation(max_length, stride=self.stride)
+
+    def encode(self, texts: list[str]) -> EncodedBatch:
+        """Encode, truncating each text to ``max_length`` tokens (``truncated`` says where)."""
+        encodings = self._plain.encode_batch(texts)
+        return self.pad(encodings, [bool(e.overflowing) for e in encodings])
+
+    def encode_windows(self, text: str) -> list[Encoding]:
+        """All windows of ``text``: one when it fits, overlapping pieces when it does not."""
+        first = self._windows.encode(text)
+        return [first, *first.overflowing]
+
+    def pad(self, encodings: list[Encoding], truncated: list[bool] | None = None) -> EncodedBatch:
+        lengths = [len(e.ids) for e in encodings]
+        width = max(lengths)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for i, e in enumerate(encodings):
+            ids[i, : lengths[i]] = e.ids
+            mask[i, : lengths[i]] = 1
+        return EncodedBatch(
+            torch.from_numpy(ids), torch.from_numpy(mask), lengths, truncated or [False] * len(encodings), encodings
+        )

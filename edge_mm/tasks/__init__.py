@@ -1,0 +1,1 @@
+"""One module per task: parse -> preprocess -> forward -> postprocess. Only forward touches torch."""

@@ -1,0 +1,105 @@
+"""Token classification (NER): BIO/IOB tags merged into entity spans with exact character offsets.
+
+Texts longer than the model's max length run as overlapping windows; a token seen
+by several windows takes the prediction of the window where it sits furthest from
+an edge, so no text is cut and every token gets full context on at least one side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tokenizers import Encoding
+
+from edge_mm.runtime.text_model import TextModel
+from edge_mm.tasks.fields import Limits, texts_field
+
+
+@dataclass
+class TokenPrediction:
+    start: int  # character offset in the original text
+    end: int
+    word: int  # word index from the tokenizer's pre-tokenizer
+    label: str
+    score: float
+    edge_distance: int  # tokens to the nearer window edge: larger is better context
+
+
+def parse(payload: Mapping[str, Any], limits: Limits) -> list[str]:
+    return texts_field(payload, limits)
+
+
+def _split(tag: str) -> tuple[str, str]:
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); a bare 'PER' -> ('I', 'PER')."""
+    if tag == "O" or not tag:
+        return "O", ""
+    if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIES":
+        return tag[0], tag[2:]
+    return "I", tag
+
+
+def token_predictions(windows: list[Encoding], logits: list[torch.Tensor], labels: list[str]) -> list[TokenPrediction]:
+    """One prediction per distinct token of the text, best window first, sorted by offset."""
+    best: dict[tuple[int, int], TokenPrediction] = {}
+    for enc, out in zip(windows, logits, strict=True):
+        probs = out.softmax(-1)
+        n = len(enc.ids)
+        for t in range(n):
+            if enc.special_tokens_mask[t] or enc.word_ids[t] is None:
+                continue
+            start, end = enc.offsets[t]
+            if end <= start:
+                continue
+            score, idx = probs[t].max(-1)
+            pred = TokenPrediction(start, end, int(enc.word_ids[t]), labels[int(idx)], float(score), min(t, n - 1 - t))
+            old = best.get((start, end))
+            if old is None or pred.edge_distance > old.edge_distance:
+                best[(start, end)] = pred
+    return sorted(best.values(), key=lambda p: (p.start, p.end))
+
+
+def merge_entities(text: str, tokens: list[TokenPrediction]) -> list[dict[str, Any]]:
+    """Words take their first sub-token's tag; B- starts an entity, I- continues one of the same type."""
+    words: list[list[TokenPrediction]] = []
+    for tok in tokens:
+        if words and words[-1][0].word == tok.word and tok.start <= words[-1][-1].end + 1:
+            words[-1].append(tok)
+        else:
+            words.append([tok])
+    entities: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for word in words:
+        prefix, kind = _split(word[0].label)
+        start, end = word[0].start, word[-1].end
+        score = sum(t.score for t in word) / len(word)
+        if prefix == "O":
+            current = None
+            continue
+        if current is not None and kind == current["label"] and prefix in ("I", "E"):
+            current["end"] = end
+            current["_scores"].append(score)
+        else:
+            current = {"label": kind, "start": start, "end": end, "_scores": [score]}
+            entities.append(current)
+        if prefix in ("E", "S"):
+            current = None
+    for e in entities:
+        scores = e.pop("_scores")
+        e["score"] = round(sum(scores) / len(scores), 6)
+        e["text"] = text[e["start"] : e["end"]]
+    return entities
+
+
+def run(model: TextModel, texts: list[str]) -> dict[str, Any]:
+    windows = [model.tokenizer.encode_windows(t) for t in texts]
+    flat = [w for ws in windows for w in ws]
+    logits = model.forward(flat)
+    results, i = [], 0
+    for text, ws in zip(texts, windows, strict=True):
+        tokens = token_predictions(ws, logits[i : i + len(ws)], model.labels)
+        i += len(ws)
+        results.append({"entities": merge_entities(text, tokens), "windows": len(ws)})
+    return {"model": model.name, "results": results}

@@ -1,0 +1,232 @@
+"""Voice activity: silero VAD speech probabilities -> speech segments.
+
+The silero TorchScript module is stateful: it keeps an RNN state and the last 64
+samples of the previous window as context between calls, and ``reset_states()``
+clears both. One clip must therefore run start to finish on one module with no
+other clip interleaved. :class:`VadModel` owns the module and a lock that makes
+each clip exclusive; callers that pass a bare module must serialize clips
+themselves (a lock, or one module per thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_mm.errors import Unprocessable
+
+__all__ = [
+    "VadModel",
+    "VadResult",
+    "segments_from_probs",
+    "speech_probabilities",
+    "speech_segments",
+]
+
+SAMPLE_RATE = 16_000  # Hz; the only rate this pipeline feeds the model
+
+
+@dataclass(frozen=True)
+class VadResult:
+    """Speech found in one clip.
+
+    ``segments``: ``(start_s, end_s)`` pairs in seconds, in order, not overlapping;
+    ``speech_ratio``: seconds inside segments / ``duration_s`` (0 for an empty clip);
+    ``duration_s``: clip length in seconds.
+    """
+
+    segments: list[tuple[float, float]]
+    speech_ratio: float
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "segments": [{"start_s": s, "end_s": e} for s, e in self.segments],
+            "speech_ratio": self.speech_ratio,
+            "duration_s": self.duration_s,
+        }
+
+
+class VadModel:
+    """A silero VAD TorchScript module plus the lock that makes each clip exclusive."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.lock = threading.Lock()
+
+    def speech_probabilities(
+        self, samples_16k: np.ndarray, window: int = 512
+    ) -> np.ndarray:
+        """Like :func:`speech_probabilities`, holding the lock for the whole clip."""
+        with self.lock:
+            return speech_probabilities(samples_16k, self.module, window)
+
+
+def speech_probabilities(
+    samples_16k: np.ndarray, module: Any, window: int = 512
+) -> np.ndarray:
+    """Per-window speech probability, (ceil(n / window),) float32 in [0, 1].
+
+    ``samples_16k``: (n,) float32 mono at 16 kHz. Resets the module's state, then
+    feeds consecutive ``window``-sample windows (the last one zero-padded) as
+    ``module(x: (1, window), 16000)``; the module prepends its own context of
+    previous samples, as silero's ``get_speech_timestamps`` relies on. NOT
+    thread-safe: the module is stateful (see :class:`VadModel`).
+    """
+    x = _check_samples(samples_16k)
+    n_windows = -(-len(x) // window)
+    padded = np.zeros(n_windows * window, dtype=np.float32)
+    padded[: len(x)] = x
+    chunks = torch.from_numpy(padded).reshape(n_windows, 1, window)
+    probs = np.empty(n_windows, dtype=np.float32)
+    with torch.inference_mode():
+        module.reset_states()
+        for i in range(n_windows):
+            probs[i] = float(module(chunks[i], SAMPLE_RATE))
+    return probs
+
+
+def speech_segments(
+    samples_16k: np.ndarray,
+    model: VadModel | Any,
+    *,
+    threshold: float = 0.5,
+    neg_threshold: float | None = None,
+    min_speech_ms: float = 250,
+    min_silence_ms: float = 100,
+    speech_pad_ms: float = 30,
+    window: int = 512,
+) -> VadResult:
+    """Find speech in ``samples_16k``: (n,) float32 mono at 16 kHz.
+
+    ``model`` is a :class:`VadModel` (locked per clip) or a bare silero module
+    (caller serializes). See :func:`segments_from_probs` for the options.
+    """
+    _check_options(
+        threshold, neg_threshold, min_speech_ms, min_silence_ms, speech_pad_ms
+    )
+    x = _check_samples(samples_16k)
+    if len(x) == 0:
+        return VadResult(segments=[], speech_ratio=0.0, duration_s=0.0)
+    if isinstance(model, VadModel):
+        probs = model.speech_probabilities(x, window)
+    else:
+        probs = speech_probabilities(x, model, window)
+    bounds = segments_from_probs(
+        probs,
+        len(x),
+        threshold=threshold,
+        neg_threshold=neg_threshold,
+        min_speech_ms=min_speech_ms,
+        min_silence_ms=min_silence_ms,
+        speech_pad_ms=speech_pad_ms,
+        window=window,
+    )
+    segments = [
+        (round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in bounds
+    ]
+    speech = sum(e - s for s, e in bounds)
+    return VadResult(
+        segments=segments, speech_ratio=speech / len(x), duration_s=len(x) / SAMPLE_RATE
+    )
+
+
+def segments_from_probs(
+    probs: Sequence[float] | np.ndarray,
+    n_samples: int,
+    *,
+    threshold: float = 0.5,
+    neg_threshold: float | None = None,
+    min_speech_ms: float = 250,
+    min_silence_ms: float = 100,
+    speech_pad_ms: float = 30,
+    window: int = 512,
+) -> list[tuple[int, int]]:
+    """Hysteresis over window probabilities -> ``(start, end)`` samples at 16 kHz.
+
+    Speech starts at the first window with ``p >= threshold`` and ends at the first
+    window with ``p < neg_threshold`` (default ``max(threshold - 0.15, 0.01)``) that
+    is followed by ``min_silence_ms`` without a return to ``p >= threshold``.
+    Segments no longer than ``min_speech_ms`` are dropped; the rest grow by
+    ``speech_pad_ms`` on each side (gaps shorter than two pads are split evenly),
+    clipped to ``[0, n_samples]``. Same rules as silero's ``get_speech_timestamps``
+    without its maximum-length splitting.
+    """
+    if neg_threshold is None:
+        neg_threshold = max(threshold - 0.15, 0.01)
+    per_ms = SAMPLE_RATE / 1000
+    min_speech = min_speech_ms * per_ms
+    min_silence = min_silence_ms * per_ms
+    pad = int(speech_pad_ms * per_ms)
+
+    raw: list[list[int]] = []
+    start: int | None = None
+    silence_from = 0  # first sample of the current candidate silence; 0 = none
+    for i, p in enumerate(probs):
+        here = i * window
+        if p >= threshold:
+            silence_from = 0
+            if start is None:
+                start = here
+            continue
+        if start is None or p >= neg_threshold:
+            continue
+        if not silence_from:
+            silence_from = here
+        if here - silence_from < min_silence:
+            continue
+        if silence_from - start > min_speech:
+            raw.append([start, silence_from])
+        start, silence_from = None, 0
+    if start is not None and n_samples - start > min_speech:
+        raw.append([start, n_samples])
+
+    for k, seg in enumerate(raw):
+        if k == 0:
+            seg[0] = max(0, seg[0] - pad)
+        if k + 1 < len(raw):
+            gap = raw[k + 1][0] - seg[1]
+            if gap < 2 * pad:
+                seg[1] += gap // 2
+                raw[k + 1][0] = max(0, raw[k + 1][0] - gap // 2)
+            else:
+                seg[1] = min(n_samples, seg[1] + pad)
+                raw[k + 1][0] = max(0, raw[k + 1][0] - pad)
+        else:
+            seg[1] = min(n_samples, seg[1] + pad)
+    return [(s, e) for s, e in raw]
+
+
+def _check_samples(samples: np.ndarray) -> np.ndarray:
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"samples must be 1-D mono, got shape {x.shape}")
+    return x
+
+
+def _check_options(
+    threshold: float,
+    neg_threshold: float | None,
+    min_speech_ms: float,
+    min_silence_ms: float,
+    speech_pad_ms: float,
+) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise Unprocessable(f"threshold must be in (0, 1), not {threshold}")
+    if neg_threshold is not None and not 0.0 < neg_threshold <= threshold:
+        raise Unprocessable(
+            f"neg_threshold must be in (0, threshold], not {neg_threshold}"
+        )
+    for name, value in (
+        ("min_speech_ms", min_speech_ms),
+        ("min_silence_ms", min_silence_ms),
+        ("speech_pad_ms", speech_pad_ms),
+    ):
+        if not value >= 0:
+            raise Unprocessable(f"{name} must be >= 0, not {value}")

