@@ -50,7 +50,7 @@ MiB = 1024 * 1024
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("server.host", "127.0.0.1", str, "Address to bind. Use 0.0.0.0 to serve the LAN (set api_keys then)."),
-    Setting("server.port", 8080, int, "TCP port.", minimum=1),
+    Setting("server.port", 8080, int, "TCP port; 0 picks a free one (printed at start-up).", minimum=0),
     Setting("server.threads", 16, int, "Waitress worker threads (HTTP concurrency, not inference concurrency).", minimum=1),
     Setting("server.max_body_bytes", 32 * MiB, int, "Largest request body accepted; larger gets 413.", minimum=1024),
     Setting("server.max_text_chars", 20000, int, "Longest single text accepted; longer gets 413.", minimum=1),

@@ -22,6 +22,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def warn_if_open(host: str, api_keys: list[str]) -> bool:
+    """Log a warning when binding beyond loopback with no API keys; True when it warned."""
+    if is_loopback(host) or api_keys:
+        return False
+    log.warning("binding %s without api_keys: anyone on the network can call the models", host)
+    return True
+
+
 def serve(settings: Settings) -> None:
     """Blocks until interrupted. A bad manifest, hash or device raises ConfigError before binding."""
     import waitress
@@ -30,8 +38,7 @@ def serve(settings: Settings) -> None:
     for name, choice in registry.info["models"].items():
         log.info("%s -> %s (%s)", name, choice["device"], choice["reason"])
     host, port = settings["server.host"], settings["server.port"]
-    if not is_loopback(host) and not settings["server.api_keys"]:
-        log.warning("binding %s without api_keys: anyone on the network can call the models", host)
+    warn_if_open(host, settings["server.api_keys"])
     app = create_app(settings, registry)
     server = waitress.create_server(
         app,

@@ -40,7 +40,7 @@ def test_env_overrides_file(tmp_path):
         ("[server]\nport = 'x'\n", {}, "server.port (from settings.toml): 'x' is not a valid int"),
         ("[runtime]\ndevice = 'tpu'\n", {}, "'tpu' is not allowed; use one of auto, cpu, cuda"),
         ("", {"EDGE_MM_RUNTIME_DEVICE": "gpu"}, "runtime.device (from $EDGE_MM_RUNTIME_DEVICE)"),
-        ("[server]\nport = 0\n", {}, "too small; the minimum is 1"),
+        ("[server]\nport = -1\n", {}, "too small; the minimum is 0"),
         ("[server]\nprot = 1\n", {}, "unknown key(s) ['prot'] in [server]"),
         ("[serve]\nport = 1\n", {}, "unknown section(s) ['serve']"),
         ("[[models]]\nname = 'a'\n", {}, "models[0].task is required"),

@@ -68,10 +68,11 @@ def _loaders() -> dict[str, Loader]:
 
     loaders: dict[str, Loader] = {t: TextModel.load for t in ("embeddings", "text-classification", "token-classification")}
     try:
-        from edge_mm.runtime.vision_loaders import VISION_LOADERS
+        from edge_mm.runtime.vision_loaders import VISION_LOADERS, VISION_ROUTES
     except ImportError:
-        VISION_LOADERS = {}
+        VISION_LOADERS, VISION_ROUTES = {}, {}
     loaders.update(VISION_LOADERS)
+    ROUTE_TASKS.update(VISION_ROUTES)
     return loaders
 
 
