@@ -68,3 +68,11 @@ def test_open_bind_without_keys_warns(caplog):
     assert warn_if_open("0.0.0.0", ["k"]) is False
     assert warn_if_open("127.0.0.1", []) is False
     assert warn_if_open("::1", []) is False
+
+
+def test_check_command_passes(tiny_config, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "check"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count(": ok on cpu") == 3

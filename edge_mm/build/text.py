@@ -224,6 +224,7 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
         progress(f"int8 {int8_figures} (kept fp32: {len(guarded.kept_fp32)})")
 
     variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
+    reference = _write_reference(cpu_module, tok, sentences[:4], out / "reference.json")
     if torch.cuda.is_available():
         variants["cuda"] = _build_cuda(spec, model, batches, reference, fidelity_batches, fid_mask, out, figures)
         progress(f"cuda fp16 {figures['cuda_fp16_vs_fp32']}")
@@ -248,10 +249,20 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
         outputs=outputs,
         labels=labels,
         preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
-        files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path))},
+        files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference},
         verification=figures,
         options=dict(spec.options),
     )
+
+
+def _write_reference(module: torch.jit.ScriptModule, tok: TextTokenizer, texts: list[str], path: Path) -> FileRef:
+    """Sample inputs and the CPU artifact's outputs, for `edge-mm check` on the target machine."""
+    enc = tok.encode(texts)
+    with torch.inference_mode():
+        out = module(enc.input_ids, enc.attention_mask).float()
+    outputs = [(out[i, : enc.lengths[i]] if out.dim() == 3 else out[i]).tolist() for i in range(len(texts))]
+    path.write_text(json.dumps({"inputs": texts, "outputs": outputs}))
+    return FileRef(path.name, sha256_file(path))
 
 
 def _save_variant(module: torch.jit.ScriptModule, path: Path, out: Path, dtype: str, notes: list[str]) -> Variant:

@@ -144,6 +144,10 @@ def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> 
         log.info("model %s: device %s (%s)", spec.name, choice.device, choice.reason)
         runner = loaders[entry.task](spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"])
         in_flight = concurrent if choice.device == "cpu" else max(2, concurrent)
+        if settings["runtime.micro_batching"] and hasattr(runner, "enable_batching"):
+            runner.enable_batching(settings["runtime.max_batch_wait_ms"], workers=in_flight)
+            runner.timeout_s = settings["runtime.request_timeout_s"]
+            in_flight *= settings["runtime.max_batch"]  # let enough requests reach the batcher to fill a batch
         admission = Admission(in_flight, settings["runtime.queue_size"], settings["runtime.request_timeout_s"])
         registry.models[spec.name] = Served(spec.name, entry.task, runner, admission, choice.device, choice.variant, entry)
         choices[spec.name] = {"device": choice.device, "variant": choice.variant, "reason": choice.reason}
@@ -176,6 +180,7 @@ def _info(
                 "runtime.queue_size",
                 "runtime.request_timeout_s",
                 "runtime.max_batch",
+                "runtime.micro_batching",
             )
         },
         "models": {

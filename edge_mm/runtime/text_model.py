@@ -12,6 +12,7 @@ from tokenizers import Encoding
 
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.batcher import Batcher
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
 
@@ -24,6 +25,8 @@ class TextModel:
     device: str
     max_batch: int
     cache: dict[Any, Any] = field(default_factory=dict)  # task-owned caches, e.g. label embeddings
+    batcher: Batcher | None = None
+    timeout_s: float = 30.0  # how long a request waits for the batcher before 504
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> TextModel:
@@ -41,7 +44,17 @@ class TextModel:
     def labels(self) -> list[str]:
         return self.entry.labels or []
 
-    def forward(self, encodings: list[Encoding]) -> list[torch.Tensor]:
+    def enable_batching(self, max_wait_ms: float, workers: int) -> None:
+        """Route :meth:`forward` through a micro-batcher shared by concurrent requests."""
+        self.batcher = Batcher(self.forward_now, max_batch=self.max_batch, max_wait_ms=max_wait_ms, workers=workers, name=self.name)
+
+    def forward(self, encodings: list[Encoding], timeout_s: float | None = None) -> list[torch.Tensor]:
+        """One CPU float32 output per encoding, batched with other requests when batching is on."""
+        if self.batcher is None:
+            return self.forward_now(encodings)
+        return self.batcher.submit(encodings, timeout_s or self.timeout_s)
+
+    def forward_now(self, encodings: list[Encoding]) -> list[torch.Tensor]:
         """Run encodings in length-sorted chunks of ``max_batch``; one CPU float32 output per encoding.
 
         Sorting by length keeps padding small when a request mixes short and long texts.
@@ -57,6 +70,10 @@ class TextModel:
             for row, i in enumerate(chunk):
                 outputs[i] = out[row, : batch.lengths[row]] if out.dim() == 3 else out[row]
         return outputs
+
+    def check_outputs(self, texts: list[str]) -> list[torch.Tensor]:
+        """Raw model outputs for ``texts`` (for `edge-mm check`)."""
+        return self.forward_now(self.tokenizer.encode(texts).encodings)
 
     def warm(self) -> float:
         """Run a few shapes through the model; returns the time taken (ms)."""

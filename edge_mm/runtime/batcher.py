@@ -1,0 +1,88 @@
+"""Micro-batching: requests queued for one model are run together in one forward pass.
+
+A worker takes the oldest waiting job, then everything else already waiting (and,
+with ``max_wait_ms`` > 0, what arrives within that time) up to ``max_batch`` items,
+sorts the items by length so padding stays small, and runs them as one or more
+batches. With ``max_wait_ms`` = 0 nothing waits on purpose: batches form only from
+requests that queued while the model was busy, so a lone request pays no delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_mm.errors import DeadlineExceeded
+
+log = logging.getLogger("edge_mm.batcher")
+
+
+@dataclass
+class _Job:
+    items: Sequence[Any]
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """``run(items) -> outputs`` for one list of items; ``submit`` groups concurrent callers."""
+
+    def __init__(
+        self, run: Callable[[list[Any]], list[Any]], *, max_batch: int, max_wait_ms: float, workers: int, name: str
+    ) -> None:
+        self._run = run
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.batches = 0
+        self.items = 0
+        for i in range(workers):
+            threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True).start()
+
+    def submit(self, items: Sequence[Any], timeout_s: float | None = None) -> list[Any]:
+        """Run ``items`` (possibly together with other callers' items); blocks for the result."""
+        job = _Job(items)
+        self._queue.put(job)
+        try:
+            return job.future.result(timeout=timeout_s)
+        except TimeoutError:
+            job.future.cancel()
+            raise DeadlineExceeded("inference did not finish before the request deadline") from None
+
+    def _collect(self) -> list[_Job]:
+        first = self._queue.get()
+        jobs, count = [first], len(first.items)
+        deadline = time.monotonic() + self.max_wait_s
+        while count < self.max_batch:
+            try:
+                remaining = deadline - time.monotonic()
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            jobs.append(job)
+            count += len(job.items)
+        return jobs
+
+    def _loop(self) -> None:
+        while True:
+            jobs = [j for j in self._collect() if j.future.set_running_or_notify_cancel()]
+            if not jobs:
+                continue
+            flat = [item for j in jobs for item in j.items]
+            try:
+                outputs = self._run(flat)
+            except Exception as exc:  # the callers get the error; the worker lives on
+                for j in jobs:
+                    j.future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.items += len(flat)
+            start = 0
+            for j in jobs:
+                j.future.set_result(outputs[start : start + len(j.items)])
+                start += len(j.items)

@@ -1,0 +1,38 @@
+"""`edge-mm check`: load every model, run the sample recorded at build time, compare outputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+import torch
+
+from edge_mm.config import Settings
+from edge_mm.runtime.registry import load_registry
+
+# int8 kernels may round differently on another CPU; fp16 on GPU differs more.
+TOLERANCE = {"cpu": 2e-2, "cuda": 5e-2}
+
+
+def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """0 when every model reproduces its reference within tolerance, else 1."""
+    registry = load_registry(settings)
+    registry.warm_all()
+    failures = 0
+    root = settings.path("runtime.artifacts_dir")
+    for name, served in registry.models.items():
+        ref_file = served.entry.files.get("reference") if served.entry else None
+        if ref_file is None:
+            print(f"{name}: no reference sample recorded; skipped", file=out)
+            continue
+        ref = json.loads(ref_file.resolve(root).read_text())
+        got = served.runner.check_outputs(ref["inputs"])
+        worst = max(
+            float((torch.as_tensor(g) - torch.as_tensor(e)).abs().max()) for g, e in zip(got, ref["outputs"], strict=True)
+        )
+        ok = worst <= TOLERANCE[served.device]
+        failures += not ok
+        print(f"{name}: {'ok' if ok else 'MISMATCH'} on {served.device} (max abs diff {worst:.2e}, tolerance {TOLERANCE[served.device]:.0e})", file=out)
+    print("check passed" if not failures else f"check FAILED for {failures} model(s)", file=out)
+    return 1 if failures else 0
