@@ -1,0 +1,1 @@
+"""Media decoding and preprocessing shared by the runtime tasks."""
