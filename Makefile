@@ -41,7 +41,7 @@ lint: setup
 	$(BIN)/ruff format --check edge_mm tests bench
 
 bench: build  ## side-by-side throughput benchmarks (writes bench/results/)
-	$(BIN)/python -m bench.text_throughput
+	$(BIN)/python -m bench.compare
 
 bundle: build
 	$(BIN)/edge-mm --config $(CONFIG) package

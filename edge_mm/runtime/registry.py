@@ -21,7 +21,6 @@ from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 from edge_mm.runtime.admission import Admission
-from edge_mm.runtime.artifacts import configure_jit
 
 log = logging.getLogger("edge_mm.registry")
 
@@ -130,7 +129,6 @@ def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> 
         cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
     )
     torch.set_num_threads(intra)
-    configure_jit()
     loaders = _loaders()
     registry = Registry()
     choices = {}
