@@ -138,6 +138,8 @@ def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> 
             raise ConfigError(f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'")
         if entry.task != spec.task:
             raise ConfigError(f"model {spec.name!r}: settings say {spec.task}, artifacts hold {entry.task}; rebuild")
+        if entry.task not in loaders:
+            raise ConfigError(f"model {spec.name!r}: task {entry.task!r} cannot be served by this edge-mm version")
         choice = device_policy.resolve(settings["runtime.device"], cuda, set(entry.variants))
         log.info("model %s: device %s (%s)", spec.name, choice.device, choice.reason)
         runner = loaders[entry.task](spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"])
