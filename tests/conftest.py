@@ -45,6 +45,16 @@ def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
         source = "{ckpts / 'distilbert-token'}"
         max_length = 16
         options = {{ stride = 4 }}
+        [[models]]
+        name = "tiny-sentiment-distil"
+        task = "text-classification"
+        source = "{ckpts / 'distilbert-seq'}"
+        max_length = 32
+        [[models]]
+        name = "tiny-ner-bert"
+        task = "token-classification"
+        source = "{ckpts / 'bert-token'}"
+        max_length = 16
         """
     ) + extra
 

@@ -58,7 +58,7 @@ def test_info_command_prints_manifest(tiny_config):
     )
     assert out.returncode == 0, out.stderr
     manifest = json.loads(out.stdout)
-    assert set(manifest["models"]) == {"tiny-embed", "tiny-sentiment", "tiny-ner"}
+    assert set(manifest["models"]) == {"tiny-embed", "tiny-sentiment", "tiny-ner", "tiny-sentiment-distil", "tiny-ner-bert"}
 
 
 def test_open_bind_without_keys_warns(caplog):
@@ -75,4 +75,4 @@ def test_check_command_passes(tiny_config, tmp_path):
         [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "check"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count(": ok on cpu") == 3
+    assert out.stdout.count(": ok on cpu") == 5

@@ -13,12 +13,12 @@ def test_health_and_info(client):
     info = client.get("/info").get_json()
     assert info["device"] == "cpu"
     assert info["ready"] is True
-    assert set(info["models"]) == {"tiny-embed", "tiny-sentiment", "tiny-ner"}
+    assert set(info["models"]) == {"tiny-embed", "tiny-sentiment", "tiny-ner", "tiny-sentiment-distil", "tiny-ner-bert"}
     for model in info["models"].values():
         assert all(len(h) == 64 for h in model["files"].values())
     assert info["limits"]["server.max_items"] == 8
     names = [m["name"] for m in client.get("/v1/models").get_json()["models"]]
-    assert names == ["tiny-embed", "tiny-sentiment", "tiny-ner"]
+    assert names == ["tiny-embed", "tiny-sentiment", "tiny-ner", "tiny-sentiment-distil", "tiny-ner-bert"]
 
 
 def test_embeddings_one_or_many(client):
@@ -56,16 +56,18 @@ def test_zero_shot_scores_sum_to_one(client):
         assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
 
 
-def test_text_classification_labels_from_checkpoint(client):
-    body = client.post("/v1/text-classification", json={"inputs": ["good", "bad"], "top_k": 2}).get_json()
+@pytest.mark.parametrize("model", ["tiny-sentiment", "tiny-sentiment-distil"])
+def test_text_classification_labels_from_checkpoint(client, model):
+    body = client.post("/v1/text-classification", json={"inputs": ["good", "bad"], "top_k": 2, "model": model}).get_json()
     assert len(body["results"]) == 2
     for r in body["results"]:
         assert len(r["labels"]) == 2
         assert {x["label"] for x in r["labels"]} <= {"negative", "neutral", "positive"}
-    full = client.post("/v1/text-classification", json={"inputs": "good"}).get_json()["results"][0]["labels"]
+    full = client.post("/v1/text-classification", json={"inputs": "good", "model": model}).get_json()["results"][0]["labels"]
     assert sum(x["score"] for x in full) == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.parametrize("model", ["tiny-ner", "tiny-ner-bert"])
 @pytest.mark.parametrize(
     "text",
     [
@@ -74,8 +76,8 @@ def test_text_classification_labels_from_checkpoint(client):
         " ".join(["john smith works at acme in paris"] * 12),  # many windows at max_length 16
     ],
 )
-def test_ner_offsets_slice_the_original_text(client, text):
-    body = client.post("/v1/token-classification", json={"inputs": [text]}).get_json()
+def test_ner_offsets_slice_the_original_text(client, model, text):
+    body = client.post("/v1/token-classification", json={"inputs": [text], "model": model}).get_json()
     result = body["results"][0]
     for e in result["entities"]:
         assert text[e["start"] : e["end"]] == e["text"]
