@@ -37,7 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     sub.add_parser("info", help="print what the manifest holds")
     sub.add_parser("check", help="self-test: load every model and run its recorded sample")
-    sub.add_parser("package", help="bundle the executable with PyInstaller (edge_mm.spec)")
+    k = sub.add_parser("package", help="bundle the executable with PyInstaller (edge_mm.spec)")
+    k.add_argument("--onefile", action="store_true", help="one file (unpacks on every start) instead of a folder")
+    k.add_argument("--dist", type=Path, help="output folder (default: dist/)")
+    k.add_argument("--python", help="interpreter whose torch goes into the bundle (default: this one)")
+    k.add_argument("--no-excludes", dest="excludes", action="store_false", help="keep build-only packages (for measuring)")
     sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
     return p
 
@@ -48,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "settings-doc":
         sys.stdout.write(settings_markdown())
         return 0
+    if getattr(sys, "frozen", False) and args.command in ("build", "package"):
+        print(f"edge-mm: '{args.command}' runs from a source checkout, not from the bundle", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(args.config or default_config())
         if args.command == "build":
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "package":
             from edge_mm.build.package import package
 
-            package(settings)
+            package(settings, onefile=args.onefile, dist=args.dist, python=args.python, excludes=args.excludes)
     except ConfigError as exc:
         print(f"edge-mm: {exc}", file=sys.stderr)
         return 2
