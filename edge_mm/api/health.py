@@ -37,4 +37,9 @@ def info():  # type: ignore[no-untyped-def]
     body = dict(reg.info)
     body["ready"] = reg.ready
     body["admission"] = {name: m.admission.stats() for name, m in reg.models.items()}
+    body["batching"] = {
+        name: {"batches": b.batches, "items": b.items, "mean_batch": round(b.items / b.batches, 2) if b.batches else 0}
+        for name, m in reg.models.items()
+        if (b := getattr(m.runner, "batcher", None)) is not None
+    }
     return jsonify(body)

@@ -21,7 +21,7 @@ def run(model: TextModel, texts: list[str]) -> dict[str, Any]:
         "model": model.name,
         "dim": int(vectors[0].shape[-1]),
         "data": [
-            {"index": i, "embedding": [round(x, 6) for x in v.tolist()], "tokens": n, "truncated": t}
+            {"index": i, "embedding": v.numpy().round(6).tolist(), "tokens": n, "truncated": t}
             for i, (v, n, t) in enumerate(zip(vectors, encoded.lengths, encoded.truncated, strict=True))
         ],
     }
