@@ -177,7 +177,7 @@ def main() -> int:
     p.add_argument("--servers", nargs="+", default=["edge-mm", "edge-mm-exe", "tutorial", "infinity", "onnx-int8"])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     p.add_argument("--seconds", type=float, default=15)
-    p.add_argument("--config", type=Path, default=ROOT / "settings.toml")
+    p.add_argument("--config", type=Path, default=ROOT / "bench" / "minilm_settings.toml")
     p.add_argument("--out", default="compare")
     a = p.parse_args()
     texts = sentences_of_32_tokens()
