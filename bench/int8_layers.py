@@ -1,0 +1,74 @@
+"""What each fp32-kept Linear layer costs in speed, and what it buys in fidelity (MiniLM).
+
+Builds traced+frozen variants side by side in one run: all fp32, all int8, the guard's
+choice (from the manifest), and the guard's choice with each kept layer quantized in
+turn. Times a batch of 8 x 32-token sentences and a single one, interleaving variants
+round by round so machine noise hits them alike.
+    python -m bench.int8_layers [--rounds 30]
+Writes bench/results/int8_layers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.compare import MINILM, sentences_of_32_tokens
+from bench.servers import ROOT
+from edge_mm.build import artifact_backend
+from edge_mm.build.quantize import quantize_linear_layers
+from edge_mm.build.text import SentenceEmbedding, sample_sentences
+from edge_mm.manifest import read_manifest
+from edge_mm.runtime.text_tokenizer import TextTokenizer
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--artifacts", type=Path, default=ROOT / "build" / "artifacts")
+    a = p.parse_args()
+    from transformers import AutoModel
+
+    torch.set_num_threads(2)
+    kept = read_manifest(a.artifacts).models["minilm"].verification.get("kept_fp32", [])
+    model = SentenceEmbedding(AutoModel.from_pretrained(MINILM, attn_implementation="eager"), "mean").eval()
+    tok = TextTokenizer(MINILM / "tokenizer.json", max_length=256, pad_id=0)
+    texts = sentences_of_32_tokens(8)
+    b8 = tok.encode(texts)
+    b1 = tok.encode(texts[:1])
+    fid = tok.encode(sample_sentences()[:128])
+    example = (b8.input_ids, b8.attention_mask)
+    variants = {"fp32": artifact_backend.trace_and_freeze(model, example)}
+    variants["int8 (all layers)"] = artifact_backend.trace_and_freeze(quantize_linear_layers(model)[0], example)
+    variants[f"guard ({len(kept)} kept fp32)"] = artifact_backend.trace_and_freeze(quantize_linear_layers(model, kept)[0], example)
+    for layer in kept:
+        rest = [k for k in kept if k != layer]
+        variants[f"guard, {layer} int8"] = artifact_backend.trace_and_freeze(quantize_linear_layers(model, rest)[0], example)
+    with torch.inference_mode():
+        ref = variants["fp32"](fid.input_ids, fid.attention_mask)
+        cos = {k: torch.nn.functional.cosine_similarity(ref, v(fid.input_ids, fid.attention_mask)) for k, v in variants.items()}
+        times: dict[str, dict[str, list[float]]] = {k: {"b1": [], "b8": []} for k in variants}
+        for r in range(a.rounds):
+            order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for k in order:
+                for name, batch in (("b1", b1), ("b8", b8)):
+                    t0 = time.perf_counter()
+                    variants[k](batch.input_ids, batch.attention_mask)
+                    times[k][name].append((time.perf_counter() - t0) * 1000)
+    rows = ["| variant | batch 1 ms | batch 8 ms | mean cos | min cos |", "|---|---|---|---|---|"]
+    for k in variants:
+        m1, m8 = statistics.median(times[k]["b1"][3:]), statistics.median(times[k]["b8"][3:])
+        rows.append(f"| {k} | {m1:.2f} | {m8:.2f} | {float(cos[k].mean()):.4f} | {float(cos[k].min()):.4f} |")
+    table = "\n".join(rows) + "\n"
+    print(table)
+    (ROOT / "bench" / "results" / "int8_layers.md").write_text("Command: `python -m bench.int8_layers`\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
