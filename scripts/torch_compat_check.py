@@ -37,13 +37,19 @@ def reference(settings) -> int:
     for spec in settings.models:
         if spec.task not in TEXT_TASKS:
             continue
-        source = resolve_source(spec.source, packages_dir=settings.path("build.packages_dir"), base_dir=settings.base_dir)
+        source = resolve_source(
+            spec.source, packages_dir=settings.path("build.packages_dir"), base_dir=settings.base_dir
+        )
         model, _, _ = _load(spec, source)
         root = settings.path("runtime.artifacts_dir")
         from edge_mm.runtime.text_tokenizer import TextTokenizer
 
         entry = read_manifest(root).models[spec.name]
-        tok = TextTokenizer(entry.files["tokenizer"].resolve(root), max_length=spec.max_length, pad_id=entry.preprocessing.get("pad_id", 0))
+        tok = TextTokenizer(
+            entry.files["tokenizer"].resolve(root),
+            max_length=spec.max_length,
+            pad_id=entry.preprocessing.get("pad_id", 0),
+        )
         outs = []
         with torch.inference_mode():
             for s in sentences:
@@ -68,7 +74,11 @@ def compare(settings) -> int:
             continue
         ref = torch.load(ref_file, weights_only=False)
         entry = manifest.models[spec.name]
-        tok = TextTokenizer(entry.files["tokenizer"].resolve(root), max_length=spec.max_length, pad_id=entry.preprocessing.get("pad_id", 0))
+        tok = TextTokenizer(
+            entry.files["tokenizer"].resolve(root),
+            max_length=spec.max_length,
+            pad_id=entry.preprocessing.get("pad_id", 0),
+        )
         module = load_module(entry.variants["cpu"].files["model"].resolve(root), "cpu")
         cos = []
         texts = ref["texts"]

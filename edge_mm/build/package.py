@@ -314,4 +314,3 @@ def package(
         flush=True,
     )
     return bundle
-

@@ -1,0 +1,190 @@
+"""Start a bundle's executable, call every route over 127.0.0.1, report as JSON (one line on stdout).
+
+Run it inside the network namespace that has only loopback (scripts/offline_check.sh does)::
+
+    python -m tests.bundle_probe dist/edge-mm/edge-mm [--strace LOG] [--config FILE]
+
+With ``--strace`` the executable runs under ``strace -f`` recording connect/sendto/sendmsg, and
+the report lists every peer address it tried (``peers``) and those that are not loopback
+(``outbound``). The probe itself (this Python) is not traced: only the bundle is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+from tests.serving import ROOT, request, running_server
+
+MEDIA = ROOT / "edge_mm" / "build" / "data"  # sample images the repo ships (the probe runs from a checkout)
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _tone_wav(seconds: float = 1.0, rate: int = 16000) -> str:
+    """A base64 16-bit mono WAV: a 440 Hz tone (the route must answer; speech or not is the model's call)."""
+    import wave
+
+    frames = bytes(
+        b for i in range(int(seconds * rate))
+        for b in int(8000 * math.sin(2 * math.pi * 440 * i / rate)).to_bytes(2, "little", signed=True)
+    )  # fmt: skip
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate), w.writeframes(frames)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _labels(body: dict) -> str:
+    return json.dumps(body["results"][0]).lower()
+
+
+# One request per route that answers with a checkable result: (route, body, check(body) -> problem or None).
+SAMPLES = {
+    "embeddings": (
+        {
+            "inputs": [
+                "A man is playing a guitar.",
+                "Someone plays an instrument.",
+                "The stock market fell sharply today.",
+            ]
+        },
+        lambda b: (
+            None
+            if _cos(b, 0, 1) > 0.5 > _cos(b, 0, 2) + 0.3
+            else f"similarities {_cos(b, 0, 1):.3f} / {_cos(b, 0, 2):.3f}"
+        ),
+    ),
+    "zero-shot-classification": (
+        {"inputs": ["My dog loves chasing the ball in the park."], "labels": ["animals", "finance", "cooking"]},
+        lambda b: None if b["results"][0][0]["label"] == "animals" else f"top label {b['results'][0][0]['label']}",
+    ),
+    "image-classification": (
+        lambda: {"image": _b64(MEDIA / "sample_coffee.jpg")},
+        lambda b: None if "espresso" in _labels(b) or "cup" in _labels(b) else f"coffee -> {_labels(b)[:200]}",
+    ),
+    "image-embeddings": (
+        lambda: {"images": [_b64(MEDIA / "sample_cat.jpg"), _b64(MEDIA / "sample_coffee.jpg")]},
+        lambda b: None if len(b["data"]) == 2 and b["dim"] > 0 else f"embeddings {str(b)[:200]}",
+    ),
+    "face-detection": (
+        lambda: {"images": [_b64(MEDIA / "sample_astronaut.jpg"), _b64(MEDIA / "sample_coffee.jpg")]},
+        lambda b: (
+            None
+            if len(json.dumps(b["results"][0]).split('"box"')) == 2 and '"box"' not in json.dumps(b["results"][1])
+            else f"faces {str(b['results'])[:300]}"
+        ),
+    ),
+    "zero-shot-image-classification": (
+        lambda: {"image": _b64(MEDIA / "sample_cat.jpg"), "labels": ["a cat", "a car", "a cup of coffee"]},
+        lambda b: None if "cat" in json.dumps(b["results"][0])[:40] else f"cat -> {str(b['results'][0])[:200]}",
+    ),
+    "voice-activity": (
+        lambda: {"audio": _tone_wav()},
+        lambda b: None if "segments" in b and 0.9 < b["duration_s"] < 1.1 else f"vad {str(b)[:200]}",
+    ),
+    "vision/face": (  # DeepStack-compatible routes
+        lambda: {"image": _b64(MEDIA / "sample_astronaut.jpg")},
+        lambda b: None if b.get("success") and len(b["predictions"]) == 1 else f"deepstack face {str(b)[:200]}",
+    ),
+    "vision/scene": (
+        lambda: {"image": _b64(MEDIA / "sample_coffee.jpg")},
+        lambda b: None if b.get("success") and b.get("label") else f"deepstack scene {str(b)[:200]}",
+    ),
+}
+
+
+def _cos(body: dict, i: int, j: int) -> float:
+    a, b = body["data"][i]["embedding"], body["data"][j]["embedding"]
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+_ADDR = re.compile(r'sin_addr=inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"|sa_family=(AF_\w+)')
+
+
+def peers(strace_log: Path) -> list[str]:
+    """Every address (or non-IP family) the traced process passed to connect/sendto/sendmsg."""
+    found = []
+    for line in strace_log.read_text(errors="replace").splitlines():
+        if not any(f"{call}(" in line for call in ("connect", "sendto", "sendmsg")):
+            continue
+        for v4, v6, family in _ADDR.findall(line):
+            if v4 or v6 or family not in ("AF_INET", "AF_INET6"):  # IP families count by their address
+                found.append(v4 or v6 or family)
+    return found
+
+
+def is_loopback(addr: str) -> bool:
+    return addr.startswith("127.") or addr in ("::1", "AF_UNIX", "AF_LOCAL", "AF_NETLINK")
+
+
+def probe(exe: Path, config: Path | None, strace_log: Path | None) -> dict:
+    cmd = [str(exe)]
+    if strace_log is not None:
+        cmd = ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(strace_log), *cmd]
+    config = config or exe.parent / "settings.toml"
+    report: dict = {"routes": {}, "problems": []}
+    t0 = time.monotonic()
+    with running_server(config, cmd=cmd, ready_timeout=300) as base:
+        report["ready_s"] = round(time.monotonic() - t0, 2)
+        for path in ("/health/live", "/health/ready", "/v1/models", "/info"):
+            status, headers, body = request(base + path)
+            report["routes"][path] = status
+            if status != 200:
+                report["problems"].append(f"GET {path} -> {status}")
+        _, _, info = request(base + "/info")
+        report["info"] = {k: info.get(k) for k in ("device", "cuda_available", "torch_version", "artifacts")}
+        _, _, listed = request(base + "/v1/models")
+        routes = sorted({r for m in listed["models"] for r in m["routes"]})
+        report["served_routes"] = routes
+        for route in routes:
+            if route not in SAMPLES:
+                report["problems"].append(f"route {route}: no sample request in tests/bundle_probe.py SAMPLES")
+                continue
+            body, check = SAMPLES[route]
+            body = body() if callable(body) else body
+            status, headers, answer = request(f"{base}/v1/{route}", body)
+            report["routes"][f"/v1/{route}"] = status
+            problem = f"status {status}: {answer}" if status != 200 else check(answer)
+            if headers.get("X-Edge-Device") != info["device"]:
+                problem = problem or f"X-Edge-Device {headers.get('X-Edge-Device')!r}"
+            if problem:
+                report["problems"].append(f"POST /v1/{route}: {problem}")
+        # A route with no model behind it answers 404 with the one error body (the error path works frozen).
+        status, _, answer = request(base + "/v1/token-classification", {"inputs": "x"})
+        report["routes"]["/v1/token-classification (unserved)"] = status
+        if "token-classification" not in routes and (status != 404 or "error" not in answer):
+            report["problems"].append(f"unserved route answered {status} {answer}")
+    if strace_log is not None:
+        seen = peers(strace_log)
+        report["peers"] = sorted(set(seen))
+        report["connects"] = len(seen)
+        report["outbound"] = sorted({p for p in seen if not is_loopback(p)})
+        if report["outbound"]:
+            report["problems"].append(f"outbound connection attempts: {report['outbound']}")
+    return report
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("exe", type=Path)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--strace", type=Path)
+    args = p.parse_args()
+    report = probe(args.exe, args.config, args.strace)
+    print(json.dumps(report))
+    return 1 if report["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The executable bundle (CPU flavour), built once for this module: offline, frozen sub-commands, layout.
+
+Slow (a few minutes on 2 cores: .venv-cpu if missing, artifacts if missing, PyInstaller): CI runs
+it once through `make test-slow`. The offline proof needs root (unshare -n) and strace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_mm.build.package import BUILD_ONLY, INFO_NAME, package
+from edge_mm.config import Settings, load_settings
+from tests.bundle_probe import is_loopback, peers
+from tests.serving import ROOT, request, running_server
+
+pytestmark = pytest.mark.slow
+
+VENV_CPU = ROOT / ".venv-cpu"
+
+
+def servable(settings: Settings) -> Settings:
+    """The configured models whose task this checkout's runtime can load (others are work in progress)."""
+    from edge_mm.runtime.registry import _loaders
+
+    tasks = set(_loaders())
+    return Settings(settings.values, tuple(m for m in settings.models if m.task in tasks), settings.base_dir)
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    subprocess.run(["bash", str(ROOT / "scripts" / "venv_cpu.sh")], check=True, timeout=1200)
+    settings = servable(load_settings(ROOT / "settings.toml"))
+    assert settings.models, "no servable model in settings.toml"
+    dist = ROOT / "build" / "work" / "test-bundle"
+    return package(settings, dist=dist, python=str(VENV_CPU / "bin" / "python"))
+
+
+def test_layout_and_flavour(bundle):
+    info = json.loads((bundle / INFO_NAME).read_text())
+    assert info["flavour"] == "cpu"
+    assert info["torch_version"].startswith("2.13.0")
+    assert (bundle / "edge-mm").is_file()
+    assert (bundle / "artifacts" / "manifest.json").is_file()
+    manifest = json.loads((bundle / "artifacts" / "manifest.json").read_text())
+    assert manifest["flavour"] == "cpu"
+    assert all(set(m["variants"]) == {"cpu"} for m in manifest["models"].values())
+    assert 'artifacts_dir = "artifacts"' in (bundle / "settings.toml").read_text()
+    internal = bundle / "_internal"
+    for name in BUILD_ONLY:
+        top = internal / name.replace(".", "/")
+        assert not top.exists(), f"build-only {name} is in the bundle"
+    assert not (internal / "edge_mm" / "build").exists()
+
+
+def test_offline_every_route_over_loopback(bundle):
+    """Network namespace with loopback only; every route answers; strace sees no outbound connect."""
+    if shutil.which("strace") is None:
+        pytest.fail("strace is missing: apt-get install strace (.ci/run installs it)")
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.fail("unshare --net is not permitted here (needs root)")
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "offline_check.sh"), str(bundle / "edge-mm"), sys.executable],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0, report["problems"] or out.stderr[-3000:]
+    assert "interfaces in the namespace: lo" in out.stderr
+    assert report["outbound"] == []
+    assert all(is_loopback(p) for p in report["peers"])
+    assert report["info"]["device"] == "cpu"
+    assert report["info"]["artifacts"]["flavour"] == "cpu"
+    assert {"/health/ready", "/info", "/v1/models"} <= set(report["routes"])
+    assert all(f"/v1/{r}" in report["routes"] for r in report["served_routes"])
+
+
+def test_strace_records_connects(tmp_path):
+    """The connect check is not vacuous: strace + peers() see a loopback connect, and flag any other address."""
+    log = tmp_path / "trace"
+    code = "import socket; s = socket.socket(); s.settimeout(1)\ntry: s.connect(('127.0.0.1', 9))\nexcept OSError: pass"
+    subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(log), sys.executable, "-c", code], check=True
+    )
+    assert "127.0.0.1" in peers(log)
+    log.write_text(
+        '123 connect(5, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("192.0.2.7")}, 16) = -1\n'
+    )
+    assert [p for p in peers(log) if not is_loopback(p)] == ["192.0.2.7"]
+
+
+def test_check_and_info_use_the_settings_next_to_the_executable(bundle, tmp_path):
+    out = subprocess.run([str(bundle / "edge-mm"), "check"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "check passed" in out.stdout
+    out = subprocess.run([str(bundle / "edge-mm"), "info"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert json.loads(out.stdout)["flavour"] == "cpu"
+    out = subprocess.run([str(bundle / "edge-mm"), "build"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "source checkout" in out.stderr
+
+
+def test_config_flag_overrides_the_bundled_settings(bundle, tmp_path):
+    text = (bundle / "settings.toml").read_text()
+    text = text.replace('artifacts_dir = "artifacts"', f'artifacts_dir = "{bundle / "artifacts"}"')
+    config = tmp_path / "settings.toml"
+    config.write_text("[server]\nmax_items = 3\n" + text)
+    with running_server(config, cmd=[str(bundle / "edge-mm")]) as base:
+        _, _, info = request(base + "/info")
+        assert info["limits"]["server.max_items"] == 3
+        assert info["device"] == "cpu"
+        assert "2.13.0" in info["torch_version"]
