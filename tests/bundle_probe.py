@@ -128,8 +128,9 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith("127.") or addr in ("::1", "AF_UNIX", "AF_LOCAL", "AF_NETLINK")
 
 
-def probe(exe: Path, config: Path | None, strace_log: Path | None) -> dict:
-    cmd = [str(exe)]
+def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path | None = None) -> dict:
+    """``chroot``: run ``exe`` (a path inside that root) there with ``chroot``; the network is shared."""
+    cmd = ["chroot", str(chroot), str(exe)] if chroot else [str(exe)]
     if strace_log is not None:
         cmd = ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(strace_log), *cmd]
     config = config or exe.parent / "settings.toml"
@@ -180,8 +181,9 @@ def main() -> int:
     p.add_argument("exe", type=Path)
     p.add_argument("--config", type=Path)
     p.add_argument("--strace", type=Path)
+    p.add_argument("--chroot", type=Path, help="a root filesystem; EXE is a path inside it")
     args = p.parse_args()
-    report = probe(args.exe, args.config, args.strace)
+    report = probe(args.exe, args.config, args.strace, args.chroot)
     print(json.dumps(report))
     return 1 if report["problems"] else 0
 
