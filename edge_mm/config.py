@@ -55,6 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.max_body_bytes", 32 * MiB, int, "Largest request body accepted; larger gets 413.", minimum=1024),
     Setting("server.max_text_chars", 20000, int, "Longest single text accepted; longer gets 413.", minimum=1),
     Setting("server.max_items", 64, int, "Most texts or labels in one request; more gets 413.", minimum=1),
+    Setting("server.max_upload_bytes", 20 * MiB, int, "Largest single uploaded file (image, audio, video, or its base64 text); larger gets 413.", minimum=1024),
+    Setting("server.max_image_pixels", 40_000_000, int, "Most pixels (width x height, read from the header before decoding) in an image or video frame; more gets 413.", minimum=1024),
+    Setting("server.max_audio_seconds", 600.0, float, "Longest audio clip accepted by /v1/voice-activity (s); longer gets 413.", minimum=0.1),
+    Setting("server.max_video_seconds", 300.0, float, "Longest video accepted by /v1/video (s); longer gets 413.", minimum=0.1),
+    Setting("server.max_video_frames", 64, int, "Most frames sampled from one video; sampling spreads out to stay within it.", minimum=1),
     Setting("server.api_keys", [], list, "API keys; when set, inference routes need 'Authorization: Bearer <key>' or 'X-API-Key'."),
     Setting("runtime.device", "auto", str, "auto (CUDA when present, else CPU int8), cpu, or cuda (refuse to start without CUDA).", choices=DEVICES),
     Setting("runtime.artifacts_dir", "build/artifacts", str, "Folder holding manifest.json and the model artifacts (relative to the settings file)."),
@@ -85,6 +90,7 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
     ModelSetting("quantization", "int8", str, "CPU variant: int8 (dynamic, Linear layers) or none (fp32)."),
     ModelSetting("max_length", 256, int, "Longest token sequence per forward pass (text models)."),
     ModelSetting("keep_fp32", [], list, "Module names (prefixes) kept in fp32 when quantizing."),
+    ModelSetting("smooth_alpha", 0.8, float, "Activation smoothing before int8 (SmoothQuant migration strength, 0 turns it off)."),
     ModelSetting("min_mean_cosine", 0.99, float, "Embeddings: int8 vs fp32 mean cosine the build must reach."),
     ModelSetting("min_min_cosine", 0.95, float, "Embeddings: int8 vs fp32 worst-case cosine the build must reach."),
     ModelSetting("min_top1_agreement", 0.95, float, "Classifiers: int8 vs fp32 top-1 agreement the build must reach."),
@@ -104,6 +110,7 @@ class ModelSpec:
     quantization: str = "int8"
     max_length: int = 256
     keep_fp32: tuple[str, ...] = ()
+    smooth_alpha: float = 0.8
     min_mean_cosine: float = 0.99
     min_min_cosine: float = 0.95
     min_top1_agreement: float = 0.95
@@ -216,6 +223,8 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
         raise ConfigError(f"{where}.name: {name!r} is not allowed; use letters, digits, '-' and '_'")
     if values["task"] not in TASKS:
         raise ConfigError(f"{where}.task: {values['task']!r} is not allowed; use one of {', '.join(TASKS)}")
+    if not 0.0 <= values["smooth_alpha"] <= 1.0:
+        raise ConfigError(f"{where}.smooth_alpha: {values['smooth_alpha']} is out of range; use 0..1 (0 = off)")
     if values["quantization"] not in QUANTIZATIONS:
         raise ConfigError(f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}")
     if not 8 <= values["max_length"] <= 8192:

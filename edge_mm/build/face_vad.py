@@ -1,0 +1,123 @@
+"""Build MTCNN face detection (facenet-pytorch weights) and silero voice activity (shipped TorchScript)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
+from edge_mm.build.text import BuildError, Progress
+from edge_mm.build.vision_common import file_ref, sample_images, write_reference
+from edge_mm.config import ModelSpec
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import ModelEntry, Variant
+from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.pipeline_models import mtcnn_probe_outputs
+from edge_mm.runtime.probes import probe_audio
+from edge_mm.tasks.face_pipeline import detect_faces
+from edge_mm.tasks.vad_pipeline import speech_probabilities
+
+MTCNN_TOLERANCE = 1e-4
+# Shapes of the probe tensors run through each net for `edge-mm check`.
+MTCNN_PROBES = [{"net": "pnet", "shape": [1, 3, 61, 77]}, {"net": "rnet", "shape": [5, 3, 24, 24]}, {"net": "onet", "shape": [5, 3, 48, 48]}]
+
+
+def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+    t0 = time.perf_counter()
+    data_dir = source if source.is_dir() else source.parent
+    try:
+        eager = load_mtcnn_nets(data_dir)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"model {spec.name}: {exc}; source must be the folder with pnet.pt, rnet.pt, onet.pt") from None
+    exported = export_mtcnn_nets(*eager)
+    names = ("pnet", "rnet", "onet")
+    for name, module in zip(names, exported, strict=True):
+        torch.jit.save(module, str(out / f"{name}.pt"))
+    loaded = {n: load_module(out / f"{n}.pt", "cpu") for n in names}
+    eager_nets = dict(zip(names, eager, strict=True))
+    figures: dict[str, Any] = {
+        "exported_vs_eager_max_abs": max(
+            float((a - b).abs().max())
+            for a, b in zip(mtcnn_probe_outputs(loaded, MTCNN_PROBES), mtcnn_probe_outputs(eager_nets, MTCNN_PROBES), strict=True)
+        ),
+        "tolerance": MTCNN_TOLERANCE,
+    }
+    astronaut = np.asarray(sample_images()[2])
+    faces_eager = detect_faces(astronaut, *eager)
+    faces_art = detect_faces(astronaut, loaded["pnet"], loaded["rnet"], loaded["onet"])
+    figures["sample_astronaut_faces"] = len(faces_art)
+    if len(faces_art) != len(faces_eager):
+        raise BuildError(f"model {spec.name}: exported nets find {len(faces_art)} faces, eager {len(faces_eager)}")
+    if faces_art:
+        figures["sample_box_max_abs_px"] = max(
+            max(abs(a - b) for a, b in zip(fa.box, fe.box, strict=True)) for fa, fe in zip(faces_art, faces_eager, strict=True)
+        )
+    if figures["exported_vs_eager_max_abs"] > MTCNN_TOLERANCE:
+        raise BuildError(f"model {spec.name}: exported vs eager {figures['exported_vs_eager_max_abs']:.2e} > {MTCNN_TOLERANCE}")
+    progress(f"MTCNN nets exported (max abs diff {figures['exported_vs_eager_max_abs']:.1e}, astronaut faces {len(faces_art)})")
+    files = {n: file_ref(out / f"{n}.pt", out) for n in names}
+    notes = ["PNet scripted (any size)", "RNet/ONet traced", "channels_last inputs", "fp32: nets are tiny, int8 buys nothing"]
+    variants = {"cpu": Variant(files=files, dtype="float32", notes=notes)}
+    if torch.cuda.is_available():
+        variants["cuda"] = Variant(files=dict(files), dtype="float32", notes=[*notes, "same files, loaded on CUDA"])
+    ref_out = mtcnn_probe_outputs(loaded, MTCNN_PROBES)
+    reference = write_reference(out / "reference.json", MTCNN_PROBES, [t.tolist() for t in ref_out])
+    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
+    return ModelEntry(
+        task=spec.task,
+        source=spec.source,
+        content_hash="",
+        variants=variants,
+        inputs=[{"name": "image", "dtype": "uint8", "shape": ["H", "W", 3], "note": "RGB; pyramid built at run time"}],
+        outputs=[{"name": "faces", "fields": ["box", "confidence", "landmarks"]}],
+        preprocessing={"pixel_scale": "(x - 127.5) / 128", "pyramid_factor": 0.709, "thresholds": [0.6, 0.7, 0.7]},
+        files={"reference": reference},
+        verification=figures,
+        options=dict(spec.options),
+    )
+
+
+VAD_RATE = 16_000
+VAD_WINDOW = 512
+
+
+def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+    t0 = time.perf_counter()
+    jit = source / "silero_vad.jit" if source.is_dir() else source
+    if not jit.is_file():
+        raise ConfigError(f"model {spec.name}: {jit} not found; point source at silero_vad/data/silero_vad.jit")
+    target = out / "silero_vad.jit"
+    shutil.copyfile(jit, target)
+    module = load_module(target, "cpu")
+    rng = np.random.default_rng(0)
+    silence = np.zeros(VAD_RATE * 2, np.float32)
+    noise = (rng.standard_normal(VAD_RATE * 2) * 0.1).astype(np.float32)
+    figures: dict[str, Any] = {
+        "silence_max_prob": round(float(speech_probabilities(silence, module, VAD_WINDOW).max()), 4),
+        "white_noise_max_prob": round(float(speech_probabilities(noise, module, VAD_WINDOW).max()), 4),
+    }
+    if figures["silence_max_prob"] >= 0.5:
+        raise BuildError(f"model {spec.name}: silence scores {figures['silence_max_prob']} >= 0.5: not a VAD model?")
+    probe = speech_probabilities(probe_audio(1.0), module, VAD_WINDOW)
+    reference = write_reference(out / "reference.json", [{"probe_audio_seconds": 1.0}], [probe.tolist()])
+    progress(f"silero VAD copied (silence max p {figures['silence_max_prob']}, noise max p {figures['white_noise_max_prob']})")
+    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
+    notes = ["shipped TorchScript, unchanged", "CPU only: stateful 32 ms windows, one clip at a time"]
+    return ModelEntry(
+        task=spec.task,
+        source=spec.source,
+        content_hash="",
+        variants={"cpu": Variant(files={"model": file_ref(target, out)}, dtype="float32", notes=notes)},
+        inputs=[{"name": "audio", "dtype": "float32", "shape": [1, VAD_WINDOW], "sample_rate": VAD_RATE}],
+        outputs=[{"name": "speech_probability", "dtype": "float32", "shape": [1, 1]}],
+        preprocessing={"sample_rate": VAD_RATE, "window": VAD_WINDOW, "mono": True},
+        files={"reference": reference},
+        verification=figures,
+        options=dict(spec.options),
+    )
+

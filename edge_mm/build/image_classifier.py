@@ -1,0 +1,276 @@
+"""Build image classifiers: EfficientNet-Lite0 (shipped weights), torchvision architectures with
+a local weights file, and HF image-classification checkpoints.
+
+Every model is wrapped as ``(N, 3, H, W) float32 -> (logits (N, C), features (N, D))``
+where features are the input of the final Linear layer (pooled, before the head), so
+one artifact serves classification and image embeddings. CPU artifact: fp32
+trace + freeze in channels-last (fastest measured for conv nets, bench/efficientnet_cpu_variants.py);
+dynamic int8 only where Linear layers hold most of the weights (ViT-style), under the
+same top-1 guard as text classifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_mm.build import artifact_backend, verify
+from edge_mm.build.imagenet import load_imagenet_labels
+from edge_mm.build.quantize import guard_int8
+from edge_mm.build.text import BuildError, Progress
+from edge_mm.build.vision_common import SAMPLE_NAMES, max_abs, sample_images, save_variant, write_reference
+from edge_mm.config import ModelSpec
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import FileRef, ModelEntry, Variant
+from edge_mm.media.image_preprocess import EFFICIENTNET_LITE0_PREPROCESS, ImagePreprocess
+from edge_mm.media.preprocess_spec import SquashPreprocess, input_size, preprocess_to_dict
+from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
+
+CL = torch.channels_last
+TRACE_TOLERANCE = 2e-3  # fp32 traced (conv+BN folded) vs eager, max abs logit difference
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INT8_MIN_LINEAR_SHARE = 0.5  # quantize Linear layers only when they hold at least this share of weights
+
+
+class _Capture(nn.Module):
+    """Wraps a Linear layer and keeps its last input (the pooled features)."""
+
+    def __init__(self, linear: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+        self.last: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last = x
+        return self.linear(x)
+
+
+class LogitsAndPooled(nn.Module):
+    """Any classifier -> (logits, input of its last Linear layer)."""
+
+    def __init__(self, model: nn.Module, hf: bool) -> None:
+        super().__init__()
+        names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not names:
+            raise ConfigError("classifier has no Linear head to take image embeddings from")
+        parent_name, _, attr = names[-1].rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        capture = _Capture(getattr(parent, attr))
+        setattr(parent, attr, capture)
+        self.model = model
+        self._capture = [capture]  # a plain list: the module stays registered under model only
+        self.hf = hf
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(pixel_values=x, return_dict=False)[0] if self.hf else self.model(x)
+        features = self._capture[0].last
+        assert features is not None
+        if features.dim() > 2:
+            features = features.flatten(1)
+        return logits, features
+
+
+def _efficientnet(source: Path) -> tuple[nn.Module, list[str], ImagePreprocess, str]:
+    from edge_mm.build.efficientnet_lite import LogitsAndFeatures, load_efficientnet_lite0
+
+    model = load_efficientnet_lite0(source)
+    return LogitsAndFeatures(model).eval(), load_imagenet_labels(), EFFICIENTNET_LITE0_PREPROCESS, "efficientnet_lite0"
+
+
+def _torchvision(spec: ModelSpec, source: Path) -> tuple[nn.Module, list[str] | None, ImagePreprocess, str]:
+    import torchvision
+
+    arch = str(spec.options["arch"])
+    if arch not in torchvision.models.list_models(torchvision.models):
+        raise ConfigError(f"model {spec.name}: options.arch {arch!r} is not a torchvision classification model")
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    heads = [k for k in state if k.endswith(".weight") and state[k].dim() == 2]
+    classes = int(state[heads[-1]].shape[0]) if heads else 1000
+    model = torchvision.models.get_model(arch, weights=None, num_classes=classes)
+    model.load_state_dict(state, strict=True)
+    o = spec.options
+    pre = ImagePreprocess(
+        resize_short=int(o.get("resize_short", 256)), crop=int(o.get("crop", 224)),
+        mean=tuple(o.get("mean", IMAGENET_MEAN)), std=tuple(o.get("std", IMAGENET_STD)),
+        interpolation=str(o.get("interpolation", "bilinear")),  # type: ignore[arg-type]
+    )
+    labels = load_imagenet_labels() if classes == 1000 else None
+    return LogitsAndPooled(model.eval(), hf=False).eval(), labels, pre, f"torchvision {arch}"
+
+
+_PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
+
+
+def hf_preprocess(folder: Path) -> ImagePreprocess | SquashPreprocess:
+    """The checkpoint's preprocessor_config.json as runtime preprocessing (Pillow path)."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        raise ConfigError(f"{folder}: no preprocessor_config.json; save the image processor with the model")
+    cfg = json.loads(path.read_text())
+    mean = tuple(cfg.get("image_mean", IMAGENET_MEAN)) if cfg.get("do_normalize", True) else (0.0, 0.0, 0.0)
+    std = tuple(cfg.get("image_std", IMAGENET_STD)) if cfg.get("do_normalize", True) else (1.0, 1.0, 1.0)
+    interpolation = _PIL_RESAMPLE.get(int(cfg.get("resample", 2)), "bilinear")
+    size = cfg.get("size", {})
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    if "shortest_edge" in size:
+        crop = cfg.get("crop_size", size["shortest_edge"]) if cfg.get("do_center_crop", True) else size["shortest_edge"]
+        crop = crop["height"] if isinstance(crop, dict) else int(crop)
+        return ImagePreprocess(int(size["shortest_edge"]), int(crop), mean, std, interpolation)  # type: ignore[arg-type]
+    if "height" in size and "width" in size:
+        return SquashPreprocess(int(size["height"]), int(size["width"]), mean, std, interpolation)  # type: ignore[arg-type]
+    raise ConfigError(f"{path}: size {size!r} is not supported (need shortest_edge or height/width)")
+
+
+def _hf(source: Path) -> tuple[nn.Module, list[str], ImagePreprocess | SquashPreprocess, str]:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    model = transformers.AutoModelForImageClassification.from_pretrained(source, attn_implementation="eager").eval()
+    id2label = model.config.id2label
+    labels = [str(id2label[i]) for i in range(len(id2label))]
+    return LogitsAndPooled(model, hf=True).eval(), labels, hf_preprocess(source), f"transformers {type(model).__name__}"
+
+
+def load_classifier(spec: ModelSpec, source: Path) -> tuple[nn.Module, list[str], Any, str]:
+    """(wrapped eval model, labels, preprocessing, kind) for any supported classifier source."""
+    arch = spec.options.get("arch")
+    if source.is_dir():
+        model, labels, pre, kind = _hf(source)
+    elif arch in (None, "efficientnet_lite0"):
+        model, labels, pre, kind = _efficientnet(source)
+    else:
+        model, labels, pre, kind = _torchvision(spec, source)
+    if "labels" in spec.options:
+        labels = [str(x) for x in spec.options["labels"]]
+    if labels is None:
+        n = int(model(torch.zeros(1, 3, *input_size(pre)))[0].shape[-1])
+        labels = [f"class_{i}" for i in range(n)]
+    return model, labels, pre, kind
+
+
+def linear_share(model: nn.Module) -> float:
+    """Fraction of the weights that sit in Linear layers."""
+    total = sum(p.numel() for p in model.parameters())
+    linear = sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters())
+    return linear / max(total, 1)
+
+
+def build_image_classifier(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+    t0 = time.perf_counter()
+    model, labels, pre, kind = load_classifier(spec, source)
+    model = model.to(memory_format=CL)
+    x = pre(sample_images())  # (4, 3, H, W) channels-last: real photos
+    progress(f"loaded {kind} ({len(labels)} classes, {time.perf_counter() - t0:.1f} s)")
+    with torch.inference_mode():
+        eager = model(x)
+    traced = artifact_backend.trace_and_freeze(model, (x,))
+    with torch.inference_mode():
+        got = traced(x)
+        single = [traced(x[i : i + 1]) for i in range(len(x))]
+    figures: dict[str, Any] = {
+        "traced_vs_eager_fp32_max_abs": max_abs(got, eager),
+        "batch_vs_single_fp32_max_abs": max(max_abs(s, tuple(t[i : i + 1] for t in got)) for i, s in enumerate(single)),
+        "top1_traced_vs_eager": verify.classifier_figures(eager[0], got[0])["top1_agreement"],
+        "tolerance": TRACE_TOLERANCE,
+        "samples": {n: _top(got[0][i], labels, 3) for i, n in enumerate(SAMPLE_NAMES)},
+        "linear_weight_share": round(linear_share(model), 3),
+    }
+    for key in ("traced_vs_eager_fp32_max_abs", "batch_vs_single_fp32_max_abs"):
+        if figures[key] > TRACE_TOLERANCE:
+            raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
+    progress(f"traced fp32 channels-last (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
+    cpu_module, dtype = traced, "float32"
+    notes = ["traced", "frozen (conv+BN folded)", "channels_last"]
+    if spec.quantization == "int8" and figures["linear_weight_share"] >= INT8_MIN_LINEAR_SHARE:
+        cpu_module, dtype = _int8(spec, model, x, eager[0], figures, progress), "int8-dynamic"
+        notes.append("int8 dynamic Linear layers")
+    elif spec.quantization == "int8":
+        notes.append(
+            f"int8 not applied: Linear layers hold {figures['linear_weight_share']:.0%} of the weights; "
+            "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
+        )
+    variants = {"cpu": save_variant(cpu_module, out / "cpu.pt", dtype, notes)}
+    if torch.cuda.is_available():
+        variants["cuda"] = _cuda_variant(model, x, eager, out, figures)
+    else:
+        progress("no CUDA on this machine: CUDA variant skipped")
+    reference = _reference(cpu_module, pre, out)
+    h, w = input_size(pre)
+    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
+    return ModelEntry(
+        task=spec.task,
+        source=spec.source,
+        content_hash="",
+        variants=variants,
+        inputs=[{"name": "pixel_values", "dtype": "float32", "shape": ["batch", 3, h, w], "layout": "channels_last"}],
+        outputs=[
+            {"name": "logits", "dtype": "float32", "shape": ["batch", len(labels)]},
+            {"name": "features", "dtype": "float32", "shape": ["batch", int(eager[1].shape[-1])]},
+        ],
+        labels=labels,
+        preprocessing={**preprocess_to_dict(pre), "kind": kind},
+        files={"reference": reference},
+        verification=figures,
+        options=dict(spec.options),
+    )
+
+
+def _top(logits: torch.Tensor, labels: list[str], k: int) -> list[str]:
+    return [labels[i] for i in logits.float().softmax(-1).topk(k).indices.tolist()]
+
+
+def _int8(
+    spec: ModelSpec, model: nn.Module, x: torch.Tensor, ref_logits: torch.Tensor, figures: dict[str, Any], progress: Progress
+) -> torch.jit.ScriptModule:
+    def figs(m: nn.Module) -> dict[str, float]:
+        with torch.inference_mode():
+            return verify.classifier_figures(ref_logits, m(x)[0])
+
+    def passes(m: nn.Module) -> bool:
+        f = figs(m)
+        return f["top1_agreement"] >= spec.min_top1_agreement and f["max_prob_diff"] <= spec.max_prob_diff
+
+    def damage(m: nn.Module) -> float:
+        f = figs(m)
+        return 1 - f["top1_agreement"] + f["max_prob_diff"]
+
+    guarded = guard_int8(model, spec.keep_fp32, passes=passes, damage=damage, auto=spec.auto_keep_fp32, progress=progress)
+    traced = artifact_backend.trace_and_freeze(guarded.model, (x,))
+    figures["int8_vs_fp32"] = figs(traced)
+    figures["kept_fp32"] = guarded.kept_fp32
+    if not passes(traced):
+        raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {figures['int8_vs_fp32']}")
+    progress(f"int8 {figures['int8_vs_fp32']}")
+    return traced
+
+
+def _cuda_variant(
+    model: nn.Module, x: torch.Tensor, eager: tuple[torch.Tensor, ...], out: Path, figures: dict[str, Any]
+) -> Variant:
+    """fp16 channels-last trace on the GPU."""
+    import copy
+
+    gpu = copy.deepcopy(model).half().cuda().eval()
+    xg = x.half().cuda().contiguous(memory_format=CL)
+    traced = artifact_backend.trace_and_freeze(gpu, (xg,))
+    with torch.inference_mode():
+        got = traced(xg)
+    figures["cuda_fp16_vs_fp32"] = verify.classifier_figures(eager[0], got[0].float().cpu())
+    return save_variant(traced, out / "cuda.pt", "float16", ["traced on CUDA", "frozen", "channels_last", "fp16"])
+
+
+def _reference(module: torch.jit.ScriptModule, pre: Any, out: Path) -> FileRef:
+    inputs = [png_base64(probe_pixels(90, 120, 1)), png_base64(probe_pixels(120, 90, 2))]
+    with torch.inference_mode():
+        logits, features = module(pre([image_from_base64(s) for s in inputs]))
+    outputs = [torch.cat([logits[i], features[i]]).tolist() for i in range(len(inputs))]
+    return write_reference(out / "reference.json", inputs, outputs)

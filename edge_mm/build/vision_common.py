@@ -1,0 +1,43 @@
+"""Helpers the image, face, audio and zero-shot builders share (build time only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from edge_mm.build import artifact_backend
+from edge_mm.manifest import FileRef, Variant, sha256_file
+
+DATA = Path(__file__).with_name("data")
+# Small thumbnails of scikit-image's public-domain photos (cat, coffee, astronaut, camera).
+SAMPLE_NAMES = ("cat", "coffee", "astronaut", "camera")
+
+
+def sample_images() -> list[Image.Image]:
+    """Real photos for verification: four RGB thumbnails (100-192 px)."""
+    return [Image.open(DATA / f"sample_{name}.jpg").convert("RGB") for name in SAMPLE_NAMES]
+
+
+def write_reference(path: Path, inputs: list[Any], outputs: list[Any]) -> FileRef:
+    """``{"inputs", "outputs"}`` for `edge-mm check`; outputs are nested float lists."""
+    path.write_text(json.dumps({"inputs": inputs, "outputs": outputs}))
+    return FileRef(path.name, sha256_file(path))
+
+
+def save_variant(module: torch.jit.ScriptModule, path: Path, dtype: str, notes: list[str]) -> Variant:
+    artifact_backend.save(module, path)
+    return Variant(files={"model": FileRef(path.name, sha256_file(path))}, dtype=dtype, notes=notes)
+
+
+def file_ref(path: Path, out: Path) -> FileRef:
+    return FileRef(str(path.relative_to(out)), sha256_file(path))
+
+
+def max_abs(a: torch.Tensor | tuple[torch.Tensor, ...], b: torch.Tensor | tuple[torch.Tensor, ...]) -> float:
+    """Largest |a - b| over tensors or tuples of tensors."""
+    pairs = zip(a, b, strict=True) if isinstance(a, tuple) else [(a, b)]
+    return max(float((x.float() - y.float()).abs().max()) if x.numel() else 0.0 for x, y in pairs)

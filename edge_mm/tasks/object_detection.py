@@ -1,0 +1,43 @@
+"""Object detection (DETR/YOLOS-style): per-query class logits + normalised boxes -> labelled pixel boxes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from edge_mm.runtime.image_models import ObjectDetector
+
+
+def postprocess(
+    logits: torch.Tensor, boxes: torch.Tensor, width: int, height: int, labels: Sequence[str], min_confidence: float, limit: int
+) -> list[dict[str, Any]]:
+    """(Q, C+1) logits (last class = no object), (Q, 4) cx, cy, w, h in [0, 1] ->
+    ``{label, confidence, x_min, y_min, x_max, y_max}`` in pixels, best first, at most ``limit``."""
+    probs = logits.float().softmax(-1)[:, :-1]
+    scores, classes = probs.max(-1)
+    cx, cy, w, h = boxes.float().unbind(-1)
+    xyxy = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], -1)
+    xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
+    xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
+    keep = [i for i in scores.argsort(descending=True).tolist() if scores[i] >= min_confidence][:limit]
+    return [
+        {
+            "label": labels[int(classes[i])] if int(classes[i]) < len(labels) else f"class_{int(classes[i])}",
+            "confidence": round(float(scores[i]), 6),
+            "x_min": int(round(float(xyxy[i, 0]))),
+            "y_min": int(round(float(xyxy[i, 1]))),
+            "x_max": int(round(float(xyxy[i, 2]))),
+            "y_max": int(round(float(xyxy[i, 3]))),
+        }
+        for i in keep
+    ]
+
+
+def run(model: ObjectDetector, images: list[Image.Image], min_confidence: float, limit: int) -> list[list[dict[str, Any]]]:
+    return [
+        postprocess(lg, bx, im.width, im.height, model.labels, min_confidence, limit)
+        for (lg, bx), im in zip(model.detect(images), images, strict=True)
+    ]

@@ -1,0 +1,138 @@
+"""Vision builders: what the manifest records for the default models, and the HF / torchvision /
+CLIP / YOLOS builders on tiny random checkpoints (traced == eager, preprocessing == the HF processor)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edge_mm.manifest import read_manifest
+from edge_mm.media.preprocess_spec import preprocess_from_dict
+from tests.vision_fixtures import *  # noqa: F403
+
+pytestmark = pytest.mark.real_models
+
+
+def test_default_models_record_verification_and_preprocessing(vision_settings):
+    manifest = read_manifest(vision_settings.path("runtime.artifacts_dir"))
+    eff = manifest.models["efficientnet"]
+    assert eff.task == "image-classification"
+    assert len(eff.labels) == 1000
+    assert eff.preprocessing["mode"] == "crop"
+    assert eff.preprocessing["crop"] == 224
+    assert eff.preprocessing["mean"] == [0.5, 0.5, 0.5]
+    assert eff.preprocessing["interpolation"] == "bicubic"
+    v = eff.verification
+    assert v["traced_vs_eager_fp32_max_abs"] <= v["tolerance"]
+    assert v["batch_vs_single_fp32_max_abs"] <= v["tolerance"]
+    assert v["top1_traced_vs_eager"] == 1.0
+    assert {"Egyptian cat", "tabby", "tiger cat"} & set(v["samples"]["cat"])
+    assert v["samples"]["coffee"][0] == "espresso"
+    notes = " ".join(eff.variants["cpu"].notes)
+    assert "channels_last" in notes
+    assert "int8 not applied" in notes
+    assert [o["name"] for o in eff.outputs] == ["logits", "features"]
+    assert "reference" in eff.files
+
+    mtcnn = manifest.models["mtcnn"]
+    assert set(mtcnn.variants["cpu"].files) == {"pnet", "rnet", "onet"}
+    assert mtcnn.verification["exported_vs_eager_max_abs"] <= 1e-4
+    assert mtcnn.verification["sample_astronaut_faces"] == 1
+
+    vad = manifest.models["silero-vad"]
+    assert vad.preprocessing == {"sample_rate": 16000, "window": 512, "mono": True}
+    assert vad.verification["silence_max_prob"] < 0.5
+
+    conse = manifest.models["conse"]
+    assert conse.options["method"] == "conse"
+    assert conse.options["classifier"] == "efficientnet"
+    assert conse.verification["class_names"] == 1000
+    assert conse.verification["dim"] == 384
+
+
+def test_check_command_reproduces_every_reference(vision_settings):
+    from edge_mm.runtime.self_check import run_check
+
+    out = io.StringIO()
+    assert run_check(vision_settings, out=out) == 0, out.getvalue()
+    for name in ("efficientnet", "mtcnn", "silero-vad", "conse"):
+        assert f"{name}: ok" in out.getvalue()
+
+
+def test_tiny_builders_record_their_figures(tiny_vision_config):
+    from edge_mm.config import load_settings
+
+    manifest = read_manifest(load_settings(tiny_vision_config, env={}).path("runtime.artifacts_dir"))
+    vit = manifest.models["tiny-vit"]
+    assert vit.labels == ["cat", "cup", "camera"]
+    assert vit.preprocessing["mode"] == "squash"
+    assert vit.preprocessing["height"] == 32
+    assert vit.verification["traced_vs_eager_fp32_max_abs"] <= 2e-3
+    tv = manifest.models["tiny-tv"]
+    assert tv.preprocessing["crop"] == 56
+    assert tv.preprocessing["kind"] == "torchvision mobilenet_v3_small"
+    assert tv.labels == [f"class_{i}" for i in range(10)]
+    assert tv.outputs[1]["shape"] == ["batch", 1024]  # the input of the last Linear layer
+    clip = manifest.models["tiny-clip"]
+    assert clip.options["method"] == "clip"
+    assert set(clip.variants["cpu"].files) == {"text", "image"}
+    assert clip.verification["text_batch_vs_single_max_abs"] <= 2e-3
+    assert clip.preprocessing["logit_scale"] > 1
+    yolos = manifest.models["tiny-yolos"]
+    assert yolos.labels == ["person", "car"]
+    assert yolos.verification["traced_vs_eager_fp32_max_abs"] <= 2e-3
+
+
+def test_tiny_models_pass_the_check(tiny_vision_config):
+    from edge_mm.config import load_settings
+    from edge_mm.runtime.self_check import run_check
+
+    out = io.StringIO()
+    assert run_check(load_settings(tiny_vision_config, env={}), out=out) == 0, out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "coffee.png"])
+def test_runtime_preprocessing_matches_hf_processors(tiny_vision_config, photos, name):
+    """Pillow/numpy preprocessing at run time vs the HF image processor (slow, PIL path) used at build time."""
+    import transformers
+
+    folder = tiny_vision_config.parent
+    manifest = read_manifest(folder / "artifacts")
+    image = Image.open(photos / name).convert("RGB")
+    for model, ckpt in (("tiny-vit", "vit"), ("tiny-clip", "clip")):
+        pre = {k: v for k, v in manifest.models[model].preprocessing.items() if k not in ("kind", "max_length", "pad_id", "logit_scale")}
+        ours = preprocess_from_dict(pre)([image])
+        processor = transformers.AutoImageProcessor.from_pretrained(folder / ckpt, use_fast=False)
+        ref = processor(images=image, return_tensors="pt")["pixel_values"]
+        assert ours.shape == ref.shape
+        # Same Pillow resize; HF rounds the resized uint8 image the same way: tolerance 1e-4 after normalising.
+        assert float((ours - ref).abs().max()) < 1e-4, model
+
+
+def test_features_are_the_head_input(tiny_vision_config):
+    """LogitsAndPooled returns exactly what the last Linear layer sees."""
+    import torchvision
+
+    from edge_mm.build.image_classifier import LogitsAndPooled
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model("mobilenet_v3_small", weights=None, num_classes=10).eval()
+    x = torch.randn(2, 3, 56, 56)
+    wrapped = LogitsAndPooled(model, hf=False).eval()
+    with torch.inference_mode():
+        logits, features = wrapped(x)
+        assert torch.allclose(logits, model(x))
+        assert torch.allclose(model.classifier[-1].linear(features), logits, atol=1e-6)
+
+
+def test_reference_files_are_json_with_matching_lengths(vision_settings):
+    root = vision_settings.path("runtime.artifacts_dir")
+    for entry in read_manifest(root).models.values():
+        ref = json.loads(entry.files["reference"].resolve(root).read_text())
+        assert len(ref["inputs"]) == len(ref["outputs"]) > 0
+        assert all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in ref["outputs"])

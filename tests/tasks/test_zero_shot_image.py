@@ -1,0 +1,68 @@
+"""Zero-shot image classification: ConSE arithmetic, ConSE on real photos (default models), tiny CLIP."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from edge_mm.errors import Unprocessable
+from edge_mm.tasks import zero_shot_image
+from edge_mm.tasks.fields import Limits
+from tests.vision_fixtures import *  # noqa: F403
+
+LIMITS = Limits(max_text_chars=100, max_items=8)
+
+
+def test_conse_vector_is_the_weighted_mean_of_the_top_classes():
+    table = torch.eye(4)
+    v = zero_shot_image.conse_vector(torch.tensor([0.6, 0.3, 0.1, 0.0]), table, top_t=2)
+    expected = torch.nn.functional.normalize(torch.tensor([2.0, 1.0, 0.0, 0.0]), dim=0)
+    assert torch.allclose(v, expected)
+    assert torch.allclose(zero_shot_image.conse_vector(torch.tensor([0.1, 0.9, 0, 0]), table, 1), table[1])
+
+
+@pytest.mark.parametrize(
+    "payload", [{}, {"labels": []}, {"labels": ["a", "a"]}, {"labels": ["a"], "hypothesis_template": "x"}, {"labels": ["a"], "top_t": 0}]
+)
+def test_parse_rejects(payload):
+    with pytest.raises(Unprocessable):
+        zero_shot_image.parse(payload, LIMITS, {})
+
+
+LABELS = ["a cat", "a car", "a cup of coffee"]
+
+
+@pytest.mark.real_models
+@pytest.mark.parametrize(("photo", "expected"), [("chelsea.png", "a cat"), ("coffee.png", "a cup of coffee")])
+def test_conse_on_real_photos(vision_client, photos, photo, expected):
+    data = {"image": (io.BytesIO((photos / photo).read_bytes()), photo), "labels": '["a cat", "a car", "a cup of coffee"]'}
+    r = vision_client.post("/v1/zero-shot-image-classification", data=data, content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["method"] == "conse"
+    assert body["model"] == "conse"
+    ranked = body["results"][0]
+    assert ranked[0]["label"] == expected
+    assert abs(sum(x["score"] for x in ranked) - 1) < 1e-4
+
+
+def test_clip_ranks_with_both_towers(tiny_vision_client, tiny_vision_registry):
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(buf, format="PNG")
+    r = tiny_vision_client.post(
+        "/v1/zero-shot-image-classification",
+        data={"image": (io.BytesIO(buf.getvalue()), "x.png"), "labels": '["the man", "a guitar"]'},
+        content_type="multipart/form-data",
+    )
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["method"] == "clip"
+    assert {x["label"] for x in body["results"][0]} == {"the man", "a guitar"}
+    clip = tiny_vision_registry[1].models["tiny-clip"].runner
+    img = clip.embed_images([Image.open(io.BytesIO(buf.getvalue())).convert("RGB")])[0]
+    text = clip.embed_texts(["a photo of the man.", "a photo of a guitar."])
+    sims = {x["label"]: x["similarity"] for x in body["results"][0]}
+    assert sims["the man"] == pytest.approx(float(text[0] @ img), abs=1e-5)
