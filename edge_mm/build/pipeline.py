@@ -22,7 +22,7 @@ from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 
-BUILDER_VERSION = 2  # bump when build code changes what it writes
+BUILDER_VERSION = 3  # bump when build code changes what it writes
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 
 
