@@ -264,6 +264,11 @@ def _has_transformers() -> bool:
     return importlib.util.find_spec("transformers") is not None
 
 
+def _env_name(python: str) -> str:
+    """A name for the interpreter's environment (.venv-cpu -> venv-cpu): one PyInstaller work folder each."""
+    return Path(python).absolute().parent.parent.name.lstrip(".") or "python"
+
+
 def package(
     settings: Settings,
     *,
@@ -297,7 +302,7 @@ def package(
     spec_args = ["--config", str(config)] + (["--onefile"] if onefile else []) + ([] if excludes else ["--no-excludes"])
     cmd = [
         python, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
-        "--distpath", str(dist), "--workpath", str(work / ("onefile" if onefile else "onedir")),
+        "--distpath", str(dist), "--workpath", str(work / f"{'onefile' if onefile else 'onedir'}-{_env_name(python)}"),
         str(SPEC), "--", *spec_args,
     ]  # fmt: skip
     print("edge-mm package: " + " ".join(cmd), flush=True)
