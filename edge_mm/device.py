@@ -45,14 +45,15 @@ def resolve(requested: str, cuda_available: bool, variants: set[str]) -> DeviceC
 def cpu_threads(cores: int, intra: int, concurrent: int) -> tuple[int, int]:
     """(intra-op threads, concurrent inferences) with intra x concurrent <= cores.
 
-    0 means derive: measured on 2 cores (bench/threads_sweep.py), one inference at a time
-    with all cores beats two single-threaded ones for MiniLM; larger machines run
-    several inferences of up to 4 threads each.
+    0 means derive. Measured on 2 cores (bench/results/threads_sweep.md, MiniLM int8 with
+    micro-batching): 2 inferences x 1 thread served 313 req/s at 8 clients against 224 for
+    1 x 2 threads, with a tighter p99; small int8 GEMMs barely use a second thread. So
+    derive up to 4 concurrent inferences and give each the cores that are left.
     """
     cores = max(1, cores)
     if intra <= 0 and concurrent <= 0:
-        intra = min(cores, 4)
-        concurrent = max(1, cores // intra)
+        concurrent = min(cores, 4)
+        intra = max(1, cores // concurrent)
     elif intra <= 0:
         intra = max(1, cores // concurrent)
     elif concurrent <= 0:
