@@ -67,7 +67,11 @@ def _onnx_model() -> Path:
     fp32, int8 = ONNX_DIR / "minilm.onnx", ONNX_DIR / "minilm-int8.onnx"
     if not int8.exists():
         subprocess.run([sys.executable, "-m", "bench.peers.export_onnx", str(fp32)], cwd=ROOT, check=True)
-        subprocess.run([str(ROOT / ".venv-onnx/bin/python"), "bench/peers/quantize_onnx.py", str(fp32), str(int8)], cwd=ROOT, check=True)
+        subprocess.run(
+            [str(ROOT / ".venv-onnx/bin/python"), "bench/peers/quantize_onnx.py", str(fp32), str(int8)],
+            cwd=ROOT,
+            check=True,
+        )
     return int8
 
 
@@ -76,7 +80,10 @@ def peers(config: Path) -> dict[str, Peer]:
     return {
         "edge-mm": Peer("edge-mm", lambda port: edge_mm_argv(config), _edge_env),
         "edge-mm-exe": Peer(
-            "edge-mm executable", lambda port: [str(exe), "--log-level", "WARNING", "serve"], _edge_env, extra={"needs": exe}
+            "edge-mm executable",
+            lambda port: [str(exe), "--log-level", "WARNING", "serve"],
+            _edge_env,
+            extra={"needs": exe},
         ),
         "tutorial": Peer(
             "flask tutorial (eager fp32)",
@@ -85,8 +92,19 @@ def peers(config: Path) -> dict[str, Peer]:
         "infinity": Peer(
             "infinity-emb (torch, cpu)",
             lambda port: [
-                str(ROOT / ".venv-infinity/bin/infinity_emb"), "v2", "--model-id", str(MINILM), "--engine", "torch",
-                "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--no-bettertransformer",
+                str(ROOT / ".venv-infinity/bin/infinity_emb"),
+                "v2",
+                "--model-id",
+                str(MINILM),
+                "--engine",
+                "torch",
+                "--device",
+                "cpu",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-bettertransformer",
             ],
             lambda port: {"INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"},
             ready="/health",
@@ -97,8 +115,14 @@ def peers(config: Path) -> dict[str, Peer]:
         "onnx-int8": Peer(
             "onnx runtime int8 (thin flask)",
             lambda port: [
-                str(ROOT / ".venv-onnx/bin/python"), "bench/peers/onnx_server.py", "--model", str(_onnx_model()),
-                "--tokenizer", str(MINILM / "tokenizer.json"), "--port", str(port),
+                str(ROOT / ".venv-onnx/bin/python"),
+                "bench/peers/onnx_server.py",
+                "--model",
+                str(_onnx_model()),
+                "--tokenizer",
+                str(MINILM / "tokenizer.json"),
+                "--port",
+                str(port),
             ],
             extra={"needs": ROOT / ".venv-onnx/bin/python"},
         ),

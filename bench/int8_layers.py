@@ -45,13 +45,20 @@ def main() -> int:
     example = (b8.input_ids, b8.attention_mask)
     variants = {"fp32": artifact_backend.trace_and_freeze(model, example)}
     variants["int8 (all layers)"] = artifact_backend.trace_and_freeze(quantize_linear_layers(model)[0], example)
-    variants[f"guard ({len(kept)} kept fp32)"] = artifact_backend.trace_and_freeze(quantize_linear_layers(model, kept)[0], example)
+    variants[f"guard ({len(kept)} kept fp32)"] = artifact_backend.trace_and_freeze(
+        quantize_linear_layers(model, kept)[0], example
+    )
     for layer in kept:
         rest = [k for k in kept if k != layer]
-        variants[f"guard, {layer} int8"] = artifact_backend.trace_and_freeze(quantize_linear_layers(model, rest)[0], example)
+        variants[f"guard, {layer} int8"] = artifact_backend.trace_and_freeze(
+            quantize_linear_layers(model, rest)[0], example
+        )
     with torch.inference_mode():
         ref = variants["fp32"](fid.input_ids, fid.attention_mask)
-        cos = {k: torch.nn.functional.cosine_similarity(ref, v(fid.input_ids, fid.attention_mask)) for k, v in variants.items()}
+        cos = {
+            k: torch.nn.functional.cosine_similarity(ref, v(fid.input_ids, fid.attention_mask))
+            for k, v in variants.items()
+        }
         times: dict[str, dict[str, list[float]]] = {k: {"b1": [], "b8": []} for k in variants}
         for r in range(a.rounds):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))

@@ -35,14 +35,10 @@ def frame(name: str) -> np.ndarray:
     """A scikit-image photo as a (480, 640, 3) uint8 RGB frame."""
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "scikit-image is not installed: its wheel carries the test photos"
-        )
+        raise SystemExit("scikit-image is not installed: its wheel carries the test photos")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
     with Image.open(path) as image:
-        return np.asarray(
-            image.convert("RGB").resize((640, 480), Image.Resampling.BILINEAR)
-        )
+        return np.asarray(image.convert("RGB").resize((640, 480), Image.Resampling.BILINEAR))
 
 
 def build_variants() -> dict[str, Nets]:
@@ -68,9 +64,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    warnings.filterwarnings(
-        "ignore", category=FutureWarning
-    )  # torch.jit deprecation notices
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation notices
     torch.set_num_threads(args.threads)
 
     frames = {
@@ -78,9 +72,7 @@ def main() -> None:
         "coffee (no face)": frame("coffee.png"),
     }
     variants = build_variants()
-    times: dict[tuple[str, str], list[float]] = {
-        (f, v): [] for f in frames for v in variants
-    }
+    times: dict[tuple[str, str], list[float]] = {(f, v): [] for f in frames for v in variants}
     found: dict[tuple[str, str], int] = {}
     for i in range(args.warmup + args.repeats):
         for fname, image in frames.items():
@@ -98,13 +90,8 @@ def main() -> None:
     )
     print(f"{'frame':<20} {'variant':<22} {'median':>8} {'p90':>8} {'faces':>6}")
     for (fname, vname), samples in times.items():
-        p90 = (
-            statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
-        )
-        print(
-            f"{fname:<20} {vname:<22} {statistics.median(samples):8.1f} {p90:8.1f} "
-            f"{found[fname, vname]:>6}"
-        )
+        p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
+        print(f"{fname:<20} {vname:<22} {statistics.median(samples):8.1f} {p90:8.1f} {found[fname, vname]:>6}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def server(argv: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/health/ready", timeout: float = 300):
+def server(
+    argv: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/health/ready",
+    timeout: float = 300,
+):
     """Start ``argv``; yield (base URL, pid) once ``ready_path`` answers 200."""
     log = open(ROOT / "bench" / "results" / f"server-{port}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)

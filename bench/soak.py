@@ -32,9 +32,13 @@ def _jpeg() -> bytes:
 def _multipart(field: str, data: bytes, filename: str, ctype: str) -> tuple[bytes, str]:
     boundary = "soakboundary7d3"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-        f"Content-Type: {ctype}\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -44,7 +48,13 @@ def request_mix(routes: set[str]) -> list[tuple[str, str, bytes, str, bool]]:
     mix = []
     if "embeddings" in routes:
         mix += [
-            ("embed", "/v1/embeddings", json.dumps({"inputs": ["a short sentence", "another one here"]}).encode(), j, True),
+            (
+                "embed",
+                "/v1/embeddings",
+                json.dumps({"inputs": ["a short sentence", "another one here"]}).encode(),
+                j,
+                True,
+            ),
             ("embed-bad-json", "/v1/embeddings", b"{oops", j, False),
             ("embed-empty", "/v1/embeddings", json.dumps({"inputs": ""}).encode(), j, False),
             ("embed-too-many", "/v1/embeddings", json.dumps({"inputs": ["x"] * 1000}).encode(), j, False),
@@ -131,9 +141,15 @@ def main() -> int:
         print(f"  {name:24s} {status}: {n}")
     print(f"RSS after warm-up {rss0:.0f} MB, at the end {rss1:.0f} MB, growth {rss1 - rss0:+.0f} MB")
     print(f"failures: {len(failures)}" + ("" if not failures else "\n  " + "\n  ".join(failures[:20])))
-    summary = {"requests": total, "seconds": round(elapsed), "concurrency": a.concurrency, "rss_start_mb": round(rss0),
-               "rss_end_mb": round(rss1), "failures": len(failures),
-               "counts": {f"{k[0]} {k[1]}": v for k, v in sorted(counts.items())}}
+    summary = {
+        "requests": total,
+        "seconds": round(elapsed),
+        "concurrency": a.concurrency,
+        "rss_start_mb": round(rss0),
+        "rss_end_mb": round(rss1),
+        "failures": len(failures),
+        "counts": {f"{k[0]} {k[1]}": v for k, v in sorted(counts.items())},
+    }
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(summary, indent=2))
     return 1 if failures else 0
 

@@ -24,12 +24,14 @@ def create_app(weights: str, channels_last: bool = False) -> Flask:
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
     labels = load_imagenet_labels()
-    preprocess = transforms.Compose([
-        transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(224),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
-    ])
+    preprocess = transforms.Compose(
+        [
+            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+        ]
+    )
     app = Flask(__name__)
 
     @app.post("/v1/image-classification")
@@ -38,7 +40,13 @@ def create_app(weights: str, channels_last: bool = False) -> Flask:
         with torch.no_grad():
             probs = model(preprocess(image).unsqueeze(0).contiguous(memory_format=layout)).softmax(-1)[0]
         scores, idx = probs.topk(5)
-        return jsonify({"results": [[{"label": labels[i], "score": s} for s, i in zip(scores.tolist(), idx.tolist(), strict=True)]]})
+        return jsonify(
+            {
+                "results": [
+                    [{"label": labels[i], "score": s} for s, i in zip(scores.tolist(), idx.tolist(), strict=True)]
+                ]
+            }
+        )
 
     @app.get("/health/ready")
     def ready():  # type: ignore[no-untyped-def]

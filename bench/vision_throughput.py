@@ -41,7 +41,9 @@ def jpegs_224() -> list[bytes]:
     out = []
     for name in PHOTOS:
         buf = io.BytesIO()
-        Image.open(photo_dir() / name).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
+        Image.open(photo_dir() / name).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC).save(
+            buf, "JPEG", quality=90
+        )
         out.append(buf.getvalue())
     return out
 
@@ -49,9 +51,13 @@ def jpegs_224() -> list[bytes]:
 def multipart(field: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"x.jpg\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="x.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -68,7 +74,9 @@ def post_upload(base: str, path: str, data: bytes, timeout: float = 60) -> int:
         conn.close()
 
 
-def run_upload_load(base: str, path: str, images: list[bytes], concurrency: int, seconds: float, warmup_s: float = 2.0) -> LoadResult:
+def run_upload_load(
+    base: str, path: str, images: list[bytes], concurrency: int, seconds: float, warmup_s: float = 2.0
+) -> LoadResult:
     """Closed loop like bench.load.run_load, with multipart uploads."""
     result = LoadResult(concurrency, seconds)
     lock = threading.Lock()
@@ -120,8 +128,13 @@ def measure(
                     m.statuses[status] = m.statuses.get(status, 0) + n
         for name, m in merged.items():
             pid = servers[name][1]
-            row = {"server": name, "route": path, **m.summary(), "rss_mb": round(rss_mb(pid)),
-                   "cpu_pct": round(100 * cpu[name] / (m.seconds + rounds))}
+            row = {
+                "server": name,
+                "route": path,
+                **m.summary(),
+                "rss_mb": round(rss_mb(pid)),
+                "cpu_pct": round(100 * cpu[name] / (m.seconds + rounds)),
+            }
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -169,19 +182,27 @@ def main() -> int:
     env = {"EDGE_MM_SERVER_PORT": str(port), "EDGE_MM_SERVER_HOST": "127.0.0.1"}
     tutorial = [sys.executable, "-m", "bench.tutorial_vision_server", "--weights", str(WEIGHTS), "--port", str(tport)]
     tutorial_cl = [*tutorial[:-1], str(cport), "--channels-last"]
-    with server(edge_mm_argv(a.config), port, env=env) as ours, server(tutorial, tport) as ref, server(tutorial_cl, cport) as ref_cl:
+    with (
+        server(edge_mm_argv(a.config), port, env=env) as ours,
+        server(tutorial, tport) as ref,
+        server(tutorial_cl, cport) as ref_cl,
+    ):
         servers = {
             "edge-mm (fp32 traced+frozen, channels-last)": ours,
             "flask tutorial (eager fp32)": ref,
             "flask tutorial (eager fp32, channels-last)": ref_cl,
         }
         rows += measure(servers, "/v1/image-classification", images, a.concurrency, a.seconds, a.rounds)
-        rows += measure({"edge-mm MTCNN 640x480 JPEG": ours}, "/v1/face-detection", [_frame_jpeg()], [1], a.seconds / 2, 1)
+        rows += measure(
+            {"edge-mm MTCNN 640x480 JPEG": ours}, "/v1/face-detection", [_frame_jpeg()], [1], a.seconds / 2, 1
+        )
     mtcnn = mtcnn_frame_ms(a.config, a.repeats)
     table = render(rows, a.concurrency, mtcnn)
     print(table)
     out = ROOT / "bench" / "results"
-    (out / f"{a.out}.json").write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "mtcnn_ms_per_frame": mtcnn}, indent=2))
+    (out / f"{a.out}.json").write_text(
+        json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "mtcnn_ms_per_frame": mtcnn}, indent=2)
+    )
     (out / f"{a.out}.md").write_text(table)
     return 0
 

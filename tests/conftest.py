@@ -21,8 +21,9 @@ needs_minilm = pytest.mark.skipif(not MINILM.is_dir(), reason="MiniLM package no
 
 
 def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
-    return textwrap.dedent(
-        f"""
+    return (
+        textwrap.dedent(
+            f"""
         [server]
         max_text_chars = 2000
         max_items = 8
@@ -32,31 +33,60 @@ def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
         [[models]]
         name = "tiny-embed"
         task = "embeddings"
-        source = "{ckpts / 'bert-embeddings'}"
+        source = "{ckpts / "bert-embeddings"}"
         max_length = 32
         [[models]]
         name = "tiny-sentiment"
         task = "text-classification"
-        source = "{ckpts / 'bert-seq'}"
+        source = "{ckpts / "bert-seq"}"
         max_length = 32
         [[models]]
         name = "tiny-ner"
         task = "token-classification"
-        source = "{ckpts / 'distilbert-token'}"
+        source = "{ckpts / "distilbert-token"}"
         max_length = 16
         options = {{ stride = 4 }}
         [[models]]
         name = "tiny-sentiment-distil"
         task = "text-classification"
-        source = "{ckpts / 'distilbert-seq'}"
+        source = "{ckpts / "distilbert-seq"}"
         max_length = 32
         [[models]]
         name = "tiny-ner-bert"
         task = "token-classification"
-        source = "{ckpts / 'bert-token'}"
+        source = "{ckpts / "bert-token"}"
         max_length = 16
         """
-    ) + extra
+        )
+        + extra
+    )
+
+
+def repo_settings_text(extra: str = "") -> str:
+    """The repo's settings.toml with artifacts in build/work/test-artifacts and absolute paths."""
+    text = (ROOT / "settings.toml").read_text()
+    text = text.replace('artifacts_dir = "build/artifacts"', f'artifacts_dir = "{TEST_ARTIFACTS}"')
+    return text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"') + extra
+
+
+def warm_registry(settings):  # type: ignore[no-untyped-def]
+    from edge_mm.runtime.registry import load_registry
+
+    registry = load_registry(settings)
+    registry.warm_all()
+    assert registry.ready
+    return registry
+
+
+def test_client(settings, registry):  # type: ignore[no-untyped-def]
+    from edge_mm.api import create_app
+
+    app = create_app(settings, registry)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+test_client.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +119,7 @@ def tiny_settings(tiny_config: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def tiny_registry(tiny_settings):  # type: ignore[no-untyped-def]
-    from edge_mm.runtime.registry import load_registry
-
-    registry = load_registry(tiny_settings)
-    registry.warm_all()
-    assert registry.ready
-    return registry
+    return warm_registry(tiny_settings)
 
 
 @pytest.fixture
@@ -119,9 +144,7 @@ def minilm_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edge_mm.build.pipeline import build_all
     from edge_mm.config import load_settings
 
-    text = (ROOT / "settings.toml").read_text()
-    text = text.replace('artifacts_dir = "build/artifacts"', f'artifacts_dir = "{TEST_ARTIFACTS}"')
-    text = text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"')
+    text = repo_settings_text()
     path = tmp_path_factory.mktemp("minilm") / "settings.toml"
     path.write_text(text)
     settings = load_settings(path, env={})

@@ -34,8 +34,12 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
     env.update(dict(extra_env))
     argv = cmd or [sys.executable, "-m", "edge_mm"]
     proc = subprocess.Popen(
-        [*argv, "--config", str(config), "serve"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [*argv, "--config", str(config), "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base = None

@@ -47,7 +47,11 @@ def test_env_overrides_file(tmp_path):
         ("[[models]]\nname='a'\ntask='ocr'\nsource='x'\n", {}, "models[0].task: 'ocr' is not allowed"),
         ("[[models]]\nname='a b'\ntask='embeddings'\nsource='x'\n", {}, "models[0].name: 'a b' is not allowed"),
         ("[[models]]\nname='a'\ntask='embeddings'\nsource='x'\nmax_length='9'\n", {}, "max_length: '9' is not a int"),
-        ("[[models]]\nname='a'\ntask='embeddings'\nsource='x'\n[[models]]\nname='a'\ntask='embeddings'\nsource='y'\n", {}, "duplicate name(s) ['a']"),
+        (
+            "[[models]]\nname='a'\ntask='embeddings'\nsource='x'\n[[models]]\nname='a'\ntask='embeddings'\nsource='y'\n",
+            {},
+            "duplicate name(s) ['a']",
+        ),
         ("[server\n", {}, "is not valid TOML"),
     ],
 )
@@ -61,4 +65,5 @@ def test_every_setting_is_documented():
     doc = (ROOT / "docs" / "settings.md").read_text()
     assert doc == settings_markdown(), "docs/settings.md is stale: run `edge-mm settings-doc > docs/settings.md`"
     for s in SETTINGS:
-        assert s.help and s.env in doc
+        assert s.help
+        assert s.env in doc

@@ -33,7 +33,15 @@ def test_cuda_without_cuda_variant_refuses():
 
 @pytest.mark.parametrize(
     ("cores", "intra", "conc", "want"),
-    [(2, 0, 0, (1, 2)), (4, 0, 0, (1, 4)), (16, 0, 0, (4, 4)), (1, 0, 0, (1, 1)), (8, 2, 0, (2, 4)), (8, 0, 2, (4, 2)), (8, 3, 3, (3, 3))],
+    [
+        (2, 0, 0, (1, 2)),
+        (4, 0, 0, (1, 4)),
+        (16, 0, 0, (4, 4)),
+        (1, 0, 0, (1, 1)),
+        (8, 2, 0, (2, 4)),
+        (8, 0, 2, (4, 2)),
+        (8, 3, 3, (3, 3)),
+    ],
 )
 def test_cpu_threads(cores, intra, conc, want):
     assert cpu_threads(cores, intra, conc) == want

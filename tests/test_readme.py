@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import MINILM, PACKAGES, ROOT, TEST_ARTIFACTS
+from tests.conftest import MINILM, ROOT, repo_settings_text
 from tests.serving import running_server
 
 pytestmark = [pytest.mark.real_models, pytest.mark.skipif(not MINILM.is_dir(), reason="model packages not installed")]
@@ -51,22 +51,19 @@ def readme_config(tiny_checkpoints, tmp_path_factory):
     from edge_mm.build.pipeline import build_all
     from edge_mm.config import load_settings
 
-    text = (ROOT / "settings.toml").read_text()
-    text = text.replace('artifacts_dir = "build/artifacts"', f'artifacts_dir = "{TEST_ARTIFACTS}"')
-    text = text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"')
-    text += f"""
+    text = repo_settings_text(f"""
 [[models]]
 name = "sentiment"
 task = "text-classification"
-source = "{tiny_checkpoints / 'distilbert-seq'}"
+source = "{tiny_checkpoints / "distilbert-seq"}"
 max_length = 64
 
 [[models]]
 name = "ner"
 task = "token-classification"
-source = "{tiny_checkpoints / 'bert-token'}"
+source = "{tiny_checkpoints / "bert-token"}"
 max_length = 64
-"""
+""")
     path = tmp_path_factory.mktemp("readme") / "settings.toml"
     path.write_text(text)
     build_all(load_settings(path, env={}), out=io.StringIO())

@@ -20,11 +20,13 @@ def test_serves_over_http(tiny_config):
         assert float(headers["X-Inference-Time-Ms"]) > 0
         assert len(body["data"]) == 2
         status, _, body = request(base + "/v1/embeddings", {"inputs": ""})
-        assert status == 422 and body["error"]["code"] == "unprocessable"
+        assert status == 422
+        assert body["error"]["code"] == "unprocessable"
         status, _, body = request(base + "/v1/token-classification", {"inputs": "john smith works at acme"})
         assert status == 200
         status, _, info = request(base + "/info")
-        assert info["ready"] is True and info["device"] == "cpu"
+        assert info["ready"] is True
+        assert info["device"] == "cpu"
 
 
 def test_refuses_to_start_on_tampered_artifact(tiny_config, tmp_path):
@@ -36,7 +38,10 @@ def test_refuses_to_start_on_tampered_artifact(tiny_config, tmp_path):
     f.write_text(f.read_text() + " ")  # still valid JSON, different bytes
     out = subprocess.run(
         [sys.executable, "-m", "edge_mm", "--config", str(tmp_path / "settings.toml"), "serve", "--port", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "tokenizer.json has sha256" in out.stderr
@@ -45,7 +50,10 @@ def test_refuses_to_start_on_tampered_artifact(tiny_config, tmp_path):
 def test_cuda_setting_without_cuda_refuses_to_start(tiny_config):
     out = subprocess.run(
         [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "serve", "--port", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"EDGE_MM_RUNTIME_DEVICE": "cuda", "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""},
     )
     assert out.returncode == 2
@@ -54,11 +62,21 @@ def test_cuda_setting_without_cuda_refuses_to_start(tiny_config):
 
 def test_info_command_prints_manifest(tiny_config):
     out = subprocess.run(
-        [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "info"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "info"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     manifest = json.loads(out.stdout)
-    assert set(manifest["models"]) == {"tiny-embed", "tiny-sentiment", "tiny-ner", "tiny-sentiment-distil", "tiny-ner-bert"}
+    assert set(manifest["models"]) == {
+        "tiny-embed",
+        "tiny-sentiment",
+        "tiny-ner",
+        "tiny-sentiment-distil",
+        "tiny-ner-bert",
+    }
 
 
 def test_open_bind_without_keys_warns(caplog):
@@ -72,7 +90,11 @@ def test_open_bind_without_keys_warns(caplog):
 
 def test_check_command_passes(tiny_config, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "check"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "edge_mm", "--config", str(tiny_config), "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count(": ok on cpu") == 5

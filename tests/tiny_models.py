@@ -5,7 +5,24 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-WORDS = ["the", "a", "man", "guitar", "plays", "is", "in", "paris", "berlin", "john", "smith", "works", "at", "acme", "café", "東京"]
+WORDS = [
+    "the",
+    "a",
+    "man",
+    "guitar",
+    "plays",
+    "is",
+    "in",
+    "paris",
+    "berlin",
+    "john",
+    "smith",
+    "works",
+    "at",
+    "acme",
+    "café",
+    "東京",
+]
 
 
 def write_vocab(path: Path) -> Path:
@@ -41,13 +58,23 @@ def make_checkpoint(folder: Path, kind: str, seed: int = 0) -> Path:
     extra = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}} if names else {}
     if family == "bert":
         config = tf.BertConfig(
-            vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=128, **extra,
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **extra,
         )
     else:
         config = tf.DistilBertConfig(
-            vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-            max_position_embeddings=128, **extra,
+            vocab_size=tok.vocab_size,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+            **extra,
         )
     cls = {
         "embeddings": tf.AutoModel,

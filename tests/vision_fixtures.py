@@ -94,21 +94,16 @@ def vision_settings(vision_config: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def vision_registry(vision_settings):  # type: ignore[no-untyped-def]
-    from edge_mm.runtime.registry import load_registry
+    from tests.conftest import warm_registry
 
-    registry = load_registry(vision_settings)
-    registry.warm_all()
-    assert registry.ready
-    return registry
+    return warm_registry(vision_settings)
 
 
 @pytest.fixture
 def vision_client(vision_settings, vision_registry):  # type: ignore[no-untyped-def]
-    from edge_mm.api import create_app
+    from tests.conftest import test_client
 
-    app = create_app(vision_settings, vision_registry)
-    app.config["TESTING"] = True
-    return app.test_client()
+    return test_client(vision_settings, vision_registry)
 
 
 # Small limits so the bad-media battery needs no large payloads.
@@ -141,8 +136,15 @@ def make_vit_classifier(folder: Path) -> Path:
     torch.manual_seed(0)
     labels = ["cat", "cup", "camera"]
     config = tf.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-        num_labels=3, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_labels=3,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
     )
     tf.ViTForImageClassification(config).eval().save_pretrained(folder)
     tf.ViTImageProcessor(size={"height": 32, "width": 32}, resample=2).save_pretrained(folder)
@@ -168,10 +170,22 @@ def make_clip(folder: Path) -> Path:
     torch.manual_seed(0)
     tok = make_tokenizer(folder)
     config = tf.CLIPConfig(
-        text_config={"vocab_size": tok.vocab_size, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 40},
-        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 48,
-                       "num_hidden_layers": 2, "num_attention_heads": 2},
+        text_config={
+            "vocab_size": tok.vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 40,
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+        },
         projection_dim=16,
     )
     tf.CLIPModel(config).eval().save_pretrained(folder)
@@ -186,8 +200,15 @@ def make_yolos(folder: Path) -> Path:
     torch.manual_seed(0)
     labels = ["person", "car"]
     config = tf.YolosConfig(
-        image_size=[64, 64], patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=48, num_detection_tokens=5, num_labels=2, id2label=dict(enumerate(labels)),
+        image_size=[64, 64],
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_detection_tokens=5,
+        num_labels=2,
+        id2label=dict(enumerate(labels)),
         label2id={n: i for i, n in enumerate(labels)},
     )
     tf.YolosForObjectDetection(config).eval().save_pretrained(folder)
@@ -205,9 +226,10 @@ def tiny_vision_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vit, clip, yolos = make_vit_classifier(root / "vit"), make_clip(root / "clip"), make_yolos(root / "yolos")
     weights = make_torchvision_weights(root / "mobilenet.pth")
     path = root / "settings.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [runtime]
-        artifacts_dir = "{root / 'artifacts'}"
+        artifacts_dir = "{root / "artifacts"}"
         [[models]]
         name = "tiny-vit"
         task = "image-classification"
@@ -228,7 +250,8 @@ def tiny_vision_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         task = "object-detection"
         source = "{yolos}"
         options = {{ image_size = 64 }}
-        """))
+        """)
+    )
     build_all(load_settings(path, env={}), out=io.StringIO())
     return path
 

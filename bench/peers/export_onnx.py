@@ -21,9 +21,14 @@ def main(out: str) -> None:
     mask = torch.ones(2, 16, dtype=torch.int64)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
-        model, (ids, mask), out, input_names=["input_ids", "attention_mask"], output_names=["embeddings"],
+        model,
+        (ids, mask),
+        out,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["embeddings"],
         dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
-        opset_version=17, dynamo=False,
+        opset_version=17,
+        dynamo=False,
     )
     print(out)
 

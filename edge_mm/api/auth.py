@@ -15,7 +15,9 @@ def _presented() -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.headers.get("X-API-Key") or (request.form.get("api_key") if request.mimetype == "multipart/form-data" else None)
+    return request.headers.get("X-API-Key") or (
+        request.form.get("api_key") if request.mimetype == "multipart/form-data" else None
+    )
 
 
 def key_matches(presented: str | None, keys: tuple[str, ...]) -> bool:

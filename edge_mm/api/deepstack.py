@@ -60,7 +60,7 @@ def scene():  # type: ignore[no-untyped-def]
     payload, uploads = media_request()
     served = registry().get(None, "vision/scene")
     image = _one_image(payload, uploads)
-    (logits, _), = run(served, lambda: served.runner.classify([image]))
+    ((logits, _),) = run(served, lambda: served.runner.classify([image]))
     top = image_classification.top_labels(logits, served.runner.labels, 1)[0]
     return jsonify({"success": True, "label": top["label"], "confidence": top["score"]})
 

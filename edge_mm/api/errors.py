@@ -11,7 +11,13 @@ from edge_mm.errors import EdgeError, error_body
 
 log = logging.getLogger("edge_mm.api")
 
-_HTTP_CODES = {400: "bad_input", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {
+    400: "bad_input",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _json(status: int, code: str, message: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

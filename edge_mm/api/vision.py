@@ -27,9 +27,12 @@ RAW_TYPES = ("image/", "audio/", "video/", "application/octet-stream")
 def media_limits() -> MediaLimits:
     s = current_app.extensions["edge_mm"]["settings"]
     return MediaLimits(
-        max_upload_bytes=s["server.max_upload_bytes"], max_image_pixels=s["server.max_image_pixels"],
-        max_items=s["server.max_items"], max_audio_seconds=s["server.max_audio_seconds"],
-        max_video_seconds=s["server.max_video_seconds"], max_video_frames=s["server.max_video_frames"],
+        max_upload_bytes=s["server.max_upload_bytes"],
+        max_image_pixels=s["server.max_image_pixels"],
+        max_items=s["server.max_items"],
+        max_audio_seconds=s["server.max_audio_seconds"],
+        max_video_seconds=s["server.max_video_seconds"],
+        max_video_frames=s["server.max_video_frames"],
     )
 
 
@@ -100,7 +103,9 @@ def voice():  # type: ignore[no-untyped-def]
     served = registry().get(model_name(payload), "voice-activity")
     req = voice_activity.parse(payload, _options(served))
     ml = media_limits()
-    samples, rate = decode_wav(bytes_from(payload, uploads, ml, "audio"), max_bytes=ml.max_upload_bytes, max_seconds=ml.max_audio_seconds)
+    samples, rate = decode_wav(
+        bytes_from(payload, uploads, ml, "audio"), max_bytes=ml.max_upload_bytes, max_seconds=ml.max_audio_seconds
+    )
     samples_16k = resample(samples, rate, SAMPLE_RATE)
     result = run(served, lambda: voice_activity.detect(served.runner, samples_16k, req))
     return jsonify({"model": served.name, "sample_rate": rate, **result})
@@ -127,8 +132,12 @@ def video_route():  # type: ignore[no-untyped-def]
     req = video.parse(payload, ml.max_video_frames, available)
     data = bytes_from(payload, uploads, ml, "video")
     clip = decode_video(
-        data, sampling=req.sampling, max_bytes=ml.max_upload_bytes, max_seconds=ml.max_video_seconds,
-        max_pixels=ml.max_image_pixels, audio="voice" in req.tasks,
+        data,
+        sampling=req.sampling,
+        max_bytes=ml.max_upload_bytes,
+        max_seconds=ml.max_video_seconds,
+        max_pixels=ml.max_image_pixels,
+        audio="voice" in req.tasks,
     )
     images = [f.image for f in clip.frames]
     frames: list[dict[str, Any]] = [{"index": f.index, "time_s": f.time_s} for f in clip.frames]

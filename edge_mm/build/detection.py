@@ -50,7 +50,9 @@ def build_object_detector(spec: ModelSpec, source: Path, out: Path, progress: Pr
     cfg_path = source / "preprocessor_config.json"
     cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
     size = int(spec.options.get("image_size", 512))
-    pre = SquashPreprocess(size, size, tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD)))
+    pre = SquashPreprocess(
+        size, size, tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD))
+    )
     wrapped = LogitsAndBoxes(model).eval()
     x = pre(sample_images()[:2]).contiguous()
     traced = artifact_backend.trace_and_freeze(wrapped, (x,))
@@ -70,7 +72,9 @@ def build_object_detector(spec: ModelSpec, source: Path, out: Path, progress: Pr
     inputs = [png_base64(probe_pixels(80, 110, 4))]
     with torch.inference_mode():
         logits, boxes = traced(pre([image_from_base64(inputs[0])]).contiguous())
-    reference = write_reference(out / "reference.json", inputs, [torch.cat([logits[0].flatten(), boxes[0].flatten()]).tolist()])
+    reference = write_reference(
+        out / "reference.json", inputs, [torch.cat([logits[0].flatten(), boxes[0].flatten()]).tolist()]
+    )
     figures["build_seconds"] = round(time.perf_counter() - t0, 1)
     return ModelEntry(
         task=spec.task,
@@ -78,7 +82,10 @@ def build_object_detector(spec: ModelSpec, source: Path, out: Path, progress: Pr
         content_hash="",
         variants={"cpu": variant},
         inputs=[{"name": "pixel_values", "dtype": "float32", "shape": ["batch", 3, size, size]}],
-        outputs=[{"name": "logits", "shape": ["batch", "queries", len(labels) + 1]}, {"name": "pred_boxes", "shape": ["batch", "queries", 4]}],
+        outputs=[
+            {"name": "logits", "shape": ["batch", "queries", len(labels) + 1]},
+            {"name": "pred_boxes", "shape": ["batch", "queries", 4]},
+        ],
         labels=labels,
         preprocessing={**preprocess_to_dict(pre), "box_format": "cxcywh normalised", "no_object_class": "last"},
         files={"reference": reference},

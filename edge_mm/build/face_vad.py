@@ -24,7 +24,11 @@ from edge_mm.tasks.vad_pipeline import speech_probabilities
 
 MTCNN_TOLERANCE = 1e-4
 # Shapes of the probe tensors run through each net for `edge-mm check`.
-MTCNN_PROBES = [{"net": "pnet", "shape": [1, 3, 61, 77]}, {"net": "rnet", "shape": [5, 3, 24, 24]}, {"net": "onet", "shape": [5, 3, 48, 48]}]
+MTCNN_PROBES = [
+    {"net": "pnet", "shape": [1, 3, 61, 77]},
+    {"net": "rnet", "shape": [5, 3, 24, 24]},
+    {"net": "onet", "shape": [5, 3, 48, 48]},
+]
 
 
 def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
@@ -33,7 +37,9 @@ def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
     try:
         eager = load_mtcnn_nets(data_dir)
     except FileNotFoundError as exc:
-        raise ConfigError(f"model {spec.name}: {exc}; source must be the folder with pnet.pt, rnet.pt, onet.pt") from None
+        raise ConfigError(
+            f"model {spec.name}: {exc}; source must be the folder with pnet.pt, rnet.pt, onet.pt"
+        ) from None
     exported = export_mtcnn_nets(*eager)
     names = ("pnet", "rnet", "onet")
     for name, module in zip(names, exported, strict=True):
@@ -43,7 +49,9 @@ def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
     figures: dict[str, Any] = {
         "exported_vs_eager_max_abs": max(
             float((a - b).abs().max())
-            for a, b in zip(mtcnn_probe_outputs(loaded, MTCNN_PROBES), mtcnn_probe_outputs(eager_nets, MTCNN_PROBES), strict=True)
+            for a, b in zip(
+                mtcnn_probe_outputs(loaded, MTCNN_PROBES), mtcnn_probe_outputs(eager_nets, MTCNN_PROBES), strict=True
+            )
         ),
         "tolerance": MTCNN_TOLERANCE,
     }
@@ -55,13 +63,23 @@ def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
         raise BuildError(f"model {spec.name}: exported nets find {len(faces_art)} faces, eager {len(faces_eager)}")
     if faces_art:
         figures["sample_box_max_abs_px"] = max(
-            max(abs(a - b) for a, b in zip(fa.box, fe.box, strict=True)) for fa, fe in zip(faces_art, faces_eager, strict=True)
+            max(abs(a - b) for a, b in zip(fa.box, fe.box, strict=True))
+            for fa, fe in zip(faces_art, faces_eager, strict=True)
         )
     if figures["exported_vs_eager_max_abs"] > MTCNN_TOLERANCE:
-        raise BuildError(f"model {spec.name}: exported vs eager {figures['exported_vs_eager_max_abs']:.2e} > {MTCNN_TOLERANCE}")
-    progress(f"MTCNN nets exported (max abs diff {figures['exported_vs_eager_max_abs']:.1e}, astronaut faces {len(faces_art)})")
+        raise BuildError(
+            f"model {spec.name}: exported vs eager {figures['exported_vs_eager_max_abs']:.2e} > {MTCNN_TOLERANCE}"
+        )
+    progress(
+        f"MTCNN nets exported (max abs diff {figures['exported_vs_eager_max_abs']:.1e}, astronaut faces {len(faces_art)})"
+    )
     files = {n: file_ref(out / f"{n}.pt", out) for n in names}
-    notes = ["PNet scripted (any size)", "RNet/ONet traced", "channels_last inputs", "fp32: nets are tiny, int8 buys nothing"]
+    notes = [
+        "PNet scripted (any size)",
+        "RNet/ONet traced",
+        "channels_last inputs",
+        "fp32: nets are tiny, int8 buys nothing",
+    ]
     variants = {"cpu": Variant(files=files, dtype="float32", notes=notes)}
     if torch.cuda.is_available():
         variants["cuda"] = Variant(files=dict(files), dtype="float32", notes=[*notes, "same files, loaded on CUDA"])
@@ -105,7 +123,9 @@ def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Pro
         raise BuildError(f"model {spec.name}: silence scores {figures['silence_max_prob']} >= 0.5: not a VAD model?")
     probe = speech_probabilities(probe_audio(1.0), module, VAD_WINDOW)
     reference = write_reference(out / "reference.json", [{"probe_audio_seconds": 1.0}], [probe.tolist()])
-    progress(f"silero VAD copied (silence max p {figures['silence_max_prob']}, noise max p {figures['white_noise_max_prob']})")
+    progress(
+        f"silero VAD copied (silence max p {figures['silence_max_prob']}, noise max p {figures['white_noise_max_prob']})"
+    )
     figures["build_seconds"] = round(time.perf_counter() - t0, 1)
     notes = ["shipped TorchScript, unchanged", "CPU only: stateful 32 ms windows, one clip at a time"]
     return ModelEntry(
@@ -120,4 +140,3 @@ def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Pro
         verification=figures,
         options=dict(spec.options),
     )
-

@@ -98,8 +98,10 @@ def _torchvision(spec: ModelSpec, source: Path) -> tuple[nn.Module, list[str] | 
     model.load_state_dict(state, strict=True)
     o = spec.options
     pre = ImagePreprocess(
-        resize_short=int(o.get("resize_short", 256)), crop=int(o.get("crop", 224)),
-        mean=tuple(o.get("mean", IMAGENET_MEAN)), std=tuple(o.get("std", IMAGENET_STD)),
+        resize_short=int(o.get("resize_short", 256)),
+        crop=int(o.get("crop", 224)),
+        mean=tuple(o.get("mean", IMAGENET_MEAN)),
+        std=tuple(o.get("std", IMAGENET_STD)),
         interpolation=str(o.get("interpolation", "bilinear")),  # type: ignore[arg-type]
     )
     labels = load_imagenet_labels() if classes == 1000 else None
@@ -229,7 +231,12 @@ def _top(logits: torch.Tensor, labels: list[str], k: int) -> list[str]:
 
 
 def _int8(
-    spec: ModelSpec, model: nn.Module, x: torch.Tensor, ref_logits: torch.Tensor, figures: dict[str, Any], progress: Progress
+    spec: ModelSpec,
+    model: nn.Module,
+    x: torch.Tensor,
+    ref_logits: torch.Tensor,
+    figures: dict[str, Any],
+    progress: Progress,
 ) -> torch.jit.ScriptModule:
     def figs(m: nn.Module) -> dict[str, float]:
         with torch.inference_mode():
@@ -243,7 +250,9 @@ def _int8(
         f = figs(m)
         return 1 - f["top1_agreement"] + f["max_prob_diff"]
 
-    guarded = guard_int8(model, spec.keep_fp32, passes=passes, damage=damage, auto=spec.auto_keep_fp32, progress=progress)
+    guarded = guard_int8(
+        model, spec.keep_fp32, passes=passes, damage=damage, auto=spec.auto_keep_fp32, progress=progress
+    )
     traced = artifact_backend.trace_and_freeze(guarded.model, (x,))
     figures["int8_vs_fp32"] = figs(traced)
     figures["kept_fp32"] = guarded.kept_fp32

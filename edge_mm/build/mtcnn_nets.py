@@ -112,9 +112,7 @@ class ONet(nn.Module):
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.pool1(self.prelu1(self.conv1(x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
@@ -137,9 +135,7 @@ def load_mtcnn_nets(data_dir: str | Path) -> tuple[PNet, RNet, ONet]:
     data_dir = Path(data_dir)
     nets = (PNet(), RNet(), ONet())
     for name, net in zip(("pnet", "rnet", "onet"), nets, strict=True):
-        state = torch.load(
-            data_dir / f"{name}.pt", map_location="cpu", weights_only=True
-        )
+        state = torch.load(data_dir / f"{name}.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
         net.eval()
     return nets

@@ -53,7 +53,11 @@ def content_hash(spec: ModelSpec, source: Path) -> str:
         "edge_mm": edge_mm.__version__,
     }
     h.update(json.dumps(meta, sort_keys=True).encode())
-    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = (
+        [source]
+        if source.is_file()
+        else sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    )
     for f in files:
         h.update(str(f.relative_to(source.parent if source.is_file() else source)).encode())
         with open(f, "rb") as fh:
@@ -72,9 +76,7 @@ def _still_valid(entry: ModelEntry, root: Path) -> bool:
     return True
 
 
-def build_all(
-    settings: Settings, *, only: list[str] | None = None, force: bool = False, out=sys.stdout
-) -> Manifest:
+def build_all(settings: Settings, *, only: list[str] | None = None, force: bool = False, out=sys.stdout) -> Manifest:
     """Build the configured models (or ``only`` those named) and write the manifest."""
     root = settings.path("runtime.artifacts_dir")
     try:
@@ -88,6 +90,7 @@ def build_all(
         raise ConfigError(f"--only names model(s) not in settings: {sorted(unknown)}")
     models: dict[str, ModelEntry] = {}
     for i, spec in enumerate(settings.models):
+
         def progress(msg: str, _i: int = i, _name: str = spec.name) -> None:
             print(f"[{_i + 1}/{len(settings.models)}] {_name}: {msg}", file=out, flush=True)
 

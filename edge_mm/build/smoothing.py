@@ -41,6 +41,7 @@ def input_channel_max(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ..
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
+
             def hook(_m: nn.Module, args: tuple[torch.Tensor, ...], _out: torch.Tensor, name: str = name) -> None:
                 amax = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
                 stats[name] = torch.maximum(stats[name], amax) if name in stats else amax

@@ -117,7 +117,16 @@ def _save_tokenizer(source: Path, out: Path) -> tuple[Path, int]:
 def _verify_batches(tok: TextTokenizer, sentences: list[str], max_length: int) -> list[tuple[torch.Tensor, ...]]:
     """Padded batches of 1, 3 and 8 with lengths from a few tokens up to ``max_length``."""
     long = " ".join(sentences[:60])  # longer than any max_length we allow below 1000 tokens
-    pieces = [sentences[0], sentences[1][:12], long, sentences[2], long[: len(long) // 3], "ok", sentences[3], sentences[4]]
+    pieces = [
+        sentences[0],
+        sentences[1][:12],
+        long,
+        sentences[2],
+        long[: len(long) // 3],
+        "ok",
+        sentences[3],
+        sentences[4],
+    ]
     batches = []
     for size in (1, 3, 8):
         enc = tok.encode(pieces[:size] if size > 1 else [sentences[5]])
@@ -138,11 +147,15 @@ def _fidelity(spec: ModelSpec, ref: torch.Tensor, test: torch.Tensor, mask: torc
 def _misses(spec: ModelSpec, figures: dict[str, float]) -> list[str]:
     """Which targets the int8 figures miss, as readable lines."""
     if spec.task == "embeddings":
-        checks = [("mean_cosine", figures["mean_cosine"], spec.min_mean_cosine, ">="),
-                  ("min_cosine", figures["min_cosine"], spec.min_min_cosine, ">=")]
+        checks = [
+            ("mean_cosine", figures["mean_cosine"], spec.min_mean_cosine, ">="),
+            ("min_cosine", figures["min_cosine"], spec.min_min_cosine, ">="),
+        ]
     else:
-        checks = [("top1_agreement", figures["top1_agreement"], spec.min_top1_agreement, ">="),
-                  ("max_prob_diff", figures["max_prob_diff"], spec.max_prob_diff, "<=")]
+        checks = [
+            ("top1_agreement", figures["top1_agreement"], spec.min_top1_agreement, ">="),
+            ("max_prob_diff", figures["max_prob_diff"], spec.max_prob_diff, "<="),
+        ]
     return [
         f"{name} {value} (needs {op} {target})"
         for name, value, target, op in checks
@@ -174,7 +187,8 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
     sentences = sample_sentences()
     batches = _verify_batches(tok, sentences, spec.max_length)
     fidelity_batches = [
-        (e.input_ids, e.attention_mask) for e in (tok.encode(sentences[i : i + 32]) for i in range(0, len(sentences), 32))
+        (e.input_ids, e.attention_mask)
+        for e in (tok.encode(sentences[i : i + 32]) for i in range(0, len(sentences), 32))
     ]
     fid_mask = _padded_mask(fidelity_batches)
     progress(f"loaded ({time.perf_counter() - t0:.1f} s)")
@@ -195,6 +209,7 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
     reference = _run(model, fidelity_batches)
     cpu_module, cpu_dtype, notes = traced_fp32, "float32", ["traced", "frozen"]
     if spec.quantization == "int8":
+
         def fid(m: nn.Module) -> dict[str, float]:
             return _fidelity(spec, reference, _run(m, fidelity_batches), fid_mask)
 
@@ -209,10 +224,17 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
         if spec.smooth_alpha > 0:  # fp32-identical rewrite that makes int8 far more faithful
             calibration = fidelity_batches[-4:]
             to_quantize = smooth_linear_inputs(model, calibration, spec.smooth_alpha, skip=spec.keep_fp32)
-            figures["smoothing"] = {"alpha": spec.smooth_alpha, "calibration_sentences": sum(b[0].shape[0] for b in calibration)}
+            figures["smoothing"] = {
+                "alpha": spec.smooth_alpha,
+                "calibration_sentences": sum(b[0].shape[0] for b in calibration),
+            }
         guarded = guard_int8(
-            to_quantize, spec.keep_fp32, passes=lambda m: not _misses(spec, fid(m)), damage=damage,
-            auto=spec.auto_keep_fp32, progress=progress,
+            to_quantize,
+            spec.keep_fp32,
+            passes=lambda m: not _misses(spec, fid(m)),
+            damage=damage,
+            auto=spec.auto_keep_fp32,
+            progress=progress,
         )
         traced_int8 = artifact_backend.trace_and_freeze(guarded.model, batches[-1])
         int8_figures = fid(traced_int8)
@@ -277,8 +299,14 @@ def _save_variant(module: torch.jit.ScriptModule, path: Path, out: Path, dtype: 
 
 
 def _build_cuda(
-    spec: ModelSpec, model: nn.Module, batches: list, reference: torch.Tensor, fidelity_batches: list,
-    fid_mask: torch.Tensor, out: Path, figures: dict[str, Any],
+    spec: ModelSpec,
+    model: nn.Module,
+    batches: list,
+    reference: torch.Tensor,
+    fidelity_batches: list,
+    fid_mask: torch.Tensor,
+    out: Path,
+    figures: dict[str, Any],
 ) -> Variant:
     """fp16 trace on the GPU (mask code bakes in the trace device, so trace where it runs)."""
     cuda_model = model.half().cuda().eval()

@@ -73,16 +73,24 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
         task=spec.task,
         source=spec.source,
         content_hash="",
-        variants={"cpu": Variant(files={"class_embeddings": file_ref(out / "class_embeddings.npy", out)}, dtype="float32",
-                                 notes=["ConSE: no network of its own; uses the served classifier and text model"])},
+        variants={
+            "cpu": Variant(
+                files={"class_embeddings": file_ref(out / "class_embeddings.npy", out)},
+                dtype="float32",
+                notes=["ConSE: no network of its own; uses the served classifier and text model"],
+            )
+        },
         inputs=[{"name": "class_probabilities", "from": options["classifier"]}],
         outputs=[{"name": "scores", "dtype": "float32", "shape": ["labels"]}],
         labels=labels,
         preprocessing={"pooling": extra["pooling"], "class_template": template, "dim": int(table.shape[1])},
         files={"reference": reference},
-        verification={"class_names": len(labels), "dim": int(table.shape[1]),
-                      "norm_min": round(float(np.linalg.norm(table, axis=1).min()), 5),
-                      "build_seconds": round(time.perf_counter() - t0, 1)},
+        verification={
+            "class_names": len(labels),
+            "dim": int(table.shape[1]),
+            "norm_min": round(float(np.linalg.norm(table, axis=1).min()), 5),
+            "build_seconds": round(time.perf_counter() - t0, 1),
+        },
         options=options,
     )
 
@@ -132,7 +140,10 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
     with torch.inference_mode():
         t_eager, t_traced = text(enc.input_ids, enc.attention_mask), text_traced(enc.input_ids, enc.attention_mask)
         i_eager, i_traced = image(pixels), image_traced(pixels)
-        singles = [text_traced(enc.input_ids[i : i + 1, : n], enc.attention_mask[i : i + 1, : n]) for i, n in enumerate(enc.lengths)]
+        singles = [
+            text_traced(enc.input_ids[i : i + 1, :n], enc.attention_mask[i : i + 1, :n])
+            for i, n in enumerate(enc.lengths)
+        ]
     figures: dict[str, Any] = {
         "text_traced_vs_eager_max_abs": max_abs(t_traced, t_eager),
         "image_traced_vs_eager_max_abs": max_abs(i_traced, i_eager),
@@ -146,7 +157,11 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
     text_v = save_variant(text_traced, out / "text.pt", "float32", [])
     image_v = save_variant(image_traced, out / "image.pt", "float32", [])
     files = {"text": text_v.files["model"], "image": image_v.files["model"]}
-    ref_inputs: list[Any] = [{"text": "a photo of a cat"}, {"text": sentences[2]}, {"image": png_base64(probe_pixels(80, 100, 3))}]
+    ref_inputs: list[Any] = [
+        {"text": "a photo of a cat"},
+        {"text": sentences[2]},
+        {"image": png_base64(probe_pixels(80, 100, 3))},
+    ]
     with torch.inference_mode():
         e = tok.encode([ref_inputs[0]["text"], ref_inputs[1]["text"]])
         tv = text_traced(e.input_ids, e.attention_mask)
@@ -164,9 +179,16 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
             {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
             {"name": "pixel_values", "dtype": "float32", "shape": ["batch", 3, h, w]},
         ],
-        outputs=[{"name": "text_embeds", "shape": ["batch", "dim"]}, {"name": "image_embeds", "shape": ["batch", "dim"]}],
-        preprocessing={**preprocess_to_dict(pre), "max_length": max_length, "pad_id": pad_id,
-                       "logit_scale": float(clip.logit_scale.detach().exp())},
+        outputs=[
+            {"name": "text_embeds", "shape": ["batch", "dim"]},
+            {"name": "image_embeds", "shape": ["batch", "dim"]},
+        ],
+        preprocessing={
+            **preprocess_to_dict(pre),
+            "max_length": max_length,
+            "pad_id": pad_id,
+            "logit_scale": float(clip.logit_scale.detach().exp()),
+        },
         files={"tokenizer": file_ref(tok_path, out), "reference": reference},
         verification=figures,
         options={"method": "clip", "hypothesis_template": "a photo of {}.", **spec.options},

@@ -45,9 +45,7 @@ _TAG_NAMES = {
 _UNKNOWN_SIZE = 0x7FFF_0000
 
 
-def decode_wav(
-    data: bytes, *, max_bytes: int, max_seconds: float
-) -> tuple[np.ndarray, int]:
+def decode_wav(data: bytes, *, max_bytes: int, max_seconds: float) -> tuple[np.ndarray, int]:
     """Decode a RIFF WAVE file to ``(samples, sample_rate)``.
 
     ``samples`` is (frames,) float32 mono in [-1, 1] (channels averaged);
@@ -74,22 +72,15 @@ def decode_wav(
     tag, channels, rate, block_align, bits = fmt
     width = bits // 8
     if channels < 1 or block_align != channels * width:
-        raise BadInput(
-            f"corrupt WAV header: {channels} channels, {bits} bits, "
-            f"block align {block_align}"
-        )
+        raise BadInput(f"corrupt WAV header: {channels} channels, {bits} bits, block align {block_align}")
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise Unprocessable(
-            f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz"
-        )
+        raise Unprocessable(f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
 
     frames = len(payload) // block_align
     if frames == 0:
         raise BadInput("WAV file has no samples")
     if frames / rate > max_seconds:
-        raise RequestTooLarge(
-            f"audio is {frames / rate:.1f} s long; the limit is {max_seconds:g} s"
-        )
+        raise RequestTooLarge(f"audio is {frames / rate:.1f} s long; the limit is {max_seconds:g} s")
     raw = np.frombuffer(payload, dtype=np.uint8, count=frames * block_align)
     samples = _decode_samples(raw, tag, width).reshape(frames, channels)
     return to_mono_float(samples, channels_axis=1), rate
@@ -114,8 +105,7 @@ def _read_chunks(data: bytes) -> tuple[tuple[int, int, int, int, int], memoryvie
             if body + size > len(data):
                 if size < _UNKNOWN_SIZE:
                     raise BadInput(
-                        f"WAV file is truncated: data chunk declares {size} bytes, "
-                        f"{len(data) - body} present"
+                        f"WAV file is truncated: data chunk declares {size} bytes, {len(data) - body} present"
                     )
                 size = len(data) - body
             return fmt, view[body : body + size]
@@ -127,27 +117,19 @@ def _read_chunks(data: bytes) -> tuple[tuple[int, int, int, int, int], memoryvie
 
 def _parse_fmt(body: bytes) -> tuple[int, int, int, int, int]:
     """'fmt ' body -> (tag, channels, rate, block align, bits); 415 unless PCM/float."""
-    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from(
-        "<HHIIHH", body
-    )
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", body)
     if tag == _EXTENSIBLE:
         if len(body) < 40:
-            raise BadInput(
-                "corrupt WAV header: short WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk"
-            )
+            raise BadInput("corrupt WAV header: short WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk")
         guid = body[24:40]
         if guid[2:] != _GUID_TAIL:
             raise UnsupportedMediaType(
-                f"WAV codec with sub-format GUID {guid.hex()} is not supported; "
-                "send PCM or IEEE float"
+                f"WAV codec with sub-format GUID {guid.hex()} is not supported; send PCM or IEEE float"
             )
         (tag,) = struct.unpack_from("<H", guid)
     if tag not in (_PCM, _IEEE_FLOAT):
         name = _TAG_NAMES.get(tag, "unknown codec")
-        raise UnsupportedMediaType(
-            f"WAV format tag 0x{tag:04X} ({name}) is not supported; "
-            "send PCM or IEEE float"
-        )
+        raise UnsupportedMediaType(f"WAV format tag 0x{tag:04X} ({name}) is not supported; send PCM or IEEE float")
     supported = (8, 16, 24, 32) if tag == _PCM else (32, 64)
     if bits not in supported:
         kind = "PCM" if tag == _PCM else "IEEE float"
@@ -158,9 +140,7 @@ def _parse_fmt(body: bytes) -> tuple[int, int, int, int, int]:
 def _decode_samples(raw: np.ndarray, tag: int, width: int) -> np.ndarray:
     """Little-endian sample bytes (uint8) -> flat float32 in [-1, 1] (interleaved)."""
     if tag == _IEEE_FLOAT:
-        return to_mono_float(
-            raw.view("<f4" if width == 4 else "<f8"), channels_axis=None
-        )
+        return to_mono_float(raw.view("<f4" if width == 4 else "<f8"), channels_axis=None)
     if width == 3:
         padded = np.zeros((len(raw) // 3, 4), dtype=np.uint8)
         padded[:, 1:] = raw.reshape(-1, 3)  # 24-bit value in the top bytes of an int32

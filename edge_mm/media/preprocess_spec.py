@@ -62,8 +62,11 @@ def preprocess_from_dict(data: Mapping[str, Any]) -> ImagePreprocess | SquashPre
     mode = fields.pop("mode", "crop")
     if mode == "squash":
         return SquashPreprocess(
-            height=int(fields["height"]), width=int(fields["width"]), mean=tuple(fields["mean"]),
-            std=tuple(fields["std"]), interpolation=str(fields.get("interpolation", "bilinear")),
+            height=int(fields["height"]),
+            width=int(fields["width"]),
+            mean=tuple(fields["mean"]),
+            std=tuple(fields["std"]),
+            interpolation=str(fields.get("interpolation", "bilinear")),
         )
     if mode != "crop":
         raise ValueError(f"unknown preprocessing mode {mode!r}")

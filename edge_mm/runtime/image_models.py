@@ -23,7 +23,11 @@ CL = torch.channels_last
 
 
 def _preprocess(entry: ModelEntry) -> Preprocess:
-    pre = {k: v for k, v in entry.preprocessing.items() if k in ("mode", "resize_short", "crop", "mean", "std", "interpolation", "height", "width")}
+    pre = {
+        k: v
+        for k, v in entry.preprocessing.items()
+        if k in ("mode", "resize_short", "crop", "mean", "std", "interpolation", "height", "width")
+    }
     return preprocess_from_dict(pre)
 
 
@@ -46,7 +50,9 @@ class ImageClassifier:
     timeout_s: float = 30.0
 
     @classmethod
-    def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ImageClassifier:
+    def load(
+        cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
+    ) -> ImageClassifier:
         module = load_module(entry.variants[variant].files["model"].resolve(root), device)
         return cls(name, entry, module, _preprocess(entry), device, max_batch, _half(entry, variant))
 
@@ -56,13 +62,17 @@ class ImageClassifier:
 
     def enable_batching(self, max_wait_ms: float, workers: int) -> None:
         """Concurrent requests share forward passes (items are preprocessed (3, H, W) tensors)."""
-        self.batcher = Batcher(self.forward_now, max_batch=self.max_batch, max_wait_ms=max_wait_ms, workers=workers, name=self.name)
+        self.batcher = Batcher(
+            self.forward_now, max_batch=self.max_batch, max_wait_ms=max_wait_ms, workers=workers, name=self.name
+        )
 
     def prepare(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
         """PIL images -> one (3, H, W) float32 tensor each (runs in the request thread)."""
         return list(self.preprocess(images).unbind(0))
 
-    def forward(self, tensors: list[torch.Tensor], timeout_s: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, tensors: list[torch.Tensor], timeout_s: float | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(logits (C,), features (D,)) float32 CPU per tensor; batched with other requests when on."""
         if self.batcher is None:
             return self.forward_now(tensors)
@@ -113,9 +123,19 @@ class ClipModel:
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ClipModel:
         files = entry.variants[variant].files
         pre = entry.preprocessing
-        tok = TextTokenizer(entry.files["tokenizer"].resolve(root), max_length=int(pre["max_length"]), pad_id=int(pre["pad_id"]))
-        return cls(name, entry, load_module(files["text"].resolve(root), device), load_module(files["image"].resolve(root), device),
-                   tok, _preprocess(entry), device, max_batch)
+        tok = TextTokenizer(
+            entry.files["tokenizer"].resolve(root), max_length=int(pre["max_length"]), pad_id=int(pre["pad_id"])
+        )
+        return cls(
+            name,
+            entry,
+            load_module(files["text"].resolve(root), device),
+            load_module(files["image"].resolve(root), device),
+            tok,
+            _preprocess(entry),
+            device,
+            max_batch,
+        )
 
     @property
     def logit_scale(self) -> float:
@@ -157,7 +177,9 @@ class ClipModel:
             if "text" in item:
                 enc = self.tokenizer.encode([item["text"]])
                 with torch.inference_mode():
-                    out.append(self.text(enc.input_ids.to(self.device), enc.attention_mask.to(self.device))[0].float().cpu())
+                    out.append(
+                        self.text(enc.input_ids.to(self.device), enc.attention_mask.to(self.device))[0].float().cpu()
+                    )
             else:
                 out.append(self.embed_images([image_from_base64(item["image"])])[0])
         return out
@@ -183,7 +205,9 @@ class ObjectDetector:
     max_batch: int
 
     @classmethod
-    def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ObjectDetector:
+    def load(
+        cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
+    ) -> ObjectDetector:
         module = load_module(entry.variants[variant].files["model"].resolve(root), device)
         return cls(name, entry, module, _preprocess(entry), device, max_batch)
 
@@ -201,11 +225,20 @@ class ObjectDetector:
         return out
 
     def check_outputs(self, inputs: list[str]) -> list[torch.Tensor]:
-        return [torch.cat([lg.flatten(), bx.flatten()]) for lg, bx in self.detect([image_from_base64(s) for s in inputs])]
+        return [
+            torch.cat([lg.flatten(), bx.flatten()]) for lg, bx in self.detect([image_from_base64(s) for s in inputs])
+        ]
 
     def warm(self) -> float:
         t0 = time.perf_counter()
-        h, w = input_size(preprocess_from_dict({k: v for k, v in self.entry.preprocessing.items() if k in ("mode", "height", "width", "mean", "std", "interpolation")}))
+        h, w = input_size(
+            preprocess_from_dict(
+                {
+                    k: v
+                    for k, v in self.entry.preprocessing.items()
+                    if k in ("mode", "height", "width", "mean", "std", "interpolation")
+                }
+            )
+        )
         self.detect([Image.fromarray(probe_pixels(h, w))])
         return (time.perf_counter() - t0) * 1000
-

@@ -45,19 +45,33 @@ class FaceDetector:
         files = entry.variants[variant].files
         return cls(name, entry, {n: load_module(files[n].resolve(root), device) for n in NETS}, device)
 
-    def detect(self, image: Image.Image, *, min_face_size: float, thresholds: tuple[float, float, float], max_side: int) -> list[Face]:
+    def detect(
+        self, image: Image.Image, *, min_face_size: float, thresholds: tuple[float, float, float], max_side: int
+    ) -> list[Face]:
         """Faces in pixels of ``image``; images longer than ``max_side`` px are searched at a smaller scale."""
         scale = min(1.0, max_side / max(image.size))
         if scale < 1.0:
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+            image = image.resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+            )
         pixels = np.asarray(image.convert("RGB"))
-        faces = detect_faces(pixels, self.nets["pnet"], self.nets["rnet"], self.nets["onet"],
-                             min_face_size=max(1.0, min_face_size * scale), thresholds=thresholds, device=self.device)
+        faces = detect_faces(
+            pixels,
+            self.nets["pnet"],
+            self.nets["rnet"],
+            self.nets["onet"],
+            min_face_size=max(1.0, min_face_size * scale),
+            thresholds=thresholds,
+            device=self.device,
+        )
         if scale == 1.0:
             return faces
         return [
-            Face(box=tuple(v / scale for v in f.box), confidence=f.confidence,  # type: ignore[arg-type]
-                 landmarks=tuple((x / scale, y / scale) for x, y in f.landmarks))
+            Face(
+                box=tuple(v / scale for v in f.box),
+                confidence=f.confidence,  # type: ignore[arg-type]
+                landmarks=tuple((x / scale, y / scale) for x, y in f.landmarks),
+            )
             for f in faces
         ]
 
@@ -66,7 +80,9 @@ class FaceDetector:
 
     def warm(self) -> float:
         t0 = time.perf_counter()
-        self.detect(Image.fromarray(probe_pixels(240, 320)), min_face_size=20, thresholds=(0.6, 0.7, 0.7), max_side=1280)
+        self.detect(
+            Image.fromarray(probe_pixels(240, 320)), min_face_size=20, thresholds=(0.6, 0.7, 0.7), max_side=1280
+        )
         return (time.perf_counter() - t0) * 1000
 
 
@@ -85,7 +101,10 @@ class VadRunner:
         return cls(name, entry, VadModel(module))
 
     def check_outputs(self, inputs: list[dict[str, float]]) -> list[torch.Tensor]:
-        return [torch.from_numpy(self.vad.speech_probabilities(probe_audio(float(i["probe_audio_seconds"])))) for i in inputs]
+        return [
+            torch.from_numpy(self.vad.speech_probabilities(probe_audio(float(i["probe_audio_seconds"]))))
+            for i in inputs
+        ]
 
     def warm(self) -> float:
         t0 = time.perf_counter()
@@ -129,12 +148,15 @@ def _check_partners(name: str, entry: ModelEntry, root: Path, classes: int) -> N
     clf, txt = entry.options.get("classifier"), entry.options.get("text_model")
     c = models.get(str(clf))
     if c is None or c.task != "image-classification":
-        raise ConfigError(f"model {name!r}: options.classifier {clf!r} is not an image-classification model in settings")
+        raise ConfigError(
+            f"model {name!r}: options.classifier {clf!r} is not an image-classification model in settings"
+        )
     if len(c.labels or []) != classes:
-        raise ConfigError(f"model {name!r}: classifier {clf!r} has {len(c.labels or [])} classes, the ConSE table {classes}; rebuild")
+        raise ConfigError(
+            f"model {name!r}: classifier {clf!r} has {len(c.labels or [])} classes, the ConSE table {classes}; rebuild"
+        )
     t = models.get(str(txt))
     if t is None or t.task != "embeddings":
         raise ConfigError(f"model {name!r}: options.text_model {txt!r} is not an embeddings model in settings")
     if t.source != entry.source:
         raise ConfigError(f"model {name!r}: source {entry.source!r} must be the text model's source {t.source!r}")
-

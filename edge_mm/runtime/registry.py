@@ -65,7 +65,9 @@ Loader = Callable[[str, ModelEntry, Any, str, str, int], Any]
 def _loaders() -> dict[str, Loader]:
     from edge_mm.runtime.text_model import TextModel
 
-    loaders: dict[str, Loader] = {t: TextModel.load for t in ("embeddings", "text-classification", "token-classification")}
+    loaders: dict[str, Loader] = {
+        t: TextModel.load for t in ("embeddings", "text-classification", "token-classification")
+    }
     try:
         from edge_mm.runtime.vision_loaders import VISION_LOADERS, VISION_ROUTES
     except ImportError:
@@ -135,21 +137,27 @@ def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> 
     for spec in settings.models:
         entry = manifest.models.get(spec.name)
         if entry is None:
-            raise ConfigError(f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'")
+            raise ConfigError(
+                f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'"
+            )
         if entry.task != spec.task:
             raise ConfigError(f"model {spec.name!r}: settings say {spec.task}, artifacts hold {entry.task}; rebuild")
         if entry.task not in loaders:
             raise ConfigError(f"model {spec.name!r}: task {entry.task!r} cannot be served by this edge-mm version")
         choice = device_policy.resolve(settings["runtime.device"], cuda, set(entry.variants))
         log.info("model %s: device %s (%s)", spec.name, choice.device, choice.reason)
-        runner = loaders[entry.task](spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"])
+        runner = loaders[entry.task](
+            spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"]
+        )
         in_flight = concurrent if choice.device == "cpu" else max(2, concurrent)
         if settings["runtime.micro_batching"] and hasattr(runner, "enable_batching"):
             runner.enable_batching(settings["runtime.max_batch_wait_ms"], workers=in_flight)
             runner.timeout_s = settings["runtime.request_timeout_s"]
             in_flight *= settings["runtime.max_batch"]  # let enough requests reach the batcher to fill a batch
         admission = Admission(in_flight, settings["runtime.queue_size"], settings["runtime.request_timeout_s"])
-        registry.models[spec.name] = Served(spec.name, entry.task, runner, admission, choice.device, choice.variant, entry)
+        registry.models[spec.name] = Served(
+            spec.name, entry.task, runner, admission, choice.device, choice.variant, entry
+        )
         choices[spec.name] = {"device": choice.device, "variant": choice.variant, "reason": choice.reason}
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry

@@ -29,10 +29,14 @@ def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         ref = json.loads(ref_file.resolve(root).read_text())
         got = served.runner.check_outputs(ref["inputs"])
         worst = max(
-            float((torch.as_tensor(g) - torch.as_tensor(e)).abs().max()) for g, e in zip(got, ref["outputs"], strict=True)
+            float((torch.as_tensor(g) - torch.as_tensor(e)).abs().max())
+            for g, e in zip(got, ref["outputs"], strict=True)
         )
         ok = worst <= TOLERANCE[served.device]
         failures += not ok
-        print(f"{name}: {'ok' if ok else 'MISMATCH'} on {served.device} (max abs diff {worst:.2e}, tolerance {TOLERANCE[served.device]:.0e})", file=out)
+        print(
+            f"{name}: {'ok' if ok else 'MISMATCH'} on {served.device} (max abs diff {worst:.2e}, tolerance {TOLERANCE[served.device]:.0e})",
+            file=out,
+        )
     print("check passed" if not failures else f"check FAILED for {failures} model(s)", file=out)
     return 1 if failures else 0

@@ -46,7 +46,9 @@ class TextModel:
 
     def enable_batching(self, max_wait_ms: float, workers: int) -> None:
         """Route :meth:`forward` through a micro-batcher shared by concurrent requests."""
-        self.batcher = Batcher(self.forward_now, max_batch=self.max_batch, max_wait_ms=max_wait_ms, workers=workers, name=self.name)
+        self.batcher = Batcher(
+            self.forward_now, max_batch=self.max_batch, max_wait_ms=max_wait_ms, workers=workers, name=self.name
+        )
 
     def forward(self, encodings: list[Encoding], timeout_s: float | None = None) -> list[torch.Tensor]:
         """One CPU float32 output per encoding, batched with other requests when batching is on."""

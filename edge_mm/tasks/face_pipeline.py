@@ -63,9 +63,7 @@ class Face:
         }
 
 
-def pyramid_scales(
-    height: int, width: int, min_face_size: float, factor: float
-) -> list[float]:
+def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
     """Scales at which P-Net's 12 px window sees faces from ``min_face_size`` px up.
 
     The first scale maps ``min_face_size`` to 12 px; each next one is ``factor``
@@ -113,18 +111,10 @@ def nms(
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
-        iw = np.maximum(
-            np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one, 0.0
-        )
-        ih = np.maximum(
-            np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one, 0.0
-        )
+        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one, 0.0)
+        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one, 0.0)
         inter = iw * ih
-        denom = (
-            np.minimum(area[i], area[rest])
-            if mode == "min"
-            else area[i] + area[rest] - inter
-        )
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
         overlap = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
         order = rest[overlap <= threshold]
     return np.asarray(keep, dtype=np.int64)
@@ -149,9 +139,7 @@ def detect_faces(
     and ``ValueError`` when ``image`` is not (H, W, 3) uint8.
     """
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(
-            f"image must be (H, W, 3) uint8, not {getattr(image, 'shape', None)}"
-        )
+        raise ValueError(f"image must be (H, W, 3) uint8, not {getattr(image, 'shape', None)}")
     if image.dtype != np.uint8:
         raise ValueError(f"image must be uint8, not {image.dtype}")
     _check_options(min_face_size, thresholds, factor)
@@ -185,15 +173,11 @@ def detect_faces(
     return faces
 
 
-def _check_options(
-    min_face_size: float, thresholds: Sequence[float], factor: float
-) -> None:
+def _check_options(min_face_size: float, thresholds: Sequence[float], factor: float) -> None:
     if not min_face_size >= 1:
         raise Unprocessable(f"min_face_size must be >= 1 px, not {min_face_size}")
     if len(thresholds) != 3 or not all(0.0 <= float(t) <= 1.0 for t in thresholds):
-        raise Unprocessable(
-            f"thresholds must be three probabilities in [0, 1], not {thresholds}"
-        )
+        raise Unprocessable(f"thresholds must be three probabilities in [0, 1], not {thresholds}")
     if not 0.1 <= factor < 1.0:
         raise Unprocessable(f"factor must be in [0.1, 1), not {factor}")
 
@@ -203,9 +187,7 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - 127.5) * 0.0078125
 
 
-def _propose(
-    img: torch.Tensor, pnet: Net, min_face_size: float, threshold: float, factor: float
-) -> np.ndarray:
+def _propose(img: torch.Tensor, pnet: Net, min_face_size: float, threshold: float, factor: float) -> np.ndarray:
     """Stage 1: P-Net over the pyramid -> (K, 5) squared candidate boxes + scores."""
     height, width = img.shape[2:]
     per_scale = []
@@ -213,9 +195,7 @@ def _propose(
         size = (int(height * scale + 1), int(width * scale + 1))
         scaled = _normalize(F.interpolate(img, size=size, mode="area"))
         reg, prob = pnet(scaled.contiguous(memory_format=_NET_LAYOUT))[:2]
-        cand = _windows_to_boxes(
-            reg[0].cpu().numpy(), prob[0, 1].cpu().numpy(), scale, threshold
-        )
+        cand = _windows_to_boxes(reg[0].cpu().numpy(), prob[0, 1].cpu().numpy(), scale, threshold)
         per_scale.append(cand[nms(cand[:, :4], cand[:, 4], 0.5)])
     cand = np.concatenate(per_scale) if per_scale else np.zeros((0, 9), np.float32)
     cand = cand[nms(cand[:, :4], cand[:, 4], 0.7)]
@@ -235,9 +215,7 @@ def _propose(
     return _square(boxes)
 
 
-def _windows_to_boxes(
-    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
-) -> np.ndarray:
+def _windows_to_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
     """P-Net maps -> (K, 9) float32: window box (image px), score, 4 box offsets.
 
     ``reg``: (4, h, w); ``prob``: (h, w) face probability per 12x12 window.
@@ -251,9 +229,7 @@ def _windows_to_boxes(
     return np.concatenate([q1, q2, score, offsets], axis=1).astype(np.float32)
 
 
-def _refine(
-    img: torch.Tensor, rnet: Net, boxes: np.ndarray, threshold: float
-) -> np.ndarray:
+def _refine(img: torch.Tensor, rnet: Net, boxes: np.ndarray, threshold: float) -> np.ndarray:
     """Stage 2: R-Net on 24x24 crops -> (K, 5) regressed, squared boxes."""
     boxes, crops = _crops(img, boxes, 24)
     if not len(boxes):
@@ -267,9 +243,7 @@ def _refine(
     return _square(_regress(boxes[keep], reg[keep]))
 
 
-def _output(
-    img: torch.Tensor, onet: Net, boxes: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _output(img: torch.Tensor, onet: Net, boxes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage 3: O-Net on 48x48 crops -> boxes (K, 5) and landmarks (K, 5, 2)."""
     boxes, crops = _crops(img, boxes, 48)
     if not len(boxes):
@@ -290,9 +264,7 @@ def _output(
     return boxes[keep], points[keep]
 
 
-def _crops(
-    img: torch.Tensor, boxes: np.ndarray, size: int
-) -> tuple[np.ndarray, torch.Tensor]:
+def _crops(img: torch.Tensor, boxes: np.ndarray, size: int) -> tuple[np.ndarray, torch.Tensor]:
     """Cut each box (clipped to the image) and resample it to ``size`` x ``size``.
 
     Returns the boxes whose crop is non-empty and their normalized crops

@@ -22,7 +22,10 @@ def top_labels(logits: torch.Tensor, labels: Sequence[str], k: int) -> list[dict
     """(C,) logits -> the k best ``{"label", "score", "index"}``, highest score first."""
     probs = logits.float().softmax(-1)
     scores, idx = probs.topk(min(k, len(labels)))
-    return [{"label": labels[i], "score": round(s, 6), "index": i} for s, i in zip(scores.tolist(), idx.tolist(), strict=True)]
+    return [
+        {"label": labels[i], "score": round(s, 6), "index": i}
+        for s, i in zip(scores.tolist(), idx.tolist(), strict=True)
+    ]
 
 
 def run(model: ImageClassifier, images: list[Image.Image], top_k: int) -> dict[str, Any]:

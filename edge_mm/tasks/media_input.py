@@ -55,19 +55,25 @@ def form_options(form: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def images_from(payload: Mapping[str, Any], uploads: list[Upload], limits: MediaLimits, key: str = "image") -> list[Image.Image]:
+def images_from(
+    payload: Mapping[str, Any], uploads: list[Upload], limits: MediaLimits, key: str = "image"
+) -> list[Image.Image]:
     """The request's images: uploads in field ``image``/``images`` (or a raw body), or base64 JSON
     ``image`` (one) / ``images`` (a list). At least one, at most ``max_items``."""
     files = [u for u in uploads if u.field in (key, key + "s", RAW)]
     if files:
         if len(files) > limits.max_items:
             raise RequestTooLarge(f"{len(files)} images; the limit is {limits.max_items}")
-        return [decode_image(u.data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels) for u in files]
+        return [
+            decode_image(u.data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels) for u in files
+        ]
     if uploads:
         names = sorted({u.field for u in uploads})
         raise Unprocessable(f"no file in field '{key}' (got {names})")
     texts = _base64_items(payload, key, limits)
-    return [decode_base64_image(t, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels) for t in texts]
+    return [
+        decode_base64_image(t, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels) for t in texts
+    ]
 
 
 def _base64_items(payload: Mapping[str, Any], key: str, limits: MediaLimits) -> list[str]:
@@ -101,12 +107,16 @@ def bytes_from(payload: Mapping[str, Any], uploads: list[Upload], limits: MediaL
     else:
         value = payload.get(key)
         if value is None:
-            raise Unprocessable(f"'{key}' is required: upload a file in form field '{key}' or send base64 in JSON '{key}'")
+            raise Unprocessable(
+                f"'{key}' is required: upload a file in form field '{key}' or send base64 in JSON '{key}'"
+            )
         if not isinstance(value, str):
             raise Unprocessable(f"'{key}' must be a base64 string")
         text = re.sub(r"\s+", "", _DATA_URL.sub("", value.strip()))
         if len(text) * 3 // 4 > limits.max_upload_bytes:
-            raise RequestTooLarge(f"'{key}' is about {len(text) * 3 // 4} bytes; the limit is {limits.max_upload_bytes}")
+            raise RequestTooLarge(
+                f"'{key}' is about {len(text) * 3 // 4} bytes; the limit is {limits.max_upload_bytes}"
+            )
         try:
             data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):

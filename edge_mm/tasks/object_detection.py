@@ -12,7 +12,13 @@ from edge_mm.runtime.image_models import ObjectDetector
 
 
 def postprocess(
-    logits: torch.Tensor, boxes: torch.Tensor, width: int, height: int, labels: Sequence[str], min_confidence: float, limit: int
+    logits: torch.Tensor,
+    boxes: torch.Tensor,
+    width: int,
+    height: int,
+    labels: Sequence[str],
+    min_confidence: float,
+    limit: int,
 ) -> list[dict[str, Any]]:
     """(Q, C+1) logits (last class = no object), (Q, 4) cx, cy, w, h in [0, 1] ->
     ``{label, confidence, x_min, y_min, x_max, y_max}`` in pixels, best first, at most ``limit``."""
@@ -36,7 +42,9 @@ def postprocess(
     ]
 
 
-def run(model: ObjectDetector, images: list[Image.Image], min_confidence: float, limit: int) -> list[list[dict[str, Any]]]:
+def run(
+    model: ObjectDetector, images: list[Image.Image], min_confidence: float, limit: int
+) -> list[list[dict[str, Any]]]:
     return [
         postprocess(lg, bx, im.width, im.height, model.labels, min_confidence, limit)
         for (lg, bx), im in zip(model.detect(images), images, strict=True)

@@ -60,17 +60,13 @@ class VadModel:
         self.module = module
         self.lock = threading.Lock()
 
-    def speech_probabilities(
-        self, samples_16k: np.ndarray, window: int = 512
-    ) -> np.ndarray:
+    def speech_probabilities(self, samples_16k: np.ndarray, window: int = 512) -> np.ndarray:
         """Like :func:`speech_probabilities`, holding the lock for the whole clip."""
         with self.lock:
             return speech_probabilities(samples_16k, self.module, window)
 
 
-def speech_probabilities(
-    samples_16k: np.ndarray, module: Any, window: int = 512
-) -> np.ndarray:
+def speech_probabilities(samples_16k: np.ndarray, module: Any, window: int = 512) -> np.ndarray:
     """Per-window speech probability, (ceil(n / window),) float32 in [0, 1].
 
     ``samples_16k``: (n,) float32 mono at 16 kHz. Resets the module's state, then
@@ -108,9 +104,7 @@ def speech_segments(
     ``model`` is a :class:`VadModel` (locked per clip) or a bare silero module
     (caller serializes). See :func:`segments_from_probs` for the options.
     """
-    _check_options(
-        threshold, neg_threshold, min_speech_ms, min_silence_ms, speech_pad_ms
-    )
+    _check_options(threshold, neg_threshold, min_speech_ms, min_silence_ms, speech_pad_ms)
     x = _check_samples(samples_16k)
     if len(x) == 0:
         return VadResult(segments=[], speech_ratio=0.0, duration_s=0.0)
@@ -128,13 +122,9 @@ def speech_segments(
         speech_pad_ms=speech_pad_ms,
         window=window,
     )
-    segments = [
-        (round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in bounds
-    ]
+    segments = [(round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in bounds]
     speech = sum(e - s for s, e in bounds)
-    return VadResult(
-        segments=segments, speech_ratio=speech / len(x), duration_s=len(x) / SAMPLE_RATE
-    )
+    return VadResult(segments=segments, speech_ratio=speech / len(x), duration_s=len(x) / SAMPLE_RATE)
 
 
 def segments_from_probs(
@@ -220,9 +210,7 @@ def _check_options(
     if not 0.0 < threshold < 1.0:
         raise Unprocessable(f"threshold must be in (0, 1), not {threshold}")
     if neg_threshold is not None and not 0.0 < neg_threshold <= threshold:
-        raise Unprocessable(
-            f"neg_threshold must be in (0, threshold], not {neg_threshold}"
-        )
+        raise Unprocessable(f"neg_threshold must be in (0, threshold], not {neg_threshold}")
     for name, value in (
         ("min_speech_ms", min_speech_ms),
         ("min_silence_ms", min_silence_ms),

@@ -34,8 +34,12 @@ def parse(payload: Mapping[str, Any], defaults: Mapping[str, Any]) -> VadRequest
 
 def detect(model: VadRunner, samples_16k: np.ndarray, req: VadRequest) -> dict[str, Any]:
     result = speech_segments(
-        samples_16k, model.vad, threshold=req.threshold, min_speech_ms=req.min_speech_ms,
-        min_silence_ms=req.min_silence_ms, speech_pad_ms=req.speech_pad_ms,
+        samples_16k,
+        model.vad,
+        threshold=req.threshold,
+        min_speech_ms=req.min_speech_ms,
+        min_silence_ms=req.min_silence_ms,
+        speech_pad_ms=req.speech_pad_ms,
     )
     return {
         "duration_s": round(result.duration_s, 3),

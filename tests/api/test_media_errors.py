@@ -30,7 +30,9 @@ EXTRA = {"/v1/zero-shot-image-classification": {"labels": '["a cat", "a dog"]'}}
 
 def png(width=64, height=48) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)).save(
+        buf, format="PNG"
+    )
     return buf.getvalue()
 
 
@@ -117,7 +119,9 @@ def test_too_many_images_is_413(limited_client):
 
 
 def post_audio(client, data: bytes, field="audio"):
-    return client.post("/v1/voice-activity", data={field: (io.BytesIO(data), "a.wav")}, content_type="multipart/form-data")
+    return client.post(
+        "/v1/voice-activity", data={field: (io.BytesIO(data), "a.wav")}, content_type="multipart/form-data"
+    )
 
 
 GOOD_WAV = wav_bytes(np.zeros(16000, np.float32), 16000)
@@ -141,7 +145,10 @@ def test_bad_audio(limited_client, make, status):
 def test_missing_audio_field(limited_client):
     assert_error("/v1/voice-activity", post_audio(limited_client, GOOD_WAV, field="sound"), 422)
     assert_error("/v1/voice-activity", limited_client.post("/v1/voice-activity", json={}), 422)
-    assert limited_client.post("/v1/voice-activity", json={"audio": base64.b64encode(GOOD_WAV).decode()}).status_code == 200
+    assert (
+        limited_client.post("/v1/voice-activity", json={"audio": base64.b64encode(GOOD_WAV).decode()}).status_code
+        == 200
+    )
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +184,8 @@ def test_short_clip_is_fine(limited_client, short_clip):
 
 
 @pytest.mark.parametrize(
-    ("case", "status"), [("truncated", 400), ("random", 415), ("too-long", 413), ("too-big", 413), ("empty", 400), ("webm-garbage", 400)]
+    ("case", "status"),
+    [("truncated", 400), ("random", 415), ("too-long", 413), ("too-big", 413), ("empty", 400), ("webm-garbage", 400)],
 )
 def test_bad_video(limited_client, videos, short_clip, case, status):
     data = {

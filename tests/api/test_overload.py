@@ -21,7 +21,9 @@ def test_overloaded_model_answers_503_fast(client, tiny_registry, monkeypatch):
 
     monkeypatch.setattr(runner, "forward", slow)
     results = {}
-    t = threading.Thread(target=lambda: results.setdefault("first", client.post("/v1/text-classification", json={"inputs": "a"})))
+    t = threading.Thread(
+        target=lambda: results.setdefault("first", client.post("/v1/text-classification", json={"inputs": "a"}))
+    )
     t.start()
     while served.admission.stats()["running"] == 0:
         time.sleep(0.01)

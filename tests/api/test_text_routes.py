@@ -27,10 +27,13 @@ def test_embeddings_one_or_many(client):
     assert one.headers["X-Edge-Device"] == "cpu"
     assert float(one.headers["X-Inference-Time-Ms"]) > 0
     body = one.get_json()
-    assert body["dim"] == 32 and len(body["data"]) == 1
+    assert body["dim"] == 32
+    assert len(body["data"]) == 1
     vec = body["data"][0]["embedding"]
     assert math.isclose(sum(x * x for x in vec), 1.0, abs_tol=1e-4)
-    many = client.post("/v1/embeddings", json={"inputs": ["a", "the man plays a guitar", "b c d"], "model": "tiny-embed"})
+    many = client.post(
+        "/v1/embeddings", json={"inputs": ["a", "the man plays a guitar", "b c d"], "model": "tiny-embed"}
+    )
     data = many.get_json()["data"]
     assert [d["index"] for d in data] == [0, 1, 2]
     # batching must not change an item's vector beyond int8 noise: dynamic int8 picks its
@@ -47,7 +50,11 @@ def test_embeddings_truncation_is_reported(client):
 def test_zero_shot_scores_sum_to_one(client):
     body = client.post(
         "/v1/zero-shot-classification",
-        json={"inputs": ["the man plays a guitar", "paris"], "labels": ["music", "city", "sport"], "hypothesis_template": "about {}"},
+        json={
+            "inputs": ["the man plays a guitar", "paris"],
+            "labels": ["music", "city", "sport"],
+            "hypothesis_template": "about {}",
+        },
     ).get_json()
     assert len(body["results"]) == 2
     for ranked in body["results"]:
@@ -58,12 +65,16 @@ def test_zero_shot_scores_sum_to_one(client):
 
 @pytest.mark.parametrize("model", ["tiny-sentiment", "tiny-sentiment-distil"])
 def test_text_classification_labels_from_checkpoint(client, model):
-    body = client.post("/v1/text-classification", json={"inputs": ["good", "bad"], "top_k": 2, "model": model}).get_json()
+    body = client.post(
+        "/v1/text-classification", json={"inputs": ["good", "bad"], "top_k": 2, "model": model}
+    ).get_json()
     assert len(body["results"]) == 2
     for r in body["results"]:
         assert len(r["labels"]) == 2
         assert {x["label"] for x in r["labels"]} <= {"negative", "neutral", "positive"}
-    full = client.post("/v1/text-classification", json={"inputs": "good", "model": model}).get_json()["results"][0]["labels"]
+    full = client.post("/v1/text-classification", json={"inputs": "good", "model": model}).get_json()["results"][0][
+        "labels"
+    ]
     assert sum(x["score"] for x in full) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -93,7 +104,8 @@ def test_api_keys(tiny_settings, tiny_registry):
     c = app.test_client()
     body = {"inputs": "hello"}
     r = c.post("/v1/embeddings", json=body)
-    assert r.status_code == 401 and r.get_json()["error"]["code"] == "unauthorized"
+    assert r.status_code == 401
+    assert r.get_json()["error"]["code"] == "unauthorized"
     assert c.post("/v1/embeddings", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.post("/v1/embeddings", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert c.post("/v1/embeddings", json=body, headers={"X-API-Key": "k1"}).status_code == 200

@@ -100,7 +100,9 @@ def test_deepstack_python_client_against_a_running_server(vision_config, photos)
         scene = ds.DeepstackScene(ip=u.hostname, port=u.port, api_key="s3cret", timeout=60)
         assert scene.recognize((photos / "coffee.png").read_bytes())["label"] == "espresso"
         with pytest.raises(ds.DeepstackException, match="501"):
-            ds.DeepstackObject(ip=u.hostname, port=u.port, api_key="s3cret", timeout=60).detect((photos / "coffee.png").read_bytes())
+            ds.DeepstackObject(ip=u.hostname, port=u.port, api_key="s3cret", timeout=60).detect(
+                (photos / "coffee.png").read_bytes()
+            )
         wrong = ds.DeepstackFace(ip=u.hostname, port=u.port, api_key="wrong", timeout=60)
         with pytest.raises(ds.DeepstackException, match="401"):
             wrong.detect((photos / "astronaut.png").read_bytes())
@@ -115,7 +117,7 @@ from edge_mm.api import create_app
 s = load_settings({str(vision_config)!r}, env={{}})
 reg = load_registry(s); reg.warm_all()
 c = create_app(s, reg).test_client()
-img = open({str(photos / 'astronaut.png')!r}, 'rb').read()
+img = open({str(photos / "astronaut.png")!r}, 'rb').read()
 for route in ('/v1/image-classification', '/v1/face-detection', '/v1/vision/face', '/v1/vision/scene'):
     assert c.post(route, data={{'image': (io.BytesIO(img), 'a.png')}}, content_type='multipart/form-data').status_code == 200, route
 r = c.post('/v1/zero-shot-image-classification', data={{'image': (io.BytesIO(img), 'a.png'), 'labels': 'x'}}, content_type='multipart/form-data')

@@ -20,13 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 
 
 def mtcnn_data_dir() -> Path:
-    return (
-        Path(__file__).resolve().parents[2]
-        / "build"
-        / "models"
-        / "facenet_pytorch"
-        / "data"
-    )
+    return Path(__file__).resolve().parents[2] / "build" / "models" / "facenet_pytorch" / "data"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,9 +36,7 @@ def _one_torch_thread() -> Iterator[None]:
 def nets() -> tuple[PNet, RNet, ONet]:
     data = mtcnn_data_dir()
     if not (data / "onet.pt").is_file():
-        pytest.skip(
-            f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)"
-        )
+        pytest.skip(f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")
     return load_mtcnn_nets(data)
 
 
@@ -86,9 +78,7 @@ def test_output_shapes(nets: tuple[PNet, RNet, ONet]) -> None:
 
 
 @pytest.mark.parametrize("size", [(60, 80), (123, 77)])
-def test_pnet_trace_generalizes_to_other_sizes(
-    nets: tuple[PNet, RNet, ONet], size: tuple[int, int]
-) -> None:
+def test_pnet_trace_generalizes_to_other_sizes(nets: tuple[PNet, RNet, ONet], size: tuple[int, int]) -> None:
     pnet = nets[0]
     with torch.inference_mode():
         traced = torch.jit.trace(pnet, torch.rand(1, 3, 40, 50) * 2 - 1)
@@ -98,9 +88,7 @@ def test_pnet_trace_generalizes_to_other_sizes(
             torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
 
 
-def test_exported_nets_match_eager_after_save_and_load(
-    tmp_path: Path, nets: tuple[PNet, RNet, ONet]
-) -> None:
+def test_exported_nets_match_eager_after_save_and_load(tmp_path: Path, nets: tuple[PNet, RNet, ONet]) -> None:
     exported = export_mtcnn_nets(*nets)
     loaded = []
     for name, module in zip(("pnet", "rnet", "onet"), exported, strict=True):

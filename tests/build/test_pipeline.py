@@ -68,14 +68,19 @@ def test_missed_fidelity_target_fails_naming_model_and_figure(tiny_checkpoints, 
     text = tiny_settings_toml(tiny_checkpoints, tmp_path / "artifacts")
     text = text.replace('name = "tiny-embed"', 'name = "tiny-embed"\nmin_min_cosine = 1.01\nauto_keep_fp32 = false')
     path.write_text(text)
-    with pytest.raises(BuildError, match=r"model tiny-embed: int8 misses its fidelity target: min_cosine .* \(needs >= 1.01\)"):
+    with pytest.raises(
+        BuildError, match=r"model tiny-embed: int8 misses its fidelity target: min_cosine .* \(needs >= 1.01\)"
+    ):
         build_all(load_settings(path, env={}), only=["tiny-embed"], out=io.StringIO())
 
 
 def test_keep_fp32_layers(tiny_checkpoints, tmp_path):
     path = tmp_path / "settings.toml"
     text = tiny_settings_toml(tiny_checkpoints, tmp_path / "artifacts")
-    text = text.replace('name = "tiny-sentiment"', 'name = "tiny-sentiment"\nkeep_fp32 = ["model.classifier", "model.bert.encoder.layer.1"]')
+    text = text.replace(
+        'name = "tiny-sentiment"',
+        'name = "tiny-sentiment"\nkeep_fp32 = ["model.classifier", "model.bert.encoder.layer.1"]',
+    )
     path.write_text(text)
     build_all(load_settings(path, env={}), only=["tiny-sentiment"], out=io.StringIO())
     v = read_manifest(tmp_path / "artifacts").models["tiny-sentiment"].verification
@@ -84,9 +89,10 @@ def test_keep_fp32_layers(tiny_checkpoints, tmp_path):
 
 def test_sources(tmp_path):
     (tmp_path / "pkgs" / "somepkg" / "model").mkdir(parents=True)
-    assert resolve_source("package:somepkg/model", packages_dir=tmp_path / "pkgs", base_dir=tmp_path) == (
-        tmp_path / "pkgs" / "somepkg" / "model"
-    ).resolve()
+    assert (
+        resolve_source("package:somepkg/model", packages_dir=tmp_path / "pkgs", base_dir=tmp_path)
+        == (tmp_path / "pkgs" / "somepkg" / "model").resolve()
+    )
     with pytest.raises(ConfigError, match="run 'make models'"):
         resolve_source("package:missingpkg/model", packages_dir=tmp_path / "pkgs", base_dir=tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):

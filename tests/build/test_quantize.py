@@ -41,7 +41,9 @@ def test_guard_keeps_the_fewest_most_damaging_layers():
 
 
 def test_guard_without_auto_returns_plain_int8():
-    result = guard_int8(model(), ["3"], passes=lambda m: False, damage=total_damage, auto=False, progress=lambda _: None)
+    result = guard_int8(
+        model(), ["3"], passes=lambda m: False, damage=total_damage, auto=False, progress=lambda _: None
+    )
     assert result.kept_fp32 == ["3"]
     assert result.quantized == ["0", "1", "2"]
 

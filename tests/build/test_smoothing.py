@@ -32,7 +32,8 @@ def data(n: int = 64) -> torch.Tensor:
 def test_fp32_output_is_unchanged_and_layers_are_wrapped():
     model = OutlierNet().eval()
     smoothed = smooth_linear_inputs(model, [(data(),)], alpha=0.8)
-    assert isinstance(smoothed.a, SmoothedLinear) and isinstance(smoothed.b, SmoothedLinear)
+    assert isinstance(smoothed.a, SmoothedLinear)
+    assert isinstance(smoothed.b, SmoothedLinear)
     x = data(8)
     assert torch.allclose(model(x), smoothed(x), atol=1e-4)
     assert isinstance(model.a, nn.Linear)  # the original is untouched

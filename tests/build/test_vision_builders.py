@@ -105,7 +105,11 @@ def test_runtime_preprocessing_matches_hf_processors(tiny_vision_config, photos,
     manifest = read_manifest(folder / "artifacts")
     image = Image.open(photos / name).convert("RGB")
     for model, ckpt in (("tiny-vit", "vit"), ("tiny-clip", "clip")):
-        pre = {k: v for k, v in manifest.models[model].preprocessing.items() if k not in ("kind", "max_length", "pad_id", "logit_scale")}
+        pre = {
+            k: v
+            for k, v in manifest.models[model].preprocessing.items()
+            if k not in ("kind", "max_length", "pad_id", "logit_scale")
+        }
         ours = preprocess_from_dict(pre)([image])
         processor = transformers.AutoImageProcessor.from_pretrained(folder / ckpt, use_fast=False)
         ref = processor(images=image, return_tensors="pt")["pixel_values"]

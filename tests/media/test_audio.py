@@ -44,14 +44,10 @@ def make_wav(
     else:
         payload = frames.astype(frames.dtype.newbyteorder("<")).tobytes()
     block_align = channels * bits // 8
-    common = struct.pack(
-        "<HIIHH", channels, rate, rate * block_align, block_align, bits
-    )
+    common = struct.pack("<HIIHH", channels, rate, rate * block_align, block_align, bits)
     if extensible:
         guid = struct.pack("<H", tag) + KSDATAFORMAT_TAIL
-        fmt = (
-            struct.pack("<H", 0xFFFE) + common + struct.pack("<HHI", 22, bits, 0) + guid
-        )
+        fmt = struct.pack("<H", 0xFFFE) + common + struct.pack("<HHI", 22, bits, 0) + guid
     else:
         fmt = struct.pack("<H", tag) + common
     body = b"WAVE" + extra_chunks + b"fmt " + struct.pack("<I", len(fmt)) + fmt
@@ -95,12 +91,8 @@ def pcm16(values: list[int], rate: int = 16_000) -> bytes:
     ids=["pcm16", "pcm8", "pcm24", "pcm32", "float32", "float64"],
 )
 @pytest.mark.parametrize("extensible", [False, True], ids=["plain", "extensible"])
-def test_decodes_sample_formats(
-    frames: np.ndarray, bits: int, tag: int, want: list[float], extensible: bool
-) -> None:
-    samples, rate = decode_wav(
-        make_wav(frames, 22_050, tag=tag, bits=bits, extensible=extensible), **LIMITS
-    )
+def test_decodes_sample_formats(frames: np.ndarray, bits: int, tag: int, want: list[float], extensible: bool) -> None:
+    samples, rate = decode_wav(make_wav(frames, 22_050, tag=tag, bits=bits, extensible=extensible), **LIMITS)
     assert rate == 22_050
     assert samples.dtype == np.float32
     assert samples.shape == (4,)
@@ -127,16 +119,12 @@ def test_matches_stdlib_wave_writer_at_8k() -> None:
         w.writeframes(values.tobytes())
     samples, rate = decode_wav(buf.getvalue(), **LIMITS)
     assert rate == 8_000
-    np.testing.assert_allclose(
-        samples, values.astype(np.float64).mean(axis=1) / 32768, atol=1e-6
-    )
+    np.testing.assert_allclose(samples, values.astype(np.float64).mean(axis=1) / 32768, atol=1e-6)
 
 
 def test_skips_unknown_and_odd_sized_chunks() -> None:
     odd = b"LIST" + struct.pack("<I", 3) + b"abc" + b"\x00"  # odd size: one pad byte
-    data = make_wav(
-        np.array([16384], np.int16), 16_000, tag=1, bits=16, extra_chunks=odd
-    )
+    data = make_wav(np.array([16384], np.int16), 16_000, tag=1, bits=16, extra_chunks=odd)
     assert decode_wav(data, **LIMITS)[0].tolist() == [0.5]
 
 
@@ -230,10 +218,7 @@ def fmt_tag_wav(tag: int, bits: int = 8) -> bytes:
 def test_rejects_bad_audio(data: bytes, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)) as err:
         decode_wav(data, **LIMITS)
-    assert (
-        err.value.status
-        == {BadInput: 400, UnsupportedMediaType: 415, Unprocessable: 422}[error]
-    )  # type: ignore[attr-defined]
+    assert err.value.status == {BadInput: 400, UnsupportedMediaType: 415, Unprocessable: 422}[error]  # type: ignore[attr-defined]
 
 
 def test_over_max_bytes_is_413() -> None:
@@ -249,26 +234,17 @@ def test_over_max_seconds_is_413_from_the_header() -> None:
     with pytest.raises(RequestTooLarge, match="limit is 1 s") as err:
         decode_wav(data, max_bytes=10**6, max_seconds=1.0)
     assert err.value.status == 413
-    assert (
-        len(decode_wav(pcm16([0] * 16_000), max_bytes=10**6, max_seconds=1.0)[0])
-        == 16_000
-    )
+    assert len(decode_wav(pcm16([0] * 16_000), max_bytes=10**6, max_seconds=1.0)[0]) == 16_000
 
 
 # --- to_mono_float ------------------------------------------------------------
 
 
 def test_to_mono_float_planar_and_interleaved() -> None:
-    planar = np.array(
-        [[0.5, -0.5, 1.0], [0.0, -0.5, 3.0]], np.float32
-    )  # PyAV fltp: (channels, n)
-    np.testing.assert_allclose(
-        to_mono_float(planar, channels_axis=0), [0.25, -0.5, 1.0]
-    )
+    planar = np.array([[0.5, -0.5, 1.0], [0.0, -0.5, 3.0]], np.float32)  # PyAV fltp: (channels, n)
+    np.testing.assert_allclose(to_mono_float(planar, channels_axis=0), [0.25, -0.5, 1.0])
     interleaved = np.array([[16384, 0], [-32768, -32768]], np.int16)  # (n, channels)
-    np.testing.assert_allclose(
-        to_mono_float(interleaved, channels_axis=1), [0.25, -1.0]
-    )
+    np.testing.assert_allclose(to_mono_float(interleaved, channels_axis=1), [0.25, -1.0])
     assert to_mono_float(np.array([2**30], np.int32), None).tolist() == [0.5]
     with pytest.raises(ValueError, match="dtype"):
         to_mono_float(np.array([1, 2], np.int64), None)

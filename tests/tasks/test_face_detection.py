@@ -23,7 +23,15 @@ def test_parse_defaults_and_overrides():
 
 
 @pytest.mark.parametrize(
-    "payload", [{"threshold": 2}, {"thresholds": [0.5]}, {"thresholds": "x"}, {"min_face_size": 1}, {"max_side": 10}, {"min_confidence": -1}]
+    "payload",
+    [
+        {"threshold": 2},
+        {"thresholds": [0.5]},
+        {"thresholds": "x"},
+        {"min_face_size": 1},
+        {"max_side": 10},
+        {"min_confidence": -1},
+    ],
 )
 def test_parse_rejects(payload):
     with pytest.raises(Unprocessable):

@@ -57,17 +57,13 @@ def _one_torch_thread() -> Iterator[None]:
 def nets() -> Nets:
     data = models_dir() / "facenet_pytorch" / "data"
     if not (data / "onet.pt").is_file():
-        pytest.skip(
-            f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)"
-        )
+        pytest.skip(f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")
     return load_mtcnn_nets(data)
 
 
 # --- plumbing with exact answers ----------------------------------------------
 
-BOXES = np.array(
-    [[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 5, 5]], dtype=float
-)
+BOXES = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 5, 5]], dtype=float)
 SCORES = np.array([0.9, 0.8, 0.7, 0.95])
 
 
@@ -98,17 +94,11 @@ def test_nms_edge_cases() -> None:
 
 
 def test_nms_agrees_with_torchvision_on_random_boxes() -> None:
-    tv_ops = pytest.importorskip(
-        "torchvision.ops", reason="torchvision is the reference only"
-    )
+    tv_ops = pytest.importorskip("torchvision.ops", reason="torchvision is the reference only")
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 100, (300, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], axis=1).astype(
-        np.float32
-    )
-    scores = rng.permutation(300).astype(
-        np.float32
-    )  # distinct scores: no tie-order question
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], axis=1).astype(np.float32)
+    scores = rng.permutation(300).astype(np.float32)  # distinct scores: no tie-order question
     for threshold in (0.3, 0.5, 0.7):
         want = tv_ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold)
         assert nms(boxes, scores, threshold).tolist() == want.tolist()
@@ -156,9 +146,7 @@ def test_runtime_modules_do_not_import_build_only_packages() -> None:
 
 
 def test_astronaut_has_one_face_with_landmarks(nets: Nets) -> None:
-    image = skimage_photo(
-        "astronaut.png"
-    )  # 512x512; measured box about (181, 62, 268, 172)
+    image = skimage_photo("astronaut.png")  # 512x512; measured box about (181, 62, 268, 172)
     faces = detect_faces(image, *nets)
     assert len(faces) == 1
     face = faces[0]
@@ -195,9 +183,7 @@ def test_torchscript_nets_give_the_same_faces(nets: Nets) -> None:
 
 
 def test_boxes_are_clipped_to_the_image(nets: Nets) -> None:
-    image = skimage_photo("astronaut.png")[
-        80:, 200:
-    ].copy()  # face cut at the left/top edges
+    image = skimage_photo("astronaut.png")[80:, 200:].copy()  # face cut at the left/top edges
     for face in detect_faces(image, *nets, thresholds=(0.5, 0.5, 0.5)):
         x1, y1, x2, y2 = face.box
         assert 0 <= x1 <= x2 <= image.shape[1]
@@ -226,9 +212,7 @@ def test_agrees_with_facenet_pytorch(nets: Nets, name: str) -> None:
     reference = _reference_detect_face()
     image = skimage_photo(name)
     with torch.no_grad():
-        ref_boxes, ref_points = reference.detect_face(
-            image, 20, *nets, [0.6, 0.7, 0.7], 0.709, torch.device("cpu")
-        )
+        ref_boxes, ref_points = reference.detect_face(image, 20, *nets, [0.6, 0.7, 0.7], 0.709, torch.device("cpu"))
     ref_boxes = np.asarray(ref_boxes[0], dtype=np.float64).reshape(-1, 5)
     ref_points = np.asarray(ref_points[0], dtype=np.float64).reshape(-1, 5, 2)
     order = np.argsort(-ref_boxes[:, 4], kind="stable")
@@ -239,7 +223,5 @@ def test_agrees_with_facenet_pytorch(nets: Nets, name: str) -> None:
     height, width = image.shape[:2]
     want = ref_boxes[:, :4].clip(0, [width, height, width, height])
     np.testing.assert_allclose([f.box for f in faces], want, atol=0.5)
-    np.testing.assert_allclose(
-        [f.confidence for f in faces], ref_boxes[:, 4], atol=1e-4
-    )
+    np.testing.assert_allclose([f.confidence for f in faces], ref_boxes[:, 4], atol=1e-4)
     np.testing.assert_allclose([f.landmarks for f in faces], ref_points, atol=0.5)

@@ -41,7 +41,9 @@ def labels_of(classifier, photo, k=3):
 @pytest.mark.real_models
 def test_cat_coffee_camera(classifier, photos):
     open_ = lambda n: Image.open(photos / n).convert("RGB")  # noqa: E731
-    assert {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"} & set(labels_of(classifier, open_("chelsea.png")))
+    assert {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"} & set(
+        labels_of(classifier, open_("chelsea.png"))
+    )
     assert labels_of(classifier, open_("coffee.png"))[0] in ("espresso", "cup", "coffee mug")
     assert "tripod" in labels_of(classifier, open_("camera.png"))
 
@@ -51,7 +53,7 @@ def test_batch_equals_single(classifier, photos):
     images = [Image.open(photos / n).convert("RGB") for n in ("chelsea.png", "coffee.png", "camera.png")]
     together = classifier.classify(images)
     for image, (logits, features) in zip(images, together, strict=True):
-        (alone_logits, alone_features), = classifier.classify([image])
+        ((alone_logits, alone_features),) = classifier.classify([image])
         assert torch.allclose(logits, alone_logits, atol=1e-4)
         assert torch.allclose(features, alone_features, atol=1e-4)
 

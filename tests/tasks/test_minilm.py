@@ -36,7 +36,8 @@ def cos(a, b):
 
 def test_related_pair_scores_higher_than_unrelated(minilm_client):
     a, b, c = embed(
-        minilm_client, ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell sharply today."]
+        minilm_client,
+        ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell sharply today."],
     )
     assert len(a) == 384
     assert cos(a, b) > 0.55  # fp32 reference: 0.667
@@ -49,7 +50,11 @@ def test_related_pair_scores_higher_than_unrelated(minilm_client):
     [
         ("The striker scored twice in the final minutes of the match.", ["sports", "cooking", "finance"], "sports"),
         ("Preheat the oven and whisk the eggs with sugar.", ["sports", "cooking", "finance"], "cooking"),
-        ("Shares dropped after the bank reported lower quarterly earnings.", ["sports", "cooking", "finance"], "finance"),
+        (
+            "Shares dropped after the bank reported lower quarterly earnings.",
+            ["sports", "cooking", "finance"],
+            "finance",
+        ),
         ("My flight to Tokyo was delayed by four hours.", ["travel", "weather", "music"], "travel"),
         ("It will rain heavily tomorrow with strong winds.", ["travel", "weather", "music"], "weather"),
     ],

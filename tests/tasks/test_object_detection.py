@@ -36,7 +36,8 @@ def test_tiny_yolos_detection_route(tiny_vision_client):
     buf = io.BytesIO()
     Image.new("RGB", (120, 80), (10, 200, 30)).save(buf, format="JPEG")
     r = tiny_vision_client.post(
-        "/v1/vision/detection", data={"image": (io.BytesIO(buf.getvalue()), "x.jpg"), "min_confidence": "0"},
+        "/v1/vision/detection",
+        data={"image": (io.BytesIO(buf.getvalue()), "x.jpg"), "min_confidence": "0"},
         content_type="multipart/form-data",
     )
     assert r.status_code == 200, r.get_json()

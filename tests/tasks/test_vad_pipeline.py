@@ -51,9 +51,7 @@ def test_one_segment_with_padding() -> None:
 def test_min_speech_drops_short_bursts() -> None:
     # min_speech 250 ms = 4000 samples: 7 windows (3584) are dropped, 8 (4096) kept.
     assert segments_from_probs(windows((0.0, 5), (0.9, 7), (0.0, 10)), 22 * W) == []
-    assert segments_from_probs(windows((0.0, 5), (0.9, 8), (0.0, 10)), 23 * W) == [
-        (5 * W - PAD, 13 * W + PAD)
-    ]
+    assert segments_from_probs(windows((0.0, 5), (0.9, 8), (0.0, 10)), 23 * W) == [(5 * W - PAD, 13 * W + PAD)]
 
 
 def test_hysteresis_between_thresholds_continues_speech() -> None:
@@ -115,9 +113,7 @@ def _one_torch_thread() -> Iterator[None]:
 def vad() -> VadModel:
     path = models_dir() / "silero_vad" / "data" / "silero_vad.jit"
     if not path.is_file():
-        pytest.skip(
-            f"silero VAD weights not at {path} (pip install --no-deps silero-vad)"
-        )
+        pytest.skip(f"silero VAD weights not at {path} (pip install --no-deps silero-vad)")
     return VadModel(torch.jit.load(str(path), map_location="cpu"))
 
 
@@ -127,9 +123,7 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, float,
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not on PATH (apt-get install espeak-ng)")
     path = tmp_path_factory.mktemp("speech") / "sentence.wav"
-    subprocess.run(
-        ["espeak-ng", "-w", str(path), SENTENCE], check=True, capture_output=True
-    )
+    subprocess.run(["espeak-ng", "-w", str(path), SENTENCE], check=True, capture_output=True)
     samples, rate = decode_wav(path.read_bytes(), max_bytes=50_000_000, max_seconds=60)
     audible = np.flatnonzero(np.abs(samples) > 0.01)
     onset, offset = audible[0] / rate + 1.5, (audible[-1] + 1) / rate + 1.5
@@ -137,9 +131,7 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, float,
     return np.concatenate([silence, resample(samples, rate), silence]), onset, offset
 
 
-def test_segments_cover_the_spoken_part(
-    vad: VadModel, spoken: tuple[np.ndarray, float, float]
-) -> None:
+def test_segments_cover_the_spoken_part(vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
     clip, onset, offset = spoken
     result = speech_segments(clip, vad)
     assert result.duration_s == pytest.approx(len(clip) / 16_000)
@@ -149,26 +141,17 @@ def test_segments_cover_the_spoken_part(
     spoken_ratio = (offset - onset) / result.duration_s
     assert spoken_ratio - 0.2 < result.speech_ratio <= spoken_ratio + 0.1
     assert all(s < e for s, e in result.segments)
-    assert all(
-        e1 <= s2
-        for (_, e1), (s2, _) in zip(result.segments, result.segments[1:], strict=False)
-    )
+    assert all(e1 <= s2 for (_, e1), (s2, _) in zip(result.segments, result.segments[1:], strict=False))
 
 
-def test_state_is_reset_per_clip(
-    vad: VadModel, spoken: tuple[np.ndarray, float, float]
-) -> None:
+def test_state_is_reset_per_clip(vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
     clip = spoken[0]
     first = vad.speech_probabilities(clip)
-    vad.speech_probabilities(
-        np.random.default_rng(1).standard_normal(8_000).astype(np.float32)
-    )
+    vad.speech_probabilities(np.random.default_rng(1).standard_normal(8_000).astype(np.float32))
     np.testing.assert_array_equal(vad.speech_probabilities(clip), first)
 
 
-def test_threads_share_one_model(
-    vad: VadModel, spoken: tuple[np.ndarray, float, float]
-) -> None:
+def test_threads_share_one_model(vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
     # Without VadModel's lock, interleaved windows corrupt the state (measured).
     clip = spoken[0][: 16_000 * 4]
     want = vad.speech_probabilities(clip)
@@ -189,9 +172,7 @@ def test_threads_share_one_model(
 
 def test_silence_and_noise_have_no_speech(vad: VadModel) -> None:
     silence = np.zeros(16_000 * 3, np.float32)
-    noise = (np.random.default_rng(0).standard_normal(16_000 * 3) * 0.1).astype(
-        np.float32
-    )
+    noise = (np.random.default_rng(0).standard_normal(16_000 * 3) * 0.1).astype(np.float32)
     for clip in (silence, noise):
         result = speech_segments(clip, vad)
         assert result.segments == []
@@ -212,9 +193,7 @@ def _silero_get_speech_timestamps() -> Any:
     return module.get_speech_timestamps
 
 
-def test_agrees_with_silero_get_speech_timestamps(
-    vad: VadModel, spoken: tuple[np.ndarray, float, float]
-) -> None:
+def test_agrees_with_silero_get_speech_timestamps(vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
     reference = _silero_get_speech_timestamps()
     clip = spoken[0]
     want = reference(torch.from_numpy(clip), vad.module)  # sample indices

@@ -44,9 +44,13 @@ def test_audio_track_is_decoded_to_16k_mono(videos):
 
 def test_duration_limit_is_413(videos):
     with pytest.raises(RequestTooLarge):
-        decode_video((videos / "bikes.mp4").read_bytes(), sampling=Sampling(), max_bytes=BIG, max_seconds=5, max_pixels=BIG)
+        decode_video(
+            (videos / "bikes.mp4").read_bytes(), sampling=Sampling(), max_bytes=BIG, max_seconds=5, max_pixels=BIG
+        )
     with pytest.raises(RequestTooLarge):
-        decode_video((videos / "bikes.mp4").read_bytes(), sampling=Sampling(), max_bytes=BIG, max_seconds=50, max_pixels=1000)
+        decode_video(
+            (videos / "bikes.mp4").read_bytes(), sampling=Sampling(), max_bytes=BIG, max_seconds=50, max_pixels=1000
+        )
 
 
 def test_aggregate_labels_ranks_by_mean_score():
@@ -68,7 +72,11 @@ def test_parse_video_options():
 
 @pytest.mark.real_models
 def test_video_route_per_frame_results_and_aggregate(vision_client, videos):
-    data = {"video": (io.BytesIO((videos / "bigbuckbunny.mp4").read_bytes()), "bbb.mp4"), "every_seconds": "2", "max_frames": "8"}
+    data = {
+        "video": (io.BytesIO((videos / "bigbuckbunny.mp4").read_bytes()), "bbb.mp4"),
+        "every_seconds": "2",
+        "max_frames": "8",
+    }
     r = vision_client.post("/v1/video", data=data, content_type="multipart/form-data")
     assert r.status_code == 200, r.get_json()
     body = r.get_json()

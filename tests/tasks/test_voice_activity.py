@@ -14,8 +14,11 @@ pytestmark = pytest.mark.real_models
 
 
 def post_wav(client, data: bytes, **form):
-    return client.post("/v1/voice-activity", data={"audio": (__import__("io").BytesIO(data), "a.wav"), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/v1/voice-activity",
+        data={"audio": (__import__("io").BytesIO(data), "a.wav"), **form},
+        content_type="multipart/form-data",
+    )
 
 
 def test_parse_rejects_bad_threshold():
@@ -53,7 +56,11 @@ def test_stereo_44k_float_is_accepted(vision_client, speech_wav):
 @pytest.mark.parametrize("kind", ["silence", "noise"])
 def test_silence_and_white_noise_have_no_speech(vision_client, kind):
     rng = np.random.default_rng(1)
-    samples = np.zeros(16000 * 3, np.float32) if kind == "silence" else rng.standard_normal(16000 * 3).astype(np.float32) * 0.2
+    samples = (
+        np.zeros(16000 * 3, np.float32)
+        if kind == "silence"
+        else rng.standard_normal(16000 * 3).astype(np.float32) * 0.2
+    )
     body = post_wav(vision_client, wav_bytes(samples, 16000)).get_json()
     assert body["segments"] == []
     assert body["speech_ratio"] == 0

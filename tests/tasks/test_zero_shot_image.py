@@ -25,7 +25,14 @@ def test_conse_vector_is_the_weighted_mean_of_the_top_classes():
 
 
 @pytest.mark.parametrize(
-    "payload", [{}, {"labels": []}, {"labels": ["a", "a"]}, {"labels": ["a"], "hypothesis_template": "x"}, {"labels": ["a"], "top_t": 0}]
+    "payload",
+    [
+        {},
+        {"labels": []},
+        {"labels": ["a", "a"]},
+        {"labels": ["a"], "hypothesis_template": "x"},
+        {"labels": ["a"], "top_t": 0},
+    ],
 )
 def test_parse_rejects(payload):
     with pytest.raises(Unprocessable):
@@ -38,7 +45,10 @@ LABELS = ["a cat", "a car", "a cup of coffee"]
 @pytest.mark.real_models
 @pytest.mark.parametrize(("photo", "expected"), [("chelsea.png", "a cat"), ("coffee.png", "a cup of coffee")])
 def test_conse_on_real_photos(vision_client, photos, photo, expected):
-    data = {"image": (io.BytesIO((photos / photo).read_bytes()), photo), "labels": '["a cat", "a car", "a cup of coffee"]'}
+    data = {
+        "image": (io.BytesIO((photos / photo).read_bytes()), photo),
+        "labels": '["a cat", "a car", "a cup of coffee"]',
+    }
     r = vision_client.post("/v1/zero-shot-image-classification", data=data, content_type="multipart/form-data")
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
