@@ -127,7 +127,15 @@ def main() -> int:
                     if status and not ok:
                         failures.append(f"{name}: {status}")
 
+        samples: list[tuple[float, float]] = []
+
+        def sample_rss() -> None:
+            while time.monotonic() < end:
+                samples.append((round(time.monotonic() - t0), round(rss_mb(pid))))
+                time.sleep(10)
+
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(a.concurrency)]
+        threads.append(threading.Thread(target=sample_rss))
         t0 = time.monotonic()
         for t in threads:
             t.start()
@@ -140,6 +148,12 @@ def main() -> int:
     for (name, status), n in sorted(counts.items()):
         print(f"  {name:24s} {status}: {n}")
     print(f"RSS after warm-up {rss0:.0f} MB, at the end {rss1:.0f} MB, growth {rss1 - rss0:+.0f} MB")
+    half = [mb for t, mb in samples if t >= elapsed / 2]
+    if half:
+        print(
+            f"RSS over the second half: {min(half):.0f}..{max(half):.0f} MB (growth there {half[-1] - half[0]:+.0f} MB)"
+        )
+    print("RSS samples (s, MB):", samples)
     print(f"failures: {len(failures)}" + ("" if not failures else "\n  " + "\n  ".join(failures[:20])))
     summary = {
         "requests": total,
@@ -148,6 +162,7 @@ def main() -> int:
         "rss_start_mb": round(rss0),
         "rss_end_mb": round(rss1),
         "failures": len(failures),
+        "rss_samples": samples,
         "counts": {f"{k[0]} {k[1]}": v for k, v in sorted(counts.items())},
     }
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ import threading
 
 from edge_mm.api import create_app
 from edge_mm.config import Settings
+from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
 
 log = logging.getLogger("edge_mm.server")
@@ -34,6 +35,7 @@ def serve(settings: Settings) -> None:
     """Blocks until interrupted. A bad manifest, hash or device raises ConfigError before binding."""
     import waitress
 
+    limit_malloc_arenas()
     registry = load_registry(settings)  # fails fast: the server does not start on bad artifacts
     for name, choice in registry.info["models"].items():
         log.info("%s -> %s (%s)", name, choice["device"], choice["reason"])
