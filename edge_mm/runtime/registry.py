@@ -189,6 +189,11 @@ def _info(
                 "runtime.request_timeout_s",
                 "runtime.max_batch",
                 "runtime.micro_batching",
+                "server.max_upload_bytes",
+                "server.max_image_pixels",
+                "server.max_audio_seconds",
+                "server.max_video_seconds",
+                "server.max_video_frames",
             )
         },
         "models": {

@@ -17,6 +17,7 @@ def test_health_and_info(client):
     for model in info["models"].values():
         assert all(len(h) == 64 for h in model["files"].values())
     assert info["limits"]["server.max_items"] == 8
+    assert info["limits"]["server.max_image_pixels"] > 0  # media limits are shown too
     names = [m["name"] for m in client.get("/v1/models").get_json()["models"]]
     assert names == ["tiny-embed", "tiny-sentiment", "tiny-ner", "tiny-sentiment-distil", "tiny-ner-bert"]
 
