@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
-from edge_mm.tasks.face_pipeline import detect_faces
+from edge_mm.runtime.mtcnn import detect_faces
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "build/models/facenet_pytorch/data"
 Nets = tuple[Callable[..., object], Callable[..., object], Callable[..., object]]

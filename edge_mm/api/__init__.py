@@ -1,46 +1,53 @@
-"""create_app(settings, registry): the Flask app. Loads nothing itself; no model code here."""
+"""create_app(settings, registry): the Flask app. Loads nothing itself; no model code here.
+
+Routes come from the task table (edge_mm/tasks/table.py): the edge-mm dialect's on one
+blueprint, DeepStack's on its own with its own error body.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from flask import Flask, g
+from flask import Flask, Response, g
 
-from edge_mm.api import errors, health, text
+from edge_mm.api import deepstack, errors, health
 from edge_mm.api.auth import require_key
+from edge_mm.api.routes import task_blueprint
 from edge_mm.config import Settings
 from edge_mm.runtime.registry import Registry
+from edge_mm.tasks.payload import Limits
+from edge_mm.tasks.table import TASKS
+from edge_mm.tasks.task import Task
 
 log = logging.getLogger("edge_mm.api")
 
 
-def create_app(settings: Settings, registry: Registry) -> Flask:
+def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = TASKS) -> Flask:
     app = Flask("edge_mm")
     app.config["MAX_CONTENT_LENGTH"] = settings["server.max_body_bytes"]
-    app.extensions["edge_mm"] = {"settings": settings, "registry": registry}
+    app.extensions["edge_mm"] = {
+        "settings": settings,
+        "registry": registry,
+        "limits": Limits.from_settings(settings),
+        "tasks": tuple(tasks),
+    }
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
     app.register_blueprint(health.bp)
-    app.register_blueprint(text.bp)
-    for bp in _optional_blueprints():
-        app.register_blueprint(bp)
+    app.register_blueprint(task_blueprint(t for t in tasks if t.dialect == "edge-mm"))
+    app.register_blueprint(deepstack.blueprint(t for t in tasks if t.dialect == deepstack.NAME))
     keys = tuple(settings["server.api_keys"])
     app.before_request(lambda: require_key(keys))
-
-    @app.after_request
-    def device_headers(response):  # type: ignore[no-untyped-def]
-        if "device" in g:
-            response.headers["X-Edge-Device"] = g.device
-            response.headers["X-Edge-Model"] = g.model
-            response.headers["X-Inference-Time-Ms"] = f"{g.inference_ms:.2f}"
-        return response
-
+    app.after_request(model_headers)
     return app
 
 
-def _optional_blueprints() -> list:  # type: ignore[type-arg]
-    try:
-        from edge_mm.api.vision import blueprints
-    except ImportError:
-        return []
-    return blueprints()
+def model_headers(response: Response) -> Response:
+    """Which models served the request, on which device, and their time inside the model slots."""
+    uses = g.get("model_uses")
+    if uses:
+        response.headers["X-Edge-Device"] = ",".join(dict.fromkeys(u.device for u in uses))
+        response.headers["X-Edge-Model"] = ",".join(dict.fromkeys(u.model for u in uses))
+        response.headers["X-Inference-Time-Ms"] = f"{sum(u.ms for u in uses):.2f}"
+    return response

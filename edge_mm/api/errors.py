@@ -1,30 +1,40 @@
-"""The one place errors become responses: EdgeError -> its status; HTTP errors -> JSON; else 500."""
+"""The one place errors become responses: EdgeError -> its status; HTTP errors -> JSON; else 500.
+
+Blueprints with another error dialect (DeepStack) pass their own body maker to
+:func:`register`; everything else gets the one body, ``{"error": {status, code, message}}``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from edge_mm.errors import EdgeError, error_body
 
 log = logging.getLogger("edge_mm.api")
 
+Body = Callable[[int, str, str], tuple[int, dict[str, Any]]]  # (status, code, message) -> (status, body)
+
+
+def edge_mm_body(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
+    return status, error_body(status, code, message)
+
 _HTTP_CODES = {
     400: "bad_input",
     404: "not_found",
     405: "method_not_allowed",
+    411: "length_required",
     413: "too_large",
     415: "unsupported_media_type",
 }
 
 
-def _json(status: int, code: str, message: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    if request.path.startswith("/v1/vision/"):  # the DeepStack dialect has its own shape
-        body = {"success": False, "error": message, "code": status}
-    else:
-        body = error_body(status, code, message)
+def _response(answer: tuple[int, dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
+    status, body = answer
     response = jsonify(body)
     response.status_code = status
     for k, v in (headers or {}).items():
@@ -32,24 +42,26 @@ def _json(status: int, code: str, message: str, headers: dict[str, str] | None =
     return response
 
 
-def register(app: Flask) -> None:
-    @app.errorhandler(EdgeError)
-    def edge_error(exc: EdgeError):  # type: ignore[no-untyped-def]
+def register(target: Flask | Blueprint, body: Body = edge_mm_body) -> None:
+    """Install the error handlers on an app or a blueprint, rendering with ``body``."""
+
+    @target.errorhandler(EdgeError)
+    def edge_error(exc: EdgeError) -> Response:
         if exc.status >= 500:
             log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return _json(exc.status, exc.code, exc.message, exc.headers)
+        return _response(body(exc.status, exc.code, exc.message), exc.headers)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    @target.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = {
             404: f"no route {request.path}; see the README for the API",
             405: f"{request.method} is not allowed on {request.path}",
-            413: f"request body is over the limit of {app.config['MAX_CONTENT_LENGTH']} bytes",
+            413: f"request body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes",
         }.get(status, exc.description or exc.name)
-        return _json(status, _HTTP_CODES.get(status, "http_error"), message)
+        return _response(body(status, _HTTP_CODES.get(status, "http_error"), message))
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    @target.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _json(500, "internal_error", "internal server error; the server log has the details")
+        return _response(body(500, "internal_error", "internal server error; the server log has the details"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
-from edge_mm.api.inference import registry
+from edge_mm.api.context import registry
+from edge_mm.tasks.table import routes_for
 
 bp = Blueprint("health", __name__)
 
@@ -28,7 +29,10 @@ def ready():  # type: ignore[no-untyped-def]
 
 @bp.get("/v1/models")
 def models():  # type: ignore[no-untyped-def]
-    return jsonify({"models": [m.describe() for m in registry().models.values()]})
+    tasks = current_app.extensions["edge_mm"]["tasks"]
+    return jsonify(
+        {"models": [{**m.describe(), "routes": [r.removeprefix("/v1/") for r in routes_for(m.kind, tasks)]} for m in registry().models.values()]}
+    )
 
 
 @bp.get("/info")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_mm.build.accelerator import resolve_accelerator
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.build.vision_common import file_ref, sample_images, write_reference
@@ -17,10 +18,10 @@ from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry, Variant
 from edge_mm.runtime.artifacts import load_module
-from edge_mm.runtime.pipeline_models import mtcnn_probe_outputs
+from edge_mm.runtime.face_detector import mtcnn_probe_outputs
 from edge_mm.runtime.probes import probe_audio
-from edge_mm.tasks.face_pipeline import detect_faces
-from edge_mm.tasks.vad_pipeline import speech_probabilities
+from edge_mm.runtime.mtcnn import detect_faces
+from edge_mm.runtime.silero_vad import speech_probabilities
 
 MTCNN_TOLERANCE = 1e-4
 # Shapes of the probe tensors run through each net for `edge-mm check`.
@@ -31,7 +32,9 @@ MTCNN_PROBES = [
 ]
 
 
-def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+def build_face_detector(
+    spec: ModelSpec, source: Path, out: Path, progress: Progress, *, accelerator: str | None = "cuda"
+) -> ModelEntry:
     t0 = time.perf_counter()
     data_dir = source if source.is_dir() else source.parent
     try:
@@ -81,7 +84,7 @@ def build_face_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
         "fp32: nets are tiny, int8 buys nothing",
     ]
     variants = {"cpu": Variant(files=files, dtype="float32", notes=notes)}
-    if torch.cuda.is_available():
+    if resolve_accelerator(accelerator) is not None:  # fp32 nets: the same files serve the accelerator
         variants["cuda"] = Variant(files=dict(files), dtype="float32", notes=[*notes, "same files, loaded on CUDA"])
     ref_out = mtcnn_probe_outputs(loaded, MTCNN_PROBES)
     reference = write_reference(out / "reference.json", MTCNN_PROBES, [t.tolist() for t in ref_out])

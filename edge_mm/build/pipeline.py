@@ -7,6 +7,7 @@ not rebuilt: its content hash matches the manifest and its files still verify.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import sys
@@ -26,20 +27,15 @@ BUILDER_VERSION = 3  # bump when build code changes what it writes
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 
 
-def _builders() -> dict[str, Builder]:
-    from edge_mm.build.text import build_text_model
+def builder_for(task: str) -> Builder:
+    """The build function the task table names for the model kind ``task``."""
+    from edge_mm.tasks.table import MODEL_KINDS
 
-    builders: dict[str, Builder] = {
-        "embeddings": build_text_model,
-        "text-classification": build_text_model,
-        "token-classification": build_text_model,
-    }
-    try:
-        from edge_mm.build.vision_builders import VISION_BUILDERS
-    except ImportError:
-        VISION_BUILDERS = {}
-    builders.update(VISION_BUILDERS)
-    return builders
+    kind = MODEL_KINDS.get(task)
+    if kind is None:
+        raise ConfigError(f"task {task!r} has no builder in this version; use one of {', '.join(MODEL_KINDS)}")
+    module, function = kind.builder.split(":")
+    return getattr(importlib.import_module(f"edge_mm.build.{module}"), function)  # type: ignore[no-any-return]
 
 
 def content_hash(spec: ModelSpec, source: Path) -> str:
@@ -83,7 +79,6 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
         previous = read_manifest(root).models
     except ConfigError:
         previous = {}
-    builders = _builders()
     selected = [m for m in settings.models if not only or m.name in only]
     unknown = set(only or []) - {m.name for m in settings.models}
     if unknown:
@@ -94,8 +89,7 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
         def progress(msg: str, _i: int = i, _name: str = spec.name) -> None:
             print(f"[{_i + 1}/{len(settings.models)}] {_name}: {msg}", file=out, flush=True)
 
-        if spec.task not in builders:
-            raise ConfigError(f"model {spec.name}: task {spec.task!r} has no builder in this version")
+        build = builder_for(spec.task)
         source = resolve_source(
             spec.source,
             packages_dir=settings.path("build.packages_dir"),
@@ -117,7 +111,7 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
         staging = root / f".{spec.name}.building"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        entry = builders[spec.task](spec, source, staging, progress)
+        entry = build(spec, source, staging, progress)
         entry.content_hash = digest
         final = root / spec.name
         shutil.rmtree(final, ignore_errors=True)

@@ -20,16 +20,14 @@ Only the supported formats' parsers ever see the bytes (``Image.open(formats=...
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import re
 import struct
 import zlib
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edge_mm.errors import BadInput, RequestTooLarge, UnsupportedMediaType
+from edge_mm.media.base64_data import decode_base64
 
 # Pillow format names; MPO (multi-picture JPEG from cameras) opens via the JPEG plugin.
 SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
@@ -38,9 +36,6 @@ SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP or GIF"
 # Errors Pillow raises on damaged data while parsing headers or decoding pixels.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
-_DATA_URL = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),", re.IGNORECASE)
-_WHITESPACE = re.compile(r"\s+")
-_URLSAFE = str.maketrans("-_", "+/")
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -112,33 +107,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode plain base64 or a ``data:image/...;base64,`` URL with :func:`decode_image`.
-
-    Whitespace (line breaks) is ignored; URL-safe characters and missing ``=``
-    padding are accepted. The size limit is checked on the encoded length, before
-    decoding: ``len(payload) * 3 / 4`` (less padding) over ``max_bytes`` -> 413.
-    A data URL whose type is not ``image/*`` -> 415; one that is not base64 -> 400.
-    """
-    payload = text.strip()
-    match = _DATA_URL.match(payload)
-    if match:
-        media_type = match["type"].strip().lower()
-        params = [p.strip().lower() for p in match["params"].split(";") if p.strip()]
-        if media_type and not media_type.startswith("image/"):
-            raise UnsupportedMediaType(f"data URL type {media_type!r} is not an image")
-        if "base64" not in params:
-            raise BadInput("data URL must be base64-encoded (';base64,')")
-        payload = payload[match.end() :]
-    payload = _WHITESPACE.sub("", payload)
-    if not payload:
-        raise BadInput("image is empty")
-
-    decoded_len = len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
-    if decoded_len > max_bytes:
-        raise RequestTooLarge(f"image is about {decoded_len} bytes; the limit is {max_bytes}")
-    payload = payload.translate(_URLSAFE) + "=" * (-len(payload) % 4)
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput("image is not valid base64") from None
+    """Decode plain base64 or a ``data:image/...;base64,`` URL (see media/base64_data.py) with
+    :func:`decode_image`. A data URL whose type is not ``image/*`` -> 415."""
+    data = decode_base64(text, what="image", max_bytes=max_bytes, media_type="image/")
     return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)

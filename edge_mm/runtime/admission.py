@@ -7,11 +7,11 @@ and a request that waited too long into a 504.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from edge_mm.errors import DeadlineExceeded, Overloaded
+from edge_mm.runtime.deadline import Deadline
 
 
 class Admission:
@@ -27,9 +27,12 @@ class Admission:
         self.timed_out = 0
 
     @contextmanager
-    def slot(self) -> Iterator[float]:
-        """Hold one inference slot; yields the monotonic deadline for the work inside."""
-        deadline = time.monotonic() + self.timeout_s
+    def slot(self, deadline: Deadline | None = None) -> Iterator[Deadline]:
+        """Hold one inference slot, waiting at most until ``deadline`` (default: ``timeout_s`` from now).
+
+        Yields the same deadline, for the work inside to pass down.
+        """
+        deadline = deadline or Deadline.after(self.timeout_s)
         if not self._slots.acquire(blocking=False):
             with self._lock:
                 if self.waiting >= self.max_queue:
@@ -40,18 +43,24 @@ class Admission:
                     )
                 self.waiting += 1
             try:
-                acquired = self._slots.acquire(timeout=max(0.0, deadline - time.monotonic()))
+                acquired = self._slots.acquire(timeout=deadline.remaining())
             finally:
                 with self._lock:
                     self.waiting -= 1
             if not acquired:
                 with self._lock:
                     self.timed_out += 1
-                raise DeadlineExceeded(f"request waited longer than {self.timeout_s:g} s for a free model slot")
+                raise DeadlineExceeded(
+                    f"request waited past its {deadline.budget_s:g} s deadline for a free model slot"
+                )
         with self._lock:
             self.running += 1
         try:
             yield deadline
+        except DeadlineExceeded:  # the work ran past the deadline
+            with self._lock:
+                self.timed_out += 1
+            raise
         finally:
             with self._lock:
                 self.running -= 1

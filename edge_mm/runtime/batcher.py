@@ -14,11 +14,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_mm.errors import DeadlineExceeded
+from edge_mm.runtime.deadline import Deadline
 
 log = logging.getLogger("edge_mm.batcher")
 
@@ -26,6 +27,7 @@ log = logging.getLogger("edge_mm.batcher")
 @dataclass
 class _Job:
     items: Sequence[Any]
+    deadline: Deadline | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -44,13 +46,14 @@ class Batcher:
         for i in range(workers):
             threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True).start()
 
-    def submit(self, items: Sequence[Any], timeout_s: float | None = None) -> list[Any]:
-        """Run ``items`` (possibly together with other callers' items); blocks for the result."""
-        job = _Job(items)
+    def submit(self, items: Sequence[Any], deadline: Deadline | None = None) -> list[Any]:
+        """Run ``items`` (possibly together with other callers' items); blocks for the result,
+        at most until ``deadline`` (the request's own, not a second one)."""
+        job = _Job(items, deadline)
         self._queue.put(job)
         try:
-            return job.future.result(timeout=timeout_s)
-        except TimeoutError:
+            return job.future.result(timeout=None if deadline is None else deadline.remaining())
+        except (TimeoutError, CancelledError):
             job.future.cancel()
             raise DeadlineExceeded("inference did not finish before the request deadline") from None
 
@@ -68,9 +71,16 @@ class Batcher:
             count += len(job.items)
         return jobs
 
+    @staticmethod
+    def _still_wanted(job: _Job) -> bool:
+        """False for a job its caller gave up on, or whose deadline passed while it queued."""
+        if job.deadline is not None and job.deadline.expired():
+            job.future.cancel()
+        return job.future.set_running_or_notify_cancel()
+
     def _loop(self) -> None:
         while True:
-            jobs = [j for j in self._collect() if j.future.set_running_or_notify_cancel()]
+            jobs = [j for j in self._collect() if self._still_wanted(j)]
             if not jobs:
                 continue
             flat = [item for j in jobs for item in j.items]

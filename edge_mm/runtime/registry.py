@@ -1,6 +1,7 @@
 """The registry: reads the manifest, checks hashes, picks devices, loads and warms the models.
 
-It owns every loaded model; the API asks it for one by name and route.
+It owns every loaded model; tasks ask it for one by name and the model kinds they accept.
+Which loader builds which kind's runner is injected (the task table's ``LOADERS``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,16 +22,9 @@ from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 from edge_mm.runtime.admission import Admission
+from edge_mm.runtime.runner import BatchedRunner, Loader
 
 log = logging.getLogger("edge_mm.registry")
-
-# Which model tasks each API route accepts.
-ROUTE_TASKS: dict[str, tuple[str, ...]] = {
-    "embeddings": ("embeddings",),
-    "zero-shot-classification": ("embeddings",),
-    "text-classification": ("text-classification",),
-    "token-classification": ("token-classification",),
-}
 
 
 @dataclass
@@ -38,43 +32,28 @@ class Served:
     """One model as the API sees it: the loaded runner plus its admission gate."""
 
     name: str
-    task: str
-    runner: Any  # e.g. TextModel; task modules know its type
+    kind: str  # the model's task in settings, e.g. "embeddings"
+    runner: Any  # the kind's runner, e.g. TextModel; task modules know its type
     admission: Admission
     device: str
     variant: str
-    entry: ModelEntry | None = None
+    entry: ModelEntry
     warm_ms: float = 0.0
 
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The model's task options from settings (recorded in the manifest)."""
+        return self.entry.options
+
     def describe(self) -> dict[str, Any]:
-        variant = self.entry.variants[self.variant] if self.entry else None
         return {
             "name": self.name,
-            "task": self.task,
-            "routes": [r for r, tasks in ROUTE_TASKS.items() if self.task in tasks],
+            "task": self.kind,
             "device": self.device,
-            "dtype": variant.dtype if variant else None,
-            "labels": len(self.entry.labels or []) if self.entry else 0,
+            "dtype": self.entry.variants[self.variant].dtype,
+            "labels": len(self.entry.labels or []),
             "warm_ms": round(self.warm_ms, 1),
         }
-
-
-Loader = Callable[[str, ModelEntry, Any, str, str, int], Any]
-
-
-def _loaders() -> dict[str, Loader]:
-    from edge_mm.runtime.text_model import TextModel
-
-    loaders: dict[str, Loader] = {
-        t: TextModel.load for t in ("embeddings", "text-classification", "token-classification")
-    }
-    try:
-        from edge_mm.runtime.vision_loaders import VISION_LOADERS, VISION_ROUTES
-    except ImportError:
-        VISION_LOADERS, VISION_ROUTES = {}, {}
-    loaders.update(VISION_LOADERS)
-    ROUTE_TASKS.update(VISION_ROUTES)
-    return loaders
 
 
 @dataclass
@@ -91,21 +70,20 @@ class Registry:
     def mark_ready(self) -> None:
         self._ready.set()
 
-    def get(self, name: str | None, route: str) -> Served:
-        """The model for ``route``: by name, or the first one serving the route."""
+    def get(self, name: str | None, kinds: Collection[str], route: str) -> Served:
+        """The model serving ``route``: the one named, or the first whose kind is in ``kinds``."""
         if not self.ready:
             raise NotReady("models are still loading; retry shortly", headers={"Retry-After": "1"})
-        tasks = ROUTE_TASKS.get(route, (route,))
         if name is None:
             for served in self.models.values():
-                if served.task in tasks:
+                if served.kind in kinds:
                     return served
             raise NotFound(f"no model serving {route} is configured")
         served = self.models.get(name)
         if served is None:
             raise NotFound(f"model {name!r} is not served here; GET /v1/models lists them")
-        if served.task not in tasks:
-            raise NotFound(f"model {name!r} is a {served.task} model and does not serve {route}")
+        if served.kind not in kinds:
+            raise NotFound(f"model {name!r} is a {served.kind} model and does not serve {route}")
         return served
 
     def warm_all(self) -> None:
@@ -121,8 +99,13 @@ class Registry:
         self.mark_ready()
 
 
-def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> Registry:
-    """Load every configured model from the manifest; raises ConfigError on any problem."""
+def load_registry(
+    settings: Settings, loaders: Mapping[str, Loader], *, cuda_available: bool | None = None
+) -> Registry:
+    """Load every configured model from the manifest with its kind's loader; raises ConfigError on any problem.
+
+    ``loaders`` maps each model kind to its runner's loader (the task table's ``LOADERS``).
+    """
     root = settings.path("runtime.artifacts_dir")
     manifest = read_manifest(root)
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
@@ -131,7 +114,6 @@ def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> 
         cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
     )
     torch.set_num_threads(intra)
-    loaders = _loaders()
     registry = Registry()
     choices = {}
     for spec in settings.models:
@@ -150,9 +132,8 @@ def load_registry(settings: Settings, *, cuda_available: bool | None = None) -> 
             spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"]
         )
         in_flight = concurrent if choice.device == "cpu" else max(2, concurrent)
-        if settings["runtime.micro_batching"] and hasattr(runner, "enable_batching"):
+        if settings["runtime.micro_batching"] and isinstance(runner, BatchedRunner):
             runner.enable_batching(settings["runtime.max_batch_wait_ms"], workers=in_flight)
-            runner.timeout_s = settings["runtime.request_timeout_s"]
             in_flight *= settings["runtime.max_batch"]  # let enough requests reach the batcher to fill a batch
         admission = Admission(in_flight, settings["runtime.queue_size"], settings["runtime.request_timeout_s"])
         registry.models[spec.name] = Served(

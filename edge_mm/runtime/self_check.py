@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 import torch
 
 from edge_mm.config import Settings
 from edge_mm.runtime.registry import load_registry
+from edge_mm.runtime.runner import Loader
 
 # int8 kernels may round differently on another CPU; fp16 on GPU differs more.
 TOLERANCE = {"cpu": 2e-2, "cuda": 5e-2}
 
 
-def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
+def run_check(settings: Settings, loaders: Mapping[str, Loader], out: TextIO = sys.stdout) -> int:
     """0 when every model reproduces its reference within tolerance, else 1."""
-    registry = load_registry(settings)
+    registry = load_registry(settings, loaders)
     registry.warm_all()
     failures = 0
     root = settings.path("runtime.artifacts_dir")
     for name, served in registry.models.items():
-        ref_file = served.entry.files.get("reference") if served.entry else None
+        ref_file = served.entry.files.get("reference")
         if ref_file is None:
             print(f"{name}: no reference sample recorded; skipped", file=out)
             continue

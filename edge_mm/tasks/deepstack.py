@@ -1,21 +1,32 @@
-"""The DeepStack response dialect: ``{success, predictions: [{label, confidence, x_min, y_min, x_max, y_max}]}``.
+"""The DeepStack dialect, for NVRs and home-automation hubs: /v1/vision/face, /scene, /detection.
 
-Boxes in integer pixels, predictions sorted by confidence (highest first) and capped.
+Multipart field ``image`` (exactly one), optional ``min_confidence`` (0-1). Answers
+``{success, predictions: [{label, confidence, x_min, y_min, x_max, y_max}]}`` with boxes
+in integer pixels, sorted by confidence (highest first) and capped. The error body and
+the form-field API key live with the blueprint (api/deepstack.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from edge_mm.errors import Unprocessable
-from edge_mm.tasks.face_pipeline import Face
+from edge_mm.errors import BadInput, NotImplementedHere, Unprocessable
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.mtcnn import Face
+from edge_mm.runtime.registry import Served
+from edge_mm.tasks import face_detection, image_classification, object_detection
+from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.task import Task
 
 MAX_PREDICTIONS = 20
 
 
-def min_confidence(form: Mapping[str, Any], default: float) -> float:
-    value = form.get("min_confidence", default)
+def min_confidence(fields: Mapping[str, Any], default: float) -> float:
+    value = fields.get("min_confidence")
+    value = default if value is None else value
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise Unprocessable("'min_confidence' must be a number between 0 and 1")
     return float(value)
@@ -39,3 +50,88 @@ def face_predictions(faces: list[Face], threshold: float, limit: int = MAX_PREDI
 
 def success(predictions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"success": True, "predictions": predictions}
+
+
+@dataclass(frozen=True)
+class Request:
+    model: Served
+    image: Images
+    threshold: float
+
+
+def _one_image(payload: Payload, limits: Limits) -> Images:
+    images = images_from(payload, limits)
+    if len(images) != 1:
+        raise BadInput("send exactly one image")
+    return images
+
+
+def parse_face(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(face_detection.KINDS, "/v1/vision/face")
+    return Request(served, _one_image(payload, limits), min_confidence(payload.fields, 0.4))
+
+
+def run_face(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    # The model's own options apply, except its confidence cut: DeepStack's threshold filters, once.
+    options = face_detection.parse_options({"min_confidence": 0.0}, request.model.options)
+
+    def find(model: Any) -> list[Face]:
+        (image,) = request.image.decode()
+        return face_detection.detect(model, image, options, deadline)
+
+    faces = models.call(request.model, deadline, find)
+    return success(face_predictions(faces, request.threshold))
+
+
+def parse_scene(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(image_classification.KINDS, "/v1/vision/scene")
+    return Request(served, _one_image(payload, limits), 0.0)
+
+
+def run_scene(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    ((logits, _),) = models.call(request.model, deadline, lambda m: m.classify(request.image.decode(), deadline))
+    top = image_classification.top_labels(logits, request.model.runner.labels, 1)[0]
+    return {"success": True, "label": top["label"], "confidence": top["score"]}
+
+
+def parse_detection(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.find(object_detection.KINDS, "/v1/vision/detection")
+    if served is None:
+        raise NotImplementedHere(
+            "object detection is not configured: add an object-detection model (an HF DETR or YOLOS checkpoint) "
+            "to settings.toml and run 'edge-mm build'"
+        )
+    return Request(served, _one_image(payload, limits), min_confidence(payload.fields, 0.45))
+
+
+def run_detection(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    def detect(model: Any) -> list[list[dict[str, Any]]]:
+        return object_detection.detect(model, request.image.decode(), request.threshold, MAX_PREDICTIONS, deadline)
+
+    (preds,) = models.call(request.model, deadline, detect)
+    return success(preds)
+
+
+def _task(name: str, route: str, kinds: tuple[str, ...], parse: Any, run: Any, summary: str) -> Task:
+    return Task(name, (route,), kinds, parse, run, summary, media=("image",), dialect="deepstack")
+
+
+TASKS = (
+    _task("deepstack-face", "/v1/vision/face", face_detection.KINDS, parse_face, run_face, "DeepStack face detection."),
+    _task(
+        "deepstack-scene",
+        "/v1/vision/scene",
+        image_classification.KINDS,
+        parse_scene,
+        run_scene,
+        "DeepStack scene recognition (top ImageNet label).",
+    ),
+    _task(
+        "deepstack-detection",
+        "/v1/vision/detection",
+        object_detection.KINDS,
+        parse_detection,
+        run_detection,
+        "DeepStack object detection (needs an object-detection model).",
+    ),
+)

@@ -1,18 +1,15 @@
-"""Validation of request fields shared by the tasks. Raises errors that carry their status."""
+"""Validation of request fields shared by the tasks. Raises errors that carry their status.
+
+An option sent as JSON ``null`` means "the default", as if it were left out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from edge_mm.errors import RequestTooLarge, Unprocessable
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_text_chars: int
-    max_items: int
+from edge_mm.tasks.payload import Limits
 
 
 def texts_field(payload: Mapping[str, Any], limits: Limits, key: str = "inputs") -> list[str]:
@@ -32,13 +29,27 @@ def texts_field(payload: Mapping[str, Any], limits: Limits, key: str = "inputs")
             raise Unprocessable(f"'{key}'[{i}] must be a string, not {type(text).__name__}")
         if not text.strip():
             raise Unprocessable(f"'{key}'[{i}] is empty")
+        _check_unicode(text, f"'{key}'[{i}]")
         if len(text) > limits.max_text_chars:
             raise RequestTooLarge(f"'{key}'[{i}] has {len(text)} characters; the limit is {limits.max_text_chars}")
     return list(items)
 
 
+def _check_unicode(text: str, what: str) -> None:
+    """Lone surrogates (e.g. from JSON ``"\\ud800"``) are not text: no tokenizer can take them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Unprocessable(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
+def _value(payload: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = payload.get(key)
+    return default if value is None else value
+
+
 def int_field(payload: Mapping[str, Any], key: str, default: int | None, lo: int, hi: int) -> int | None:
-    value = payload.get(key, default)
+    value = _value(payload, key, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -49,7 +60,7 @@ def int_field(payload: Mapping[str, Any], key: str, default: int | None, lo: int
 
 
 def float_field(payload: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    value = payload.get(key, default)
+    value = _value(payload, key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unprocessable(f"'{key}' must be a number")
     if not lo <= value <= hi:
@@ -58,7 +69,8 @@ def float_field(payload: Mapping[str, Any], key: str, default: float, lo: float,
 
 
 def str_field(payload: Mapping[str, Any], key: str, default: str) -> str:
-    value = payload.get(key, default)
+    value = _value(payload, key, default)
     if not isinstance(value, str):
         raise Unprocessable(f"'{key}' must be a string")
+    _check_unicode(value, f"'{key}'")
     return value

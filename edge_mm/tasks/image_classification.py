@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
-from edge_mm.runtime.image_models import ImageClassifier
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.image_classifier import ImageClassifier
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
 from edge_mm.tasks.fields import int_field
+from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.task import Task
+
+ROUTE = "/v1/image-classification"
+KINDS = ("image-classification",)
 
 
-def parse_top_k(payload: Mapping[str, Any], n_labels: int, default: int = 5) -> int:
-    top_k = int_field(payload, "top_k", min(default, n_labels), 1, n_labels)
-    assert top_k is not None
-    return top_k
+@dataclass(frozen=True)
+class Request:
+    model: Served
+    images: Images
+    top_k: int
+
+
+def parse_top_k(fields: Any, n_labels: int, default: int = 5) -> int:
+    """``top_k`` in 1..n_labels; by default ``default`` capped by the label count."""
+    return int_field(fields, "top_k", min(default, n_labels), 1, n_labels) or 1
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    top_k = parse_top_k(payload.fields, len(served.entry.labels or []), int(served.options.get("top_k", 5)))
+    return Request(served, images_from(payload, limits), top_k)
 
 
 def top_labels(logits: torch.Tensor, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -28,7 +49,18 @@ def top_labels(logits: torch.Tensor, labels: Sequence[str], k: int) -> list[dict
     ]
 
 
-def run(model: ImageClassifier, images: list[Image.Image], top_k: int) -> dict[str, Any]:
-    outputs = model.classify(images)
+def classify(
+    model: ImageClassifier, images: list[Image.Image], top_k: int, deadline: Deadline | None = None
+) -> dict[str, Any]:
+    outputs = model.classify(images, deadline)
     assert len(outputs) == len(images)
     return {"model": model.name, "results": [top_labels(logits, model.labels, top_k) for logits, _ in outputs]}
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    return models.call(request.model, deadline, lambda m: classify(m, request.images.decode(), request.top_k, deadline))
+
+
+TASK = Task(
+    "image-classification", (ROUTE,), KINDS, parse, run, "ImageNet-style labels for images.", media=("image",)
+)

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
-from edge_mm.runtime.image_models import ImageClassifier
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.image_classifier import ImageClassifier
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
+from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.task import Task
+
+ROUTE = "/v1/image-embeddings"
+KINDS = ("image-classification",)
+
+
+@dataclass(frozen=True)
+class Request:
+    model: Served
+    images: Images
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    return Request(served, images_from(payload, limits))
 
 
 def normalise(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
-def run(model: ImageClassifier, images: list[Image.Image]) -> dict[str, Any]:
-    outputs = model.classify(images)
+def embed(model: ImageClassifier, images: list[Image.Image], deadline: Deadline | None = None) -> dict[str, Any]:
+    outputs = model.classify(images, deadline)
     assert len(outputs) == len(images)
     vectors = [normalise(features) for _, features in outputs]
     return {
@@ -23,3 +43,12 @@ def run(model: ImageClassifier, images: list[Image.Image]) -> dict[str, Any]:
         "dim": int(vectors[0].shape[-1]),
         "data": [{"index": i, "embedding": [round(x, 6) for x in v.tolist()]} for i, v in enumerate(vectors)],
     }
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    return models.call(request.model, deadline, lambda m: embed(m, request.images.decode(), deadline))
+
+
+TASK = Task(
+    "image-embeddings", (ROUTE,), KINDS, parse, run, "L2-normalised image feature vectors.", media=("image",)
+)

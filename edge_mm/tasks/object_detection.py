@@ -1,4 +1,7 @@
-"""Object detection (DETR/YOLOS-style): per-query class logits + normalised boxes -> labelled pixel boxes."""
+"""Object detection (DETR/YOLOS-style): per-query class logits + normalised boxes -> labelled pixel boxes.
+
+Served through the DeepStack route ``/v1/vision/detection`` (tasks/deepstack.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from edge_mm.runtime.image_models import ObjectDetector
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.object_detector import ObjectDetector
+
+KINDS = ("object-detection",)
 
 
 def postprocess(
@@ -42,10 +48,14 @@ def postprocess(
     ]
 
 
-def run(
-    model: ObjectDetector, images: list[Image.Image], min_confidence: float, limit: int
+def detect(
+    model: ObjectDetector,
+    images: list[Image.Image],
+    min_confidence: float,
+    limit: int,
+    deadline: Deadline | None = None,
 ) -> list[list[dict[str, Any]]]:
     return [
         postprocess(lg, bx, im.width, im.height, model.labels, min_confidence, limit)
-        for (lg, bx), im in zip(model.detect(images), images, strict=True)
+        for (lg, bx), im in zip(model.detect(images, deadline), images, strict=True)
     ]

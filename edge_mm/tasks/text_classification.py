@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import Limits, int_field, texts_field
+from edge_mm.tasks.fields import int_field, texts_field
+from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.task import Task
+
+ROUTE = "/v1/text-classification"
+KINDS = ("text-classification",)
 
 
 @dataclass(frozen=True)
 class Request:
+    model: Served
     texts: list[str]
     top_k: int | None
 
 
-def parse(payload: Mapping[str, Any], limits: Limits, num_labels: int) -> Request:
-    return Request(texts_field(payload, limits), int_field(payload, "top_k", None, 1, num_labels))
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    n_labels = len(served.entry.labels or [])
+    return Request(served, texts_field(payload.fields, limits), int_field(payload.fields, "top_k", None, 1, n_labels))
 
 
 def scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -27,18 +37,22 @@ def scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
     return logits.sigmoid() if multi_label else logits.softmax(-1)
 
 
-def run(model: TextModel, request: Request) -> dict[str, Any]:
-    encoded = model.tokenizer.encode(request.texts)
-    logits = model.forward(encoded.encodings)
+def classify(model: TextModel, texts: list[str], top_k: int | None, deadline: Deadline | None = None) -> dict[str, Any]:
+    encoded = model.tokenizer.encode(texts)
+    logits = model.forward(encoded.encodings, deadline)
     multi = bool(model.entry.preprocessing.get("multi_label", False))
     results = []
     for row, truncated in zip(logits, encoded.truncated, strict=True):
         probs = scores(row, multi).tolist()
         ranked = sorted(zip(model.labels, probs, strict=True), key=lambda r: r[1], reverse=True)
         results.append(
-            {
-                "labels": [{"label": lab, "score": round(p, 6)} for lab, p in ranked[: request.top_k]],
-                "truncated": truncated,
-            }
+            {"labels": [{"label": lab, "score": round(p, 6)} for lab, p in ranked[:top_k]], "truncated": truncated}
         )
     return {"model": model.name, "results": results}
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    return models.call(request.model, deadline, lambda m: classify(m, request.texts, request.top_k, deadline))
+
+
+TASK = Task("text-classification", (ROUTE,), KINDS, parse, run, "Labels for texts from a fine-tuned classifier.")

@@ -7,15 +7,22 @@ an edge, so no text is cut and every token gets full context on at least one sid
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tokenizers import Encoding
 
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import Limits, texts_field
+from edge_mm.tasks.fields import texts_field
+from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.task import Task
+
+ROUTE = "/v1/token-classification"
+KINDS = ("token-classification",)
 
 
 @dataclass
@@ -28,8 +35,15 @@ class TokenPrediction:
     edge_distance: int  # tokens to the nearer window edge: larger is better context
 
 
-def parse(payload: Mapping[str, Any], limits: Limits) -> list[str]:
-    return texts_field(payload, limits)
+@dataclass(frozen=True)
+class Request:
+    model: Served
+    texts: list[str]
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    return Request(served, texts_field(payload.fields, limits))
 
 
 def _split(tag: str) -> tuple[str, str]:
@@ -93,13 +107,20 @@ def merge_entities(text: str, tokens: list[TokenPrediction]) -> list[dict[str, A
     return entities
 
 
-def run(model: TextModel, texts: list[str]) -> dict[str, Any]:
+def entities(model: TextModel, texts: list[str], deadline: Deadline | None = None) -> dict[str, Any]:
     windows = [model.tokenizer.encode_windows(t) for t in texts]
     flat = [w for ws in windows for w in ws]
-    logits = model.forward(flat)
+    logits = model.forward(flat, deadline)
     results, i = [], 0
     for text, ws in zip(texts, windows, strict=True):
         tokens = token_predictions(ws, logits[i : i + len(ws)], model.labels)
         i += len(ws)
         results.append({"entities": merge_entities(text, tokens), "windows": len(ws)})
     return {"model": model.name, "results": results}
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    return models.call(request.model, deadline, lambda m: entities(m, request.texts, deadline))
+
+
+TASK = Task("token-classification", (ROUTE,), KINDS, parse, run, "Named entities with character offsets.")

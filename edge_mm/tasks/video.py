@@ -1,5 +1,9 @@
 """Video: sampled frames -> per-frame classification and/or faces, an aggregate over the clip,
-and voice activity on the audio track when there is one."""
+and voice activity on the audio track when there is one.
+
+Each sub-task calls its own model through that model's admission; the clip is decoded
+inside the first model's slot, so decoding is bounded by admission too.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_mm.errors import Unprocessable
-from edge_mm.media.video import Clip, Sampling
+from edge_mm.media.video import Clip, Sampling, decode_video
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
+from edge_mm.tasks import face_detection, image_classification, voice_activity
 from edge_mm.tasks.fields import float_field, int_field
+from edge_mm.tasks.payload import Limits, Payload, file_from
+from edge_mm.tasks.task import Task
 
-TASKS = ("classification", "faces", "voice")
+ROUTE = "/v1/video"
+SUBTASKS = ("classification", "faces", "voice")
+# the sub-task -> (the request field naming its model, the model kinds it takes)
+MODEL_FIELDS = {
+    "classification": ("classifier", ("image-classification",)),
+    "faces": ("face_model", ("face-detection",)),
+    "voice": ("vad_model", ("voice-activity",)),
+}
 
 
 @dataclass(frozen=True)
@@ -21,24 +38,54 @@ class VideoRequest:
     top_k: int
 
 
-def parse(payload: Mapping[str, Any], max_frames_cap: int, available: tuple[str, ...]) -> VideoRequest:
+def parse_options(fields: Mapping[str, Any], max_frames_cap: int, available: tuple[str, ...]) -> VideoRequest:
     """``every_seconds`` or ``every_frames`` (not both; default every 1 s), ``max_frames`` (capped by
     the server setting), ``tasks`` (subset of classification, faces, voice; default all served), ``top_k``."""
-    if "every_seconds" in payload and "every_frames" in payload:
+    if fields.get("every_seconds") is not None and fields.get("every_frames") is not None:
         raise Unprocessable("send 'every_seconds' or 'every_frames', not both")
-    every_frames = int_field(payload, "every_frames", None, 1, 100000)
-    every_seconds = None if every_frames else float_field(payload, "every_seconds", 1.0, 0.04, 3600)
-    max_frames = int_field(payload, "max_frames", min(16, max_frames_cap), 1, max_frames_cap) or 1
-    tasks = payload.get("tasks", list(available))
+    every_frames = int_field(fields, "every_frames", None, 1, 100000)
+    every_seconds = None if every_frames else float_field(fields, "every_seconds", 1.0, 0.04, 3600)
+    max_frames = int_field(fields, "max_frames", min(16, max_frames_cap), 1, max_frames_cap) or 1
+    tasks = fields.get("tasks") or list(available)
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    if not isinstance(tasks, list) or not tasks or not all(t in TASKS for t in tasks):
-        raise Unprocessable(f"'tasks' must be a non-empty list drawn from {list(TASKS)}")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t in SUBTASKS for t in tasks):
+        raise Unprocessable(f"'tasks' must be a non-empty list drawn from {list(SUBTASKS)}")
     missing = [t for t in tasks if t not in available]
     if missing:
         raise Unprocessable(f"'tasks' asks for {missing}, but no model for it is served here")
-    top_k = int_field(payload, "top_k", 3, 1, 20) or 3
+    top_k = int_field(fields, "top_k", 3, 1, 20) or 3
     return VideoRequest(Sampling(every_seconds, every_frames, max_frames), tuple(dict.fromkeys(tasks)), top_k)
+
+
+@dataclass(frozen=True)
+class Request:
+    models: dict[str, Served]  # sub-task -> its model, only those asked for
+    options: VideoRequest
+    video: bytes
+    limits: Limits
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    found = {
+        task: models.find(kinds, ROUTE, payload.model_name(field)) for task, (field, kinds) in MODEL_FIELDS.items()
+    }
+    available = tuple(t for t, served in found.items() if served is not None)
+    options = parse_options(payload.fields, limits.max_video_frames, available)
+    chosen = {t: s for t, s in found.items() if s is not None and t in options.tasks}
+    return Request(chosen, options, file_from(payload, limits, "video"), limits)
+
+
+def decode(request: Request) -> Clip:
+    lim = request.limits
+    return decode_video(
+        request.video,
+        sampling=request.options.sampling,
+        max_bytes=lim.max_upload_bytes,
+        max_seconds=lim.max_video_seconds,
+        max_pixels=lim.max_image_pixels,
+        audio="voice" in request.options.tasks,
+    )
 
 
 def aggregate_labels(per_frame: list[list[dict[str, Any]]], limit: int = 5) -> list[dict[str, Any]]:
@@ -70,3 +117,65 @@ def clip_info(clip: Clip) -> dict[str, Any]:
         "sampling": clip.step,
         "has_audio": clip.audio_16k is not None,
     }
+
+
+def _classify_frames(models: Models, served: Served, clip: Clip, top_k: int, deadline: Deadline) -> list[Any]:
+    images = [f.image for f in clip.frames]
+    outs = models.call(served, deadline, lambda m: m.classify(images, deadline))
+    return [image_classification.top_labels(lg, served.runner.labels, top_k) for lg, _ in outs]
+
+
+def _faces_in_frames(models: Models, served: Served, clip: Clip, deadline: Deadline) -> list[Any]:
+    options = face_detection.parse_options({}, served.options)
+
+    def detect_all(model: Any) -> list[Any]:
+        return [face_detection.detect(model, f.image, options, deadline) for f in clip.frames]
+
+    return models.call(served, deadline, detect_all)
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    first = next(iter(request.models.values()))
+    clip = models.call(first, deadline, lambda _: decode(request))
+    frames: list[dict[str, Any]] = [{"index": f.index, "time_s": f.time_s} for f in clip.frames]
+    body: dict[str, Any] = {"video": clip_info(clip), "tasks": list(request.options.tasks), "frames": frames}
+    body["aggregate"] = {}
+    used: list[str] = []
+    clf = request.models.get("classification")
+    if clf is not None:
+        per_frame = _classify_frames(models, clf, clip, request.options.top_k, deadline)
+        for f, labels in zip(frames, per_frame, strict=True):
+            f["labels"] = labels
+        body["aggregate"]["labels"] = aggregate_labels(per_frame)
+        used.append(clf.name)
+    det = request.models.get("faces")
+    if det is not None:
+        found = _faces_in_frames(models, det, clip, deadline)
+        for f, faces_in_frame in zip(frames, found, strict=True):
+            f["faces"] = [face_detection.face_json(x) for x in faces_in_frame]
+        body["aggregate"]["faces"] = aggregate_faces(found)
+        used.append(det.name)
+    vad = request.models.get("voice")
+    if vad is not None:
+        audio = clip.audio_16k
+        if audio is not None and len(audio):
+            vad_options = voice_activity.parse_options({}, vad.options)
+            body["voice_activity"] = models.call(
+                vad, deadline, lambda m: voice_activity.segments(m, audio, vad_options, deadline)
+            )
+            used.append(vad.name)
+        else:
+            body["voice_activity"] = None  # no audio track
+    body["models"] = used
+    return body
+
+
+TASK = Task(
+    "video",
+    (ROUTE,),
+    ("image-classification", "face-detection", "voice-activity"),
+    parse,
+    run,
+    "Sampled frames -> labels and faces per frame, speech on the audio track.",
+    media=("video",),
+)

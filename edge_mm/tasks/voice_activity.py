@@ -9,22 +9,30 @@ from typing import Any
 import numpy as np
 
 from edge_mm.media.audio import decode_wav, resample
-from edge_mm.runtime.pipeline_models import VadRunner
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
+from edge_mm.runtime.silero_vad import SAMPLE_RATE
+from edge_mm.runtime.voice_detector import VoiceDetector
 from edge_mm.tasks.fields import float_field
-from edge_mm.tasks.vad_pipeline import SAMPLE_RATE, speech_segments
+from edge_mm.tasks.payload import Limits, Payload, file_from
+from edge_mm.tasks.task import Task
+
+ROUTE = "/v1/voice-activity"
+KINDS = ("voice-activity",)
 
 
 @dataclass(frozen=True)
-class VadRequest:
+class VadOptions:
     threshold: float
     min_speech_ms: float
     min_silence_ms: float
     speech_pad_ms: float
 
 
-def parse(payload: Mapping[str, Any], defaults: Mapping[str, Any]) -> VadRequest:
-    merged = {**defaults, **payload}
-    return VadRequest(
+def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> VadOptions:
+    merged = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
+    return VadOptions(
         threshold=float_field(merged, "threshold", 0.5, 0.01, 0.99),
         min_speech_ms=float_field(merged, "min_speech_ms", 250, 0, 60000),
         min_silence_ms=float_field(merged, "min_silence_ms", 100, 0, 60000),
@@ -32,14 +40,32 @@ def parse(payload: Mapping[str, Any], defaults: Mapping[str, Any]) -> VadRequest
     )
 
 
-def detect(model: VadRunner, samples_16k: np.ndarray, req: VadRequest) -> dict[str, Any]:
-    result = speech_segments(
+@dataclass(frozen=True)
+class Request:
+    model: Served
+    wav: bytes
+    options: VadOptions
+    max_bytes: int
+    max_seconds: float
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    options = parse_options(payload.fields, served.options)
+    wav = file_from(payload, limits, "audio")
+    return Request(served, wav, options, limits.max_upload_bytes, limits.max_audio_seconds)
+
+
+def segments(
+    model: VoiceDetector, samples_16k: np.ndarray, options: VadOptions, deadline: Deadline | None = None
+) -> dict[str, Any]:
+    result = model.segments(
         samples_16k,
-        model.vad,
-        threshold=req.threshold,
-        min_speech_ms=req.min_speech_ms,
-        min_silence_ms=req.min_silence_ms,
-        speech_pad_ms=req.speech_pad_ms,
+        threshold=options.threshold,
+        min_speech_ms=options.min_speech_ms,
+        min_silence_ms=options.min_silence_ms,
+        speech_pad_ms=options.speech_pad_ms,
+        deadline=deadline,
     )
     return {
         "duration_s": round(result.duration_s, 3),
@@ -48,6 +74,16 @@ def detect(model: VadRunner, samples_16k: np.ndarray, req: VadRequest) -> dict[s
     }
 
 
-def run(model: VadRunner, wav: bytes, req: VadRequest, *, max_bytes: int, max_seconds: float) -> dict[str, Any]:
-    samples, rate = decode_wav(wav, max_bytes=max_bytes, max_seconds=max_seconds)
-    return {"model": model.name, "sample_rate": rate, **detect(model, resample(samples, rate, SAMPLE_RATE), req)}
+def detect(model: VoiceDetector, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
+    samples, rate = decode_wav(request.wav, max_bytes=request.max_bytes, max_seconds=request.max_seconds)
+    samples_16k = resample(samples, rate, SAMPLE_RATE)
+    return {"model": model.name, "sample_rate": rate, **segments(model, samples_16k, request.options, deadline)}
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    return models.call(request.model, deadline, lambda m: detect(m, request, deadline))
+
+
+TASK = Task(
+    "voice-activity", (ROUTE,), KINDS, parse, run, "Speech segments in a WAV clip (silero VAD).", media=("audio",)
+)

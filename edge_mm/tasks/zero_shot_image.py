@@ -5,44 +5,75 @@ ImageNet classes, weighted by probability, give a convex combination of their na
 text embeddings; candidate labels are ranked by cosine with it. It only knows what
 ImageNet's 1000 classes can describe. CLIP compares learnt image and text embeddings
 directly and handles open-ended labels far better, but needs a CLIP checkpoint.
+
+ConSE composes three served models; each is called through its own admission.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from edge_mm.errors import Unprocessable
-from edge_mm.runtime.image_models import ClipModel, ImageClassifier
-from edge_mm.runtime.pipeline_models import ConseModel
-from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import Limits, float_field, int_field, str_field, texts_field
-from edge_mm.tasks.zero_shot_text import _label_vectors
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import ModelEntry
+from edge_mm.runtime.clip import ClipModel
+from edge_mm.runtime.conse import ConseTable
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
+from edge_mm.tasks.fields import float_field, int_field
+from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.task import Task
+from edge_mm.tasks.zero_shot_text import label_vectors, parse_labels, ranked
+
+ROUTE = "/v1/zero-shot-image-classification"
+KINDS = ("zero-shot-image",)
+
+
+def load(name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> Any:
+    """The runner for the entry's method: CLIP towers or the ConSE class-name table."""
+    method = entry.options.get("method")
+    if method == "clip":
+        return ClipModel.load(name, entry, root, device, variant, max_batch)
+    if method == "conse":
+        return ConseTable.load(name, entry, root, device, variant, max_batch)
+    raise ConfigError(f"model {name!r}: unknown zero-shot-image method {method!r}; rebuild")
 
 
 @dataclass(frozen=True)
-class Request:
+class LabelOptions:
     labels: list[str]
-    template: str
+    hypotheses: list[str]
     temperature: float
     top_t: int
 
 
-def parse(payload: Mapping[str, Any], limits: Limits, options: Mapping[str, Any]) -> Request:
-    labels = texts_field(payload, limits, key="labels")
-    if len(set(labels)) != len(labels):
-        raise Unprocessable("'labels' has duplicates")
-    template = str_field(payload, "hypothesis_template", str(options.get("hypothesis_template", "{}")))
-    if template.count("{}") != 1:
-        raise Unprocessable("'hypothesis_template' must contain '{}' exactly once, e.g. 'a photo of {}.'")
-    default_t = 1.0 if options.get("method") == "clip" else float(options.get("temperature", 0.05))
-    temperature = float_field(payload, "temperature", default_t, 0.001, 100.0)
-    top_t = int_field(payload, "top_t", int(options.get("top_t", 10)), 1, 1000) or 10
-    return Request(labels, template, temperature, top_t)
+def parse_options(fields: Mapping[str, Any], limits: Limits, defaults: Mapping[str, Any]) -> LabelOptions:
+    """``labels``, ``hypothesis_template``, ``temperature``, ``top_t``; ``defaults``: the model's options."""
+    default_template = str(defaults.get("hypothesis_template", "{}"))
+    labels, hypotheses = parse_labels(fields, limits, default_template, "a photo of {}.")
+    default_t = 1.0 if defaults.get("method") == "clip" else float(defaults.get("temperature", 0.05))
+    temperature = float_field(fields, "temperature", default_t, 0.001, 100.0)
+    top_t = int_field(fields, "top_t", int(defaults.get("top_t", 10)), 1, 1000) or 10
+    return LabelOptions(labels, hypotheses, temperature, top_t)
+
+
+@dataclass(frozen=True)
+class Request:
+    model: Served
+    images: Images
+    options: LabelOptions
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    options = parse_options(payload.fields, limits, served.options)
+    return Request(served, images_from(payload, limits), options)
 
 
 def conse_vector(probs: torch.Tensor, class_embeddings: torch.Tensor, top_t: int) -> torch.Tensor:
@@ -53,28 +84,47 @@ def conse_vector(probs: torch.Tensor, class_embeddings: torch.Tensor, top_t: int
     return torch.nn.functional.normalize((weights[:, None] * class_embeddings[idx].float()).sum(0), dim=-1)
 
 
-def ranked(labels: list[str], similarity: torch.Tensor, scores: torch.Tensor) -> list[dict[str, Any]]:
-    rows = sorted(zip(labels, scores.tolist(), similarity.tolist(), strict=True), key=lambda r: r[1], reverse=True)
-    return [{"label": lab, "score": round(s, 6), "similarity": round(c, 6)} for lab, s, c in rows]
-
-
-def run_conse(
-    model: ConseModel, classifier: ImageClassifier, text: TextModel, images: list[Image.Image], req: Request
-) -> dict[str, Any]:
-    label_vecs = _label_vectors(text, [req.template.format(x) for x in req.labels])  # (L, dim)
+def run_conse(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    table: ConseTable = request.model.runner
+    classifier = models.get(("image-classification",), ROUTE, table.classifier)
+    text = models.get(("embeddings",), ROUTE, table.text_model)
+    opts = request.options
+    label_vecs = models.call(text, deadline, lambda m: label_vectors(m, opts.hypotheses, deadline))  # (L, dim)
+    outputs = models.call(classifier, deadline, lambda m: m.classify(request.images.decode(), deadline))
     results = []
-    for logits, _ in classifier.classify(images):
-        v = conse_vector(logits.softmax(-1), model.class_embeddings, req.top_t)
+    for logits, _ in outputs:
+        v = conse_vector(logits.softmax(-1), table.class_embeddings, opts.top_t)
         similarity = label_vecs @ v
-        results.append(ranked(req.labels, similarity, (similarity / req.temperature).softmax(-1)))
-    return {"model": model.name, "method": "conse", "results": results}
+        results.append(ranked(opts.labels, similarity, (similarity / opts.temperature).softmax(-1)))
+    return {"model": table.name, "method": "conse", "results": results}
 
 
-def run_clip(model: ClipModel, images: list[Image.Image], req: Request) -> dict[str, Any]:
-    label_vecs = model.embed_texts([req.template.format(x) for x in req.labels])
-    image_vecs = model.embed_images(images)
+def clip_scores(
+    model: ClipModel, images: list[Image.Image], opts: LabelOptions, deadline: Deadline | None = None
+) -> dict[str, Any]:
+    label_vecs = model.embed_texts(opts.hypotheses, deadline)
+    image_vecs = model.embed_images(images, deadline)
     results = []
     for v in image_vecs:
         similarity = label_vecs @ v
-        results.append(ranked(req.labels, similarity, (similarity * model.logit_scale / req.temperature).softmax(-1)))
+        results.append(ranked(opts.labels, similarity, (similarity * model.logit_scale / opts.temperature).softmax(-1)))
     return {"model": model.name, "method": "clip", "results": results}
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    if isinstance(request.model.runner, ClipModel):
+        return models.call(
+            request.model, deadline, lambda m: clip_scores(m, request.images.decode(), request.options, deadline)
+        )
+    return run_conse(models, request, deadline)
+
+
+TASK = Task(
+    "zero-shot-image-classification",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Rank candidate text labels for images (ConSE or CLIP).",
+    media=("image",),
+)

@@ -2,73 +2,107 @@
 
 Each candidate label is put into a hypothesis template ("This text is about {}."),
 embedded, and compared by cosine with the text's embedding. Scores are a softmax
-of cosine / temperature over the labels. Label embeddings are cached per model.
+of cosine / temperature over the labels. Label embeddings are cached per model,
+bounded in bytes. The template is plain text with one ``{}`` placeholder, never a
+format string.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from edge_mm.errors import Unprocessable
+from edge_mm.errors import RequestTooLarge, Unprocessable
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import Limits, float_field, str_field, texts_field
+from edge_mm.runtime.vector_cache import VectorCache
+from edge_mm.tasks.fields import float_field, str_field, texts_field
+from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.task import Task
 
-CACHE_SIZE = 4096
-_cache_lock = threading.Lock()
+ROUTE = "/v1/zero-shot-classification"
+KINDS = ("embeddings",)
 
 
 @dataclass(frozen=True)
 class Request:
+    model: Served
     texts: list[str]
     labels: list[str]
-    template: str
+    hypotheses: list[str]
     temperature: float
 
 
-def parse(payload: Mapping[str, Any], limits: Limits, default_template: str = "{}") -> Request:
-    texts = texts_field(payload, limits)
-    labels = texts_field(payload, limits, key="labels")
+def parse_labels(
+    fields: Any, limits: Limits, default_template: str, example: str
+) -> tuple[list[str], list[str]]:
+    """(labels, hypotheses): distinct labels, each put into the template; 413 when a hypothesis
+    is longer than ``max_text_chars`` (the template counts against it)."""
+    labels = texts_field(fields, limits, key="labels")
     if len(set(labels)) != len(labels):
         raise Unprocessable("'labels' has duplicates")
-    template = str_field(payload, "hypothesis_template", default_template)
+    template = str_field(fields, "hypothesis_template", default_template)
     if template.count("{}") != 1:
-        raise Unprocessable("'hypothesis_template' must contain '{}' exactly once, e.g. 'This text is about {}.'")
-    temperature = float_field(payload, "temperature", 0.05, 0.001, 100.0)
-    return Request(texts, labels, template, temperature)
+        raise Unprocessable(f"'hypothesis_template' must contain '{{}}' exactly once, e.g. {example!r}")
+    hypotheses = [fill(template, label) for label in labels]
+    longest = max(hypotheses, key=len)
+    if len(longest) > limits.max_text_chars:
+        raise RequestTooLarge(
+            f"'hypothesis_template' with a label is {len(longest)} characters; the limit is {limits.max_text_chars}"
+        )
+    return labels, hypotheses
 
 
-def _label_vectors(model: TextModel, hypotheses: list[str]) -> torch.Tensor:
-    cache: OrderedDict[str, torch.Tensor] = model.cache.setdefault("zero_shot_labels", OrderedDict())
-    with _cache_lock:
-        missing = [h for h in dict.fromkeys(hypotheses) if h not in cache]
+def fill(template: str, label: str) -> str:
+    """``template`` with its one ``{}`` replaced by ``label``; nothing else in it is interpreted."""
+    before, after = template.split("{}")
+    return before + label + after
+
+
+def parse(payload: Payload, limits: Limits, models: Models) -> Request:
+    served = models.get(KINDS, ROUTE, payload.model_name())
+    texts = texts_field(payload.fields, limits)
+    default_template = str(served.options.get("hypothesis_template", "{}"))
+    labels, hypotheses = parse_labels(payload.fields, limits, default_template, "This text is about {}.")
+    temperature = float_field(payload.fields, "temperature", 0.05, 0.001, 100.0)
+    return Request(served, texts, labels, hypotheses, temperature)
+
+
+def label_vectors(model: TextModel, hypotheses: list[str], deadline: Deadline | None = None) -> torch.Tensor:
+    """(len(hypotheses), dim): cached embeddings of the filled-in templates."""
+    cache: VectorCache = model.cache.setdefault("zero_shot_labels", VectorCache())
+    missing = cache.missing(hypotheses)
     if missing:
-        vectors = model.forward(model.tokenizer.encode(missing).encodings)
-        with _cache_lock:
-            for h, v in zip(missing, vectors, strict=True):
-                cache[h] = v
-                if len(cache) > CACHE_SIZE:
-                    cache.popitem(last=False)
-    with _cache_lock:
-        found = [cache.get(h) for h in hypotheses]
-    if any(v is None for v in found):  # evicted between the two steps by a concurrent request
-        return torch.stack(model.forward(model.tokenizer.encode(hypotheses).encodings))
-    return torch.stack([v for v in found if v is not None])
+        for h, v in zip(missing, model.forward(model.tokenizer.encode(missing).encodings, deadline), strict=True):
+            cache.put(h, v)
+    found = cache.get_all(hypotheses)
+    if found is None:  # evicted between the two steps by a concurrent request
+        return torch.stack(model.forward(model.tokenizer.encode(hypotheses).encodings, deadline))
+    return torch.stack(found)
 
 
-def run(model: TextModel, request: Request) -> dict[str, Any]:
-    hypotheses = [request.template.format(label) for label in request.labels]
-    labels = _label_vectors(model, hypotheses)  # (labels, dim)
-    texts = torch.stack(model.forward(model.tokenizer.encode(request.texts).encodings))  # (texts, dim)
+def ranked(labels: list[str], similarity: torch.Tensor, scores: torch.Tensor) -> list[dict[str, Any]]:
+    rows = sorted(zip(labels, scores.tolist(), similarity.tolist(), strict=True), key=lambda r: r[1], reverse=True)
+    return [{"label": lab, "score": round(s, 6), "similarity": round(c, 6)} for lab, s, c in rows]
+
+
+def classify(model: TextModel, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
+    labels = label_vectors(model, request.hypotheses, deadline)  # (labels, dim)
+    texts = torch.stack(model.forward(model.tokenizer.encode(request.texts).encodings, deadline))  # (texts, dim)
     similarity = texts @ labels.T
     scores = (similarity / request.temperature).softmax(-1)
-    results = []
-    for sim_row, score_row in zip(similarity.tolist(), scores.tolist(), strict=True):
-        ranked = sorted(zip(request.labels, score_row, sim_row, strict=True), key=lambda r: r[1], reverse=True)
-        results.append([{"label": lab, "score": round(s, 6), "similarity": round(c, 6)} for lab, s, c in ranked])
+    results = [ranked(request.labels, sim, sc) for sim, sc in zip(similarity, scores, strict=True)]
     return {"model": model.name, "results": results}
+
+
+def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    return models.call(request.model, deadline, lambda m: classify(m, request, deadline))
+
+
+TASK = Task(
+    "zero-shot-classification", (ROUTE,), KINDS, parse, run, "Rank candidate labels for texts by similarity."
+)

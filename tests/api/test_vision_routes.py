@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import need_import
 from tests.serving import ROOT, running_server
 from tests.vision_fixtures import *  # noqa: F403
 
@@ -59,7 +60,7 @@ def test_models_list_shows_vision_routes(vision_client):
     models = {m["name"]: m for m in vision_client.get("/v1/models").get_json()["models"]}
     assert "image-embeddings" in models["efficientnet"]["routes"]
     assert "vision/scene" in models["efficientnet"]["routes"]
-    assert models["mtcnn"]["routes"] == ["face-detection", "vision/face"]
+    assert models["mtcnn"]["routes"] == ["face-detection", "video", "vision/face"]
     assert models["conse"]["routes"] == ["zero-shot-image-classification"]
 
 
@@ -88,7 +89,7 @@ def test_deepstack_routes_in_process(vision_client, photos):
 
 
 def test_deepstack_python_client_against_a_running_server(vision_config, photos):
-    ds = pytest.importorskip("deepstack.core")
+    ds = need_import("deepstack.core", "deepstack-python is the client under test")
     with running_server(vision_config, ("EDGE_MM_SERVER_API_KEYS", "s3cret")) as base:
         u = urlsplit(base)
         face = ds.DeepstackFace(ip=u.hostname, port=u.port, api_key="s3cret", timeout=60, min_confidence=0.5)
@@ -113,9 +114,10 @@ def test_vision_runtime_never_imports_build_only_packages(vision_config, photos)
 import sys, io
 from edge_mm.config import load_settings
 from edge_mm.runtime.registry import load_registry
+from edge_mm.tasks.table import LOADERS
 from edge_mm.api import create_app
 s = load_settings({str(vision_config)!r}, env={{}})
-reg = load_registry(s); reg.warm_all()
+reg = load_registry(s, LOADERS); reg.warm_all()
 c = create_app(s, reg).test_client()
 img = open({str(photos / "astronaut.png")!r}, 'rb').read()
 for route in ('/v1/image-classification', '/v1/face-detection', '/v1/vision/face', '/v1/vision/scene'):

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from edge_mm.errors import DeadlineExceeded
+from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.batcher import Batcher
 
 
@@ -24,7 +25,7 @@ def test_concurrent_callers_share_batches_and_get_their_own_results():
     results: dict[int, list[int]] = {}
 
     def caller(i):
-        results[i] = b.submit([i, i + 100], timeout_s=10)
+        results[i] = b.submit([i, i + 100], deadline=Deadline.after(10))
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(6)]
     for t in threads:
@@ -47,12 +48,12 @@ def test_error_reaches_the_caller_and_worker_survives():
 
     b = Batcher(run, max_batch=4, max_wait_ms=0, workers=1, name="t")
     with pytest.raises(ValueError, match="boom"):
-        b.submit(["bad"], timeout_s=5)
-    assert b.submit(["ok"], timeout_s=5) == ["ok"]
+        b.submit(["bad"], deadline=Deadline.after(5))
+    assert b.submit(["ok"], deadline=Deadline.after(5)) == ["ok"]
 
 
 def test_deadline_gives_504_error():
     b = Batcher(lambda items: time.sleep(0.5) or items, max_batch=4, max_wait_ms=0, workers=1, name="t")
     with pytest.raises(DeadlineExceeded):
-        b.submit([1], timeout_s=0.05)
-    assert b.submit([2], timeout_s=5) == [2]
+        b.submit([1], deadline=Deadline.after(0.05))
+    assert b.submit([2], deadline=Deadline.after(5)) == [2]

@@ -12,6 +12,7 @@ import pytest
 
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.runtime.registry import Registry, load_registry
+from edge_mm.tasks.table import LOADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,14 +33,14 @@ def test_tampered_artifact_refuses_to_load(artifact_copy):
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match=r"tiny-ner/cpu.pt has sha256 .* the manifest says"):
-        load_registry(settings)
+        load_registry(settings, LOADERS)
 
 
 def test_missing_manifest_says_build(artifact_copy):
     settings, root = artifact_copy
     (root / "manifest.json").unlink()
     with pytest.raises(ConfigError, match="run 'edge-mm build' first"):
-        load_registry(settings)
+        load_registry(settings, LOADERS)
 
 
 def test_model_not_built_says_build(artifact_copy):
@@ -48,35 +49,35 @@ def test_model_not_built_says_build(artifact_copy):
     del raw["models"]["tiny-embed"]
     (root / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="'tiny-embed' is in settings but not in"):
-        load_registry(settings)
+        load_registry(settings, LOADERS)
 
 
 def test_cuda_requested_without_cuda_refuses(tiny_settings):
     with pytest.raises(ConfigError, match="runtime.device = cuda but torch sees no CUDA device"):
-        load_registry(tiny_settings.replace(runtime__device="cuda"), cuda_available=False)
+        load_registry(tiny_settings.replace(runtime__device="cuda"), LOADERS, cuda_available=False)
 
 
 def test_auto_on_cpu_machine_serves_cpu_and_says_why(tiny_settings):
-    reg = load_registry(tiny_settings, cuda_available=False)
+    reg = load_registry(tiny_settings, LOADERS, cuda_available=False)
     assert {m.device for m in reg.models.values()} == {"cpu"}
     assert "no CUDA device" in reg.info["models"]["tiny-embed"]["reason"]
 
 
 def test_not_ready_until_warm(tiny_settings):
-    reg = load_registry(tiny_settings)
+    reg = load_registry(tiny_settings, LOADERS)
     with pytest.raises(NotReady):
-        reg.get(None, "embeddings")
+        reg.get(None, ("embeddings",), "/v1/embeddings")
     reg.warm_all()
-    assert reg.get(None, "embeddings").name == "tiny-embed"
-    with pytest.raises(NotFound):
-        reg.get("tiny-embed", "token-classification")
+    assert reg.get(None, ("embeddings",), "/v1/embeddings").name == "tiny-embed"
+    with pytest.raises(NotFound, match="is a embeddings model and does not serve /v1/token-classification"):
+        reg.get("tiny-embed", ("token-classification",), "/v1/token-classification")
 
 
 def test_empty_registry_routes_are_404():
     reg = Registry()
     reg.mark_ready()
-    with pytest.raises(NotFound, match="no model serving embeddings"):
-        reg.get(None, "embeddings")
+    with pytest.raises(NotFound, match="no model serving /v1/embeddings"):
+        reg.get(None, ("embeddings",), "/v1/embeddings")
 
 
 def test_runtime_never_imports_build_only_packages(tiny_config):
@@ -85,10 +86,11 @@ def test_runtime_never_imports_build_only_packages(tiny_config):
 import sys
 from edge_mm.config import load_settings
 from edge_mm.runtime.registry import load_registry
+from edge_mm.tasks.table import LOADERS
 from edge_mm.api import create_app
 import edge_mm.server, edge_mm.cli
 s = load_settings({str(tiny_config)!r}, env={{}})
-reg = load_registry(s); reg.warm_all()
+reg = load_registry(s, LOADERS); reg.warm_all()
 c = create_app(s, reg).test_client()
 assert c.post('/v1/embeddings', json={{'inputs': 'hi'}}).status_code == 200
 assert c.post('/v1/token-classification', json={{'inputs': 'john smith'}}).status_code == 200

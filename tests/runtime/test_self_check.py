@@ -2,13 +2,14 @@ import io
 
 from edge_mm.runtime import registry as registry_module
 from edge_mm.runtime.self_check import run_check
+from edge_mm.tasks.table import LOADERS
 
 
 def test_check_fails_when_outputs_drift(tiny_settings, monkeypatch):
     real_load = registry_module.load_registry
 
-    def drifting(settings):
-        reg = real_load(settings)
+    def drifting(settings, loaders):
+        reg = real_load(settings, loaders)
         runner = reg.models["tiny-sentiment"].runner
         original = runner.check_outputs
         monkeypatch.setattr(runner, "check_outputs", lambda texts: [o + 0.5 for o in original(texts)])
@@ -16,7 +17,7 @@ def test_check_fails_when_outputs_drift(tiny_settings, monkeypatch):
 
     monkeypatch.setattr("edge_mm.runtime.self_check.load_registry", drifting)
     out = io.StringIO()
-    assert run_check(tiny_settings, out) == 1
+    assert run_check(tiny_settings, LOADERS, out) == 1
     text = out.getvalue()
     assert "tiny-sentiment: MISMATCH" in text
     assert "tiny-embed: ok" in text

@@ -9,17 +9,17 @@ from edge_mm.errors import Unprocessable
 from edge_mm.tasks import face_detection
 from tests.vision_fixtures import *  # noqa: F403
 
-DEFAULT = face_detection.parse({}, {})
+DEFAULT = face_detection.parse_options({}, {})
 
 
 def test_parse_defaults_and_overrides():
     assert DEFAULT.thresholds == (0.6, 0.7, 0.7)
     assert DEFAULT.min_face_size == 20
-    req = face_detection.parse({"threshold": 0.9, "min_face_size": 40}, {"max_side": 640})
+    req = face_detection.parse_options({"threshold": 0.9, "min_face_size": 40}, {"max_side": 640})
     assert req.thresholds == (0.6, 0.7, 0.9)
     assert req.min_face_size == 40
     assert req.max_side == 640
-    assert face_detection.parse({"thresholds": [0.5, 0.5, 0.5]}, {}).thresholds == (0.5, 0.5, 0.5)
+    assert face_detection.parse_options({"thresholds": [0.5, 0.5, 0.5]}, {}).thresholds == (0.5, 0.5, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_parse_defaults_and_overrides():
 )
 def test_parse_rejects(payload):
     with pytest.raises(Unprocessable):
-        face_detection.parse(payload, {})
+        face_detection.parse_options(payload, {})
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def detector(vision_registry):
 @pytest.mark.real_models
 def test_astronaut_has_one_face_around_her_face(detector, photos):
     image = Image.open(photos / "astronaut.png").convert("RGB")
-    (result,) = face_detection.run(detector, [image], DEFAULT)["results"]
+    (result,) = face_detection.find_faces(detector, [image], DEFAULT)["results"]
     assert (result["width"], result["height"]) == (512, 512)
     (face,) = result["faces"]
     box = face["box"]
@@ -66,13 +66,13 @@ def test_astronaut_has_one_face_around_her_face(detector, photos):
 @pytest.mark.parametrize("name", ["chelsea.png", "coffee.png"])
 def test_no_face_in_cat_or_coffee(detector, photos, name):
     image = Image.open(photos / name).convert("RGB")
-    assert face_detection.run(detector, [image], DEFAULT)["results"][0]["faces"] == []
+    assert face_detection.find_faces(detector, [image], DEFAULT)["results"][0]["faces"] == []
 
 
 @pytest.mark.real_models
 def test_large_images_are_searched_scaled_down_and_boxes_scaled_back(detector, photos):
     image = Image.open(photos / "astronaut.png").convert("RGB").resize((1024, 1024))
-    full = face_detection.detect(detector, image, face_detection.parse({"max_side": 2048}, {}))
-    small = face_detection.detect(detector, image, face_detection.parse({"max_side": 512}, {}))
+    full = face_detection.detect(detector, image, face_detection.parse_options({"max_side": 2048}, {}))
+    small = face_detection.detect(detector, image, face_detection.parse_options({"max_side": 512}, {}))
     assert len(full) == len(small) == 1
     assert max(abs(a - b) for a, b in zip(full[0].box, small[0].box, strict=True)) < 20  # px in the 1024 image

@@ -35,7 +35,7 @@ def classifier(vision_registry):
 
 
 def labels_of(classifier, photo, k=3):
-    return [r["label"] for r in image_classification.run(classifier, [photo], k)["results"][0]]
+    return [r["label"] for r in image_classification.classify(classifier, [photo], k)["results"][0]]
 
 
 @pytest.mark.real_models
@@ -62,7 +62,7 @@ def test_batch_equals_single(classifier, photos):
 def test_embeddings_are_unit_vectors_and_similar_for_the_same_scene(classifier, photos):
     cat = Image.open(photos / "chelsea.png").convert("RGB")
     coffee = Image.open(photos / "coffee.png").convert("RGB")
-    body = image_embeddings.run(classifier, [cat, ImageOps.mirror(cat), coffee])
+    body = image_embeddings.embed(classifier, [cat, ImageOps.mirror(cat), coffee])
     assert body["dim"] == 1280
     v = torch.tensor([d["embedding"] for d in body["data"]])
     assert torch.allclose(v.norm(dim=-1), torch.ones(3), atol=1e-4)

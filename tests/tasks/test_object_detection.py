@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from edge_mm.tasks import deepstack, object_detection
-from edge_mm.tasks.face_pipeline import Face
+from edge_mm.runtime.mtcnn import Face
 from tests.vision_fixtures import *  # noqa: F403
 
 

@@ -23,7 +23,7 @@ def post_wav(client, data: bytes, **form):
 
 def test_parse_rejects_bad_threshold():
     with pytest.raises(Unprocessable):
-        voice_activity.parse({"threshold": 1.5}, {})
+        voice_activity.parse_options({"threshold": 1.5}, {})
 
 
 def test_speech_segments_cover_the_spoken_part(vision_client, speech_wav):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from edge_mm.errors import Unprocessable
 from edge_mm.tasks import zero_shot_image
-from edge_mm.tasks.fields import Limits
+from edge_mm.tasks.payload import Limits
 from tests.vision_fixtures import *  # noqa: F403
 
 LIMITS = Limits(max_text_chars=100, max_items=8)
@@ -36,7 +36,7 @@ def test_conse_vector_is_the_weighted_mean_of_the_top_classes():
 )
 def test_parse_rejects(payload):
     with pytest.raises(Unprocessable):
-        zero_shot_image.parse(payload, LIMITS, {})
+        zero_shot_image.parse_options(payload, LIMITS, {})
 
 
 LABELS = ["a cat", "a car", "a cup of coffee"]

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from edge_mm.errors import Unprocessable
+from edge_mm.runtime.deadline import Deadline
 
 __all__ = ["Face", "detect_faces", "nms", "pyramid_scales"]
 
@@ -130,12 +131,13 @@ def detect_faces(
     thresholds: Sequence[float] = (0.6, 0.7, 0.7),
     factor: float = 0.709,
     device: torch.device | str = "cpu",
+    deadline: Deadline | None = None,
 ) -> list[Face]:
     """Faces in ``image``: (H, W, 3) uint8 RGB, most confident first.
 
     ``min_face_size`` (px) is the smallest face searched for; ``thresholds`` are the
     P/R/O-Net probability cut-offs; ``factor`` in [0.1, 1) is the pyramid step.
-    ``device`` is where the nets live. Raises ``Unprocessable`` for bad option values
+    ``device`` is where the nets live; ``deadline`` is checked between pyramid levels and stages. Raises ``Unprocessable`` for bad option values
     and ``ValueError`` when ``image`` is not (H, W, 3) uint8.
     """
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
@@ -151,11 +153,15 @@ def detect_faces(
         pixels = torch.from_numpy(image.astype(np.float32)).to(device)
         img = pixels.permute(2, 0, 1).unsqueeze(0).contiguous()
         # boxes: (K, 5) x1, y1, x2, y2, score
-        boxes = _propose(img, pnet, min_face_size, t1, factor)
+        boxes = _propose(img, pnet, min_face_size, t1, factor, deadline)
+        if deadline is not None:
+            deadline.check("face detection")
         if len(boxes):
             boxes = _refine(img, rnet, boxes, t2)
         if not len(boxes):
             return []
+        if deadline is not None:
+            deadline.check("face detection")
         boxes, points = _output(img, onet, boxes, t3)
 
     order = np.argsort(-boxes[:, 4], kind="stable")
@@ -187,11 +193,15 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - 127.5) * 0.0078125
 
 
-def _propose(img: torch.Tensor, pnet: Net, min_face_size: float, threshold: float, factor: float) -> np.ndarray:
+def _propose(
+    img: torch.Tensor, pnet: Net, min_face_size: float, threshold: float, factor: float, deadline: Deadline | None
+) -> np.ndarray:
     """Stage 1: P-Net over the pyramid -> (K, 5) squared candidate boxes + scores."""
     height, width = img.shape[2:]
     per_scale = []
     for scale in pyramid_scales(height, width, min_face_size, factor):
+        if deadline is not None:
+            deadline.check("face detection")
         size = (int(height * scale + 1), int(width * scale + 1))
         scaled = _normalize(F.interpolate(img, size=size, mode="area"))
         reg, prob = pnet(scaled.contiguous(memory_format=_NET_LAYOUT))[:2]

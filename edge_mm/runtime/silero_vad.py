@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from edge_mm.errors import Unprocessable
+from edge_mm.runtime.deadline import Deadline
 
 __all__ = [
     "VadModel",
@@ -60,20 +61,28 @@ class VadModel:
         self.module = module
         self.lock = threading.Lock()
 
-    def speech_probabilities(self, samples_16k: np.ndarray, window: int = 512) -> np.ndarray:
+    def speech_probabilities(
+        self, samples_16k: np.ndarray, window: int = 512, deadline: Deadline | None = None
+    ) -> np.ndarray:
         """Like :func:`speech_probabilities`, holding the lock for the whole clip."""
         with self.lock:
-            return speech_probabilities(samples_16k, self.module, window)
+            return speech_probabilities(samples_16k, self.module, window, deadline)
 
 
-def speech_probabilities(samples_16k: np.ndarray, module: Any, window: int = 512) -> np.ndarray:
+_CHECK_EVERY = 256  # windows (about 8 s of audio) between deadline checks
+
+
+def speech_probabilities(
+    samples_16k: np.ndarray, module: Any, window: int = 512, deadline: Deadline | None = None
+) -> np.ndarray:
     """Per-window speech probability, (ceil(n / window),) float32 in [0, 1].
 
     ``samples_16k``: (n,) float32 mono at 16 kHz. Resets the module's state, then
     feeds consecutive ``window``-sample windows (the last one zero-padded) as
     ``module(x: (1, window), 16000)``; the module prepends its own context of
     previous samples, as silero's ``get_speech_timestamps`` relies on. NOT
-    thread-safe: the module is stateful (see :class:`VadModel`).
+    thread-safe: the module is stateful (see :class:`VadModel`). ``deadline`` is checked every
+    few hundred windows.
     """
     x = _check_samples(samples_16k)
     n_windows = -(-len(x) // window)
@@ -84,6 +93,8 @@ def speech_probabilities(samples_16k: np.ndarray, module: Any, window: int = 512
     with torch.inference_mode():
         module.reset_states()
         for i in range(n_windows):
+            if deadline is not None and i % _CHECK_EVERY == 0:
+                deadline.check("voice activity detection")
             probs[i] = float(module(chunks[i], SAMPLE_RATE))
     return probs
 
@@ -98,6 +109,7 @@ def speech_segments(
     min_silence_ms: float = 100,
     speech_pad_ms: float = 30,
     window: int = 512,
+    deadline: Deadline | None = None,
 ) -> VadResult:
     """Find speech in ``samples_16k``: (n,) float32 mono at 16 kHz.
 
@@ -109,9 +121,9 @@ def speech_segments(
     if len(x) == 0:
         return VadResult(segments=[], speech_ratio=0.0, duration_s=0.0)
     if isinstance(model, VadModel):
-        probs = model.speech_probabilities(x, window)
+        probs = model.speech_probabilities(x, window, deadline)
     else:
-        probs = speech_probabilities(x, model, window)
+        probs = speech_probabilities(x, model, window, deadline)
     bounds = segments_from_probs(
         probs,
         len(x),

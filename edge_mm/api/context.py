@@ -1,0 +1,21 @@
+"""What the app was created with: the settings and the registry (see create_app)."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from edge_mm.config import Settings
+from edge_mm.runtime.registry import Registry
+from edge_mm.tasks.payload import Limits
+
+
+def registry() -> Registry:
+    return current_app.extensions["edge_mm"]["registry"]  # type: ignore[no-any-return]
+
+
+def settings() -> Settings:
+    return current_app.extensions["edge_mm"]["settings"]  # type: ignore[no-any-return]
+
+
+def limits() -> Limits:
+    return current_app.extensions["edge_mm"]["limits"]  # type: ignore[no-any-return]

@@ -1,0 +1,50 @@
+"""Routes from the task table: one POST view per task route; no task code here.
+
+A view starts the request's deadline, reads the payload, lets the task parse and
+run it, and records which models ran (for the X-Edge-* headers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify
+
+from edge_mm.api.context import limits, registry, settings
+from edge_mm.api.payload import read_payload
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.tasks.task import Task
+
+
+def task_view(task: Task) -> Callable[[], Response]:
+    def view() -> Response:
+        deadline = Deadline.after(settings()["runtime.request_timeout_s"])
+        lim = limits()
+        payload = read_payload(bool(task.media), lim)
+        models = Models(registry())
+        try:
+            request = task.parse(payload, lim, models)
+            body: dict[str, Any] = task.run(models, request, deadline)
+        finally:
+            g.model_uses = models.used
+        return jsonify(body)
+
+    view.__name__ = task.name.replace("-", "_")
+    view.__doc__ = task.summary
+    return view
+
+
+def add_task_routes(bp: Blueprint, tasks: Iterable[Task]) -> None:
+    for task in tasks:
+        view = task_view(task)
+        for route in task.routes:
+            bp.add_url_rule(route, endpoint=task.name, view_func=view, methods=["POST"])
+
+
+def task_blueprint(tasks: Iterable[Task]) -> Blueprint:
+    """The edge-mm dialect's task routes (DeepStack's are in api/deepstack.py)."""
+    bp = Blueprint("tasks", __name__)
+    add_task_routes(bp, tasks)
+    return bp

@@ -1,0 +1,66 @@
+"""ConSE's artifact: the class-name embedding table, and the check that its partner models fit it.
+
+The classifier and the text model ConSE composes are served models of their own,
+named in the entry's options; the task calls each through its own admission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import ModelEntry, read_manifest
+
+
+@dataclass
+class ConseTable:
+    """``class_embeddings``: (C, dim) float32, one row per classifier class."""
+
+    name: str
+    entry: ModelEntry
+    class_embeddings: torch.Tensor
+    device: str = "cpu"
+
+    @classmethod
+    def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ConseTable:
+        table = torch.from_numpy(np.load(entry.variants[variant].files["class_embeddings"].resolve(root)))
+        _check_partners(name, entry, root, int(table.shape[0]))
+        return cls(name, entry, table)
+
+    @property
+    def classifier(self) -> str:
+        return str(self.entry.options["classifier"])
+
+    @property
+    def text_model(self) -> str:
+        return str(self.entry.options["text_model"])
+
+    def check_outputs(self, inputs: list[int]) -> list[torch.Tensor]:
+        return [self.class_embeddings[i] for i in inputs]
+
+    def warm(self) -> float:
+        return 0.0
+
+
+def _check_partners(name: str, entry: ModelEntry, root: Path, classes: int) -> None:
+    """The classifier and text model ConSE relies on must be built, with matching class count."""
+    models = read_manifest(root).models
+    clf, txt = entry.options.get("classifier"), entry.options.get("text_model")
+    c = models.get(str(clf))
+    if c is None or c.task != "image-classification":
+        raise ConfigError(
+            f"model {name!r}: options.classifier {clf!r} is not an image-classification model in settings"
+        )
+    if len(c.labels or []) != classes:
+        raise ConfigError(
+            f"model {name!r}: classifier {clf!r} has {len(c.labels or [])} classes, the ConSE table {classes}; rebuild"
+        )
+    t = models.get(str(txt))
+    if t is None or t.task != "embeddings":
+        raise ConfigError(f"model {name!r}: options.text_model {txt!r} is not an embeddings model in settings")
+    if t.source != entry.source:
+        raise ConfigError(f"model {name!r}: source {entry.source!r} must be the text model's source {t.source!r}")

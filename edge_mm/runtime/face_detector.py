@@ -1,0 +1,91 @@
+"""A loaded MTCNN artifact (P/R/O-Net TorchScript); the detection pipeline is runtime/mtcnn.py."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from edge_mm.manifest import ModelEntry
+from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.mtcnn import Face, detect_faces
+from edge_mm.runtime.probes import probe_pixels, probe_tensor
+
+NETS = ("pnet", "rnet", "onet")
+
+
+def mtcnn_probe_outputs(nets: dict[str, Any], probes: list[dict[str, Any]], device: str = "cpu") -> list[torch.Tensor]:
+    """Each probe ``{"net", "shape"}`` through its net -> all outputs flattened and concatenated (CPU float32)."""
+    outs = []
+    with torch.inference_mode():
+        for p in probes:
+            x = probe_tensor(*p["shape"]).to(device).contiguous(memory_format=torch.channels_last)
+            outs.append(torch.cat([o.float().flatten().cpu() for o in nets[p["net"]](x)]))
+    return outs
+
+
+@dataclass
+class FaceDetector:
+    """:meth:`detect` is thread-safe (the nets keep no state)."""
+
+    name: str
+    entry: ModelEntry
+    nets: dict[str, torch.jit.ScriptModule]
+    device: str
+
+    @classmethod
+    def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> FaceDetector:
+        files = entry.variants[variant].files
+        return cls(name, entry, {n: load_module(files[n].resolve(root), device) for n in NETS}, device)
+
+    def detect(
+        self,
+        image: Image.Image,
+        *,
+        min_face_size: float,
+        thresholds: tuple[float, float, float],
+        max_side: int,
+        deadline: Deadline | None = None,
+    ) -> list[Face]:
+        """Faces in pixels of ``image``; images longer than ``max_side`` px are searched at a smaller scale."""
+        scale = min(1.0, max_side / max(image.size))
+        if scale < 1.0:
+            image = image.resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+            )
+        faces = detect_faces(
+            np.asarray(image.convert("RGB")),
+            self.nets["pnet"],
+            self.nets["rnet"],
+            self.nets["onet"],
+            min_face_size=max(1.0, min_face_size * scale),
+            thresholds=thresholds,
+            device=self.device,
+            deadline=deadline,
+        )
+        if scale == 1.0:
+            return faces
+        return [
+            Face(
+                box=(f.box[0] / scale, f.box[1] / scale, f.box[2] / scale, f.box[3] / scale),
+                confidence=f.confidence,
+                landmarks=tuple((x / scale, y / scale) for x, y in f.landmarks),
+            )
+            for f in faces
+        ]
+
+    def check_outputs(self, inputs: list[dict[str, Any]]) -> list[torch.Tensor]:
+        return mtcnn_probe_outputs(self.nets, inputs, self.device)
+
+    def warm(self) -> float:
+        t0 = time.perf_counter()
+        self.detect(
+            Image.fromarray(probe_pixels(240, 320)), min_face_size=20, thresholds=(0.6, 0.7, 0.7), max_side=1280
+        )
+        return (time.perf_counter() - t0) * 1000

@@ -1,0 +1,69 @@
+"""A loaded image classifier artifact: ``(N, 3, H, W) -> (logits, features)`` with batched forward."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from edge_mm.manifest import ModelEntry
+from edge_mm.media.image_preprocess import ImagePreprocess, Preprocess, SquashPreprocess, preprocess_from_dict
+from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.probes import image_from_base64, probe_pixels
+from edge_mm.runtime.runner import BatchedRunner
+
+CL = torch.channels_last
+Output = tuple[torch.Tensor, torch.Tensor]  # logits (C,), features (D,)
+
+
+def entry_preprocess(entry: ModelEntry) -> ImagePreprocess | SquashPreprocess:
+    """The image preprocessing the build recorded for ``entry``."""
+    return preprocess_from_dict(entry.preprocessing)
+
+
+@dataclass
+class ImageClassifier(BatchedRunner):
+    """Items are preprocessed (3, H, W) tensors; outputs (logits (C,), features (D,)) float32 CPU."""
+
+    module: torch.jit.ScriptModule
+    preprocess: Preprocess
+    half: bool = False
+
+    @classmethod
+    def load(
+        cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
+    ) -> ImageClassifier:
+        module = load_module(entry.variants[variant].files["model"].resolve(root), device)
+        half = entry.variants[variant].dtype == "float16"
+        return cls(name, entry, device, max_batch, module, entry_preprocess(entry), half)
+
+    def prepare(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
+        """PIL images -> one (3, H, W) float32 tensor each (runs in the request thread)."""
+        return list(self.preprocess(images).unbind(0))
+
+    def forward_now(self, items: list[torch.Tensor]) -> list[Output]:
+        out: list[Output] = []
+        for start in range(0, len(items), self.max_batch):
+            x = torch.stack(items[start : start + self.max_batch]).to(self.device)
+            x = (x.half() if self.half else x).contiguous(memory_format=CL)
+            with torch.inference_mode():
+                logits, features = self.module(x)
+            logits, features = logits.float().cpu(), features.float().cpu()
+            out += [(logits[i], features[i]) for i in range(len(logits))]
+        return out
+
+    def classify(self, images: Sequence[Image.Image], deadline: Deadline | None = None) -> list[Output]:
+        return self.forward(self.prepare(images), deadline)
+
+    def check_outputs(self, inputs: list[str]) -> list[torch.Tensor]:
+        outs = self.forward_now(self.prepare([image_from_base64(s) for s in inputs]))
+        return [torch.cat([lg, ft]) for lg, ft in outs]
+
+    def warm_up(self) -> None:
+        image = Image.fromarray(probe_pixels(200, 300))
+        for n in (1, 2, min(4, self.max_batch)):
+            self.forward(self.prepare([image] * n))

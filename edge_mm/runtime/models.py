@@ -1,0 +1,56 @@
+"""The models one request may use: found by name and kind, called through each model's own admission.
+
+A task's ``run(models, request, deadline)`` calls ``models.call(served, deadline, work)``
+for every model it uses (ConSE and video use several), so each model's concurrency and
+queue limits hold, and each wait is bounded by the request's one deadline. What ran
+and for how long is kept for the response headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from edge_mm.errors import NotFound
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.registry import Registry, Served
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Use:
+    """One model call: which model, on which device, for how long (ms, inside its slot)."""
+
+    model: str
+    device: str
+    ms: float
+
+
+@dataclass
+class Models:
+    registry: Registry
+    used: list[Use] = field(default_factory=list)
+
+    def get(self, kinds: Collection[str], route: str, name: str | None = None) -> Served:
+        """The model named (404 when it does not serve ``route``), else the first of ``kinds``."""
+        return self.registry.get(name, kinds, route)
+
+    def find(self, kinds: Collection[str], route: str, name: str | None = None) -> Served | None:
+        """Like :meth:`get`, but None when no model is named and none of ``kinds`` is served."""
+        if name is not None:
+            return self.get(kinds, route, name)
+        try:
+            return self.get(kinds, route)
+        except NotFound:
+            return None
+
+    def call(self, served: Served, deadline: Deadline, work: Callable[[Any], T]) -> T:
+        """``work(runner)`` inside ``served``'s admission slot, waiting at most until ``deadline``."""
+        with served.admission.slot(deadline):
+            t0 = time.perf_counter()
+            result = work(served.runner)
+            self.used.append(Use(served.name, served.device, (time.perf_counter() - t0) * 1000))
+        return result

@@ -1,0 +1,65 @@
+"""A loaded silero VAD artifact behind the per-clip lock; the pipeline is runtime/silero_vad.py.
+
+Always on CPU: the model is a small stateful RNN run one 32 ms window at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_mm.manifest import ModelEntry
+from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.probes import probe_audio
+from edge_mm.runtime.silero_vad import VadModel, VadResult, speech_segments
+
+
+@dataclass
+class VoiceDetector:
+    name: str
+    entry: ModelEntry
+    vad: VadModel
+    device: str = "cpu"
+
+    @classmethod
+    def load(
+        cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
+    ) -> VoiceDetector:
+        module = load_module(entry.variants[variant].files["model"].resolve(root), "cpu")
+        return cls(name, entry, VadModel(module))
+
+    def segments(
+        self,
+        samples_16k: np.ndarray,
+        *,
+        threshold: float,
+        min_speech_ms: float,
+        min_silence_ms: float,
+        speech_pad_ms: float,
+        deadline: Deadline | None = None,
+    ) -> VadResult:
+        return speech_segments(
+            samples_16k,
+            self.vad,
+            threshold=threshold,
+            min_speech_ms=min_speech_ms,
+            min_silence_ms=min_silence_ms,
+            speech_pad_ms=speech_pad_ms,
+            deadline=deadline,
+        )
+
+    def check_outputs(self, inputs: list[dict[str, float]]) -> list[torch.Tensor]:
+        return [
+            torch.from_numpy(self.vad.speech_probabilities(probe_audio(float(i["probe_audio_seconds"]))))
+            for i in inputs
+        ]
+
+    def warm(self) -> float:
+        t0 = time.perf_counter()
+        self.vad.speech_probabilities(probe_audio(0.5))
+        return (time.perf_counter() - t0) * 1000

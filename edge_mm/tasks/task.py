@@ -1,0 +1,46 @@
+"""What a task module declares: its routes, the model kinds it accepts, ``parse`` and ``run``.
+
+``parse(payload, limits, models) -> request`` validates everything it can before any
+model work (it picks the model, so a wrong name is a 404 before a 422) and collects
+media without decoding them. ``run(models, request, deadline) -> dict`` does the work,
+calling every model through ``models.call`` (the model's own admission) under the
+request's one deadline, and returns the JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.models import Models
+from edge_mm.tasks.payload import Limits, Payload
+
+Parse = Callable[[Payload, Limits, Models], Any]
+Run = Callable[[Models, Any, Deadline], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    routes: tuple[str, ...]  # URL paths, POST
+    model_kinds: tuple[str, ...]  # the models' ``task`` values it can use
+    parse: Parse
+    run: Run
+    summary: str
+    media: tuple[str, ...] = ()  # upload fields it reads ("image", "audio", "video"); () = JSON only
+    dialect: str = "edge-mm"  # "deepstack": DeepStack's body and error shapes
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A kind of model (a ``task`` in settings): how the runtime loads it and which build function makes it.
+
+    ``builder`` is ``"module:function"`` under ``edge_mm.build``: a string, because only the
+    build side may import that code (it needs transformers and torchvision).
+    """
+
+    load: Any  # runtime.runner.Loader
+    builder: str
+    help: str
