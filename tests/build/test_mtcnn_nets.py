@@ -15,6 +15,7 @@ from edge_mm.build.mtcnn_nets import (
     export_mtcnn_nets,
     load_mtcnn_nets,
 )
+from tests.conftest import need
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 
@@ -35,8 +36,7 @@ def _one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def nets() -> tuple[PNet, RNet, ONet]:
     data = mtcnn_data_dir()
-    if not (data / "onet.pt").is_file():
-        pytest.skip(f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")
+    need((data / "onet.pt").is_file(), f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")
     return load_mtcnn_nets(data)
 
 

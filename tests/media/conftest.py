@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.conftest import need
+
 
 def skimage_data_dir() -> Path | None:
     """``skimage/data`` inside the installed wheel, found without importing skimage."""
@@ -21,8 +23,11 @@ def skimage_data_dir() -> Path | None:
 @pytest.fixture(scope="session")
 def photo_dir() -> Path:
     data = skimage_data_dir()
-    if data is None or not (data / "chelsea.png").is_file():
-        pytest.skip("scikit-image is not installed: its wheel carries the test photos")
+    need(
+        data is not None and (data / "chelsea.png").is_file(),
+        "scikit-image is not installed: its wheel carries the test photos",
+    )
+    assert data is not None
     return data
 
 

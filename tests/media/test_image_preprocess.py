@@ -19,6 +19,7 @@ from edge_mm.media.image_preprocess import (
     resized_size,
     to_numpy_rgb,
 )
+from tests.conftest import need_import
 
 # torchvision on PIL images resizes with the same Pillow call and applies the same
 # float32 ops (div 255, sub mean, div std), so the match should be bit-exact; the
@@ -29,7 +30,7 @@ PHOTOS = ["chelsea.png", "coffee.png", "camera.png", "astronaut.png", "rocket.jp
 
 
 def torchvision_reference(preprocess: ImagePreprocess, image: Image.Image) -> torch.Tensor:
-    transforms = pytest.importorskip("torchvision.transforms")
+    transforms = need_import("torchvision.transforms", "torchvision is the reference")
     modes = {
         "bicubic": transforms.InterpolationMode.BICUBIC,
         "bilinear": transforms.InterpolationMode.BILINEAR,

@@ -23,7 +23,8 @@ from edge_mm.build.mtcnn_nets import (
     load_mtcnn_nets,
 )
 from edge_mm.errors import Unprocessable
-from edge_mm.tasks.face_pipeline import Face, detect_faces, nms, pyramid_scales
+from edge_mm.runtime.mtcnn import Face, detect_faces, nms, pyramid_scales
+from tests.conftest import missing, need, need_import
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 
@@ -37,8 +38,12 @@ def models_dir() -> Path:
 def skimage_photo(name: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB photo from the scikit-image wheel (skimage not imported)."""
     spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-image is not installed: its wheel carries the test photos")
+    need(
+        spec is not None and spec.submodule_search_locations,
+        "scikit-image is not installed: its wheel carries the test photos",
+    )
+    assert spec is not None
+    assert spec.submodule_search_locations
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
@@ -56,8 +61,7 @@ def _one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def nets() -> Nets:
     data = models_dir() / "facenet_pytorch" / "data"
-    if not (data / "onet.pt").is_file():
-        pytest.skip(f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")
+    need((data / "onet.pt").is_file(), f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")
     return load_mtcnn_nets(data)
 
 
@@ -94,7 +98,7 @@ def test_nms_edge_cases() -> None:
 
 
 def test_nms_agrees_with_torchvision_on_random_boxes() -> None:
-    tv_ops = pytest.importorskip("torchvision.ops", reason="torchvision is the reference only")
+    tv_ops = need_import("torchvision.ops", "torchvision is the reference only")
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 100, (300, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], axis=1).astype(np.float32)
@@ -131,7 +135,7 @@ def test_blank_and_tiny_images_have_no_faces(nets: Nets) -> None:
 def test_runtime_modules_do_not_import_build_only_packages() -> None:
     code = (
         "import sys\n"
-        "import edge_mm.tasks.face_pipeline, edge_mm.tasks.vad_pipeline\n"
+        "import edge_mm.runtime.mtcnn, edge_mm.runtime.silero_vad\n"
         "import edge_mm.media.audio\n"
         "banned = ('torchvision', 'transformers', 'scipy', 'facenet_pytorch',"
         " 'silero_vad')\n"
@@ -193,8 +197,7 @@ def test_boxes_are_clipped_to_the_image(nets: Nets) -> None:
 def _reference_detect_face() -> ModuleType:
     """facenet-pytorch's detect_face.py alone (its package import needs requests)."""
     path = models_dir() / "facenet_pytorch" / "models" / "utils" / "detect_face.py"
-    if not path.is_file():
-        pytest.skip(f"facenet-pytorch source not installed at {path}")
+    need(path.is_file(), f"facenet-pytorch source not installed at {path}")
     spec = importlib.util.spec_from_file_location("_facenet_detect_face", path)
     assert spec is not None
     assert spec.loader is not None
@@ -202,7 +205,7 @@ def _reference_detect_face() -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except (ImportError, OSError, RuntimeError) as exc:  # torchvision missing or broken
-        pytest.skip(f"facenet-pytorch's detect_face does not import: {exc!r}")
+        missing(f"facenet-pytorch's detect_face does not import: {exc!r}")
     return module
 
 

@@ -1,10 +1,8 @@
-"""Voice activity: exact hysteresis rules; shipped silero model on espeak-ng speech."""
+"""Voice activity: exact hysteresis rules; shipped silero model on espeak-ng speech (tests/media/speech.wav)."""
 
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,18 +14,18 @@ import torch
 
 from edge_mm.errors import Unprocessable
 from edge_mm.media.audio import decode_wav, resample
-from edge_mm.tasks.vad_pipeline import (
+from edge_mm.runtime.silero_vad import (
     VadModel,
     VadResult,
     segments_from_probs,
     speech_segments,
 )
+from tests.conftest import SPEECH_WAV, missing, need
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 
 W = 512  # samples per window at 16 kHz
 PAD = 480  # 30 ms
-SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs away."
 
 
 def models_dir() -> Path:
@@ -112,19 +110,14 @@ def _one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def vad() -> VadModel:
     path = models_dir() / "silero_vad" / "data" / "silero_vad.jit"
-    if not path.is_file():
-        pytest.skip(f"silero VAD weights not at {path} (pip install --no-deps silero-vad)")
+    need(path.is_file(), f"silero VAD weights not at {path} (pip install --no-deps silero-vad)")
     return VadModel(torch.jit.load(str(path), map_location="cpu"))
 
 
 @pytest.fixture(scope="module")
-def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, float, float]:
-    """espeak-ng speech at 16 kHz, 1.5 s silence each side -> (clip, onset, offset)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not on PATH (apt-get install espeak-ng)")
-    path = tmp_path_factory.mktemp("speech") / "sentence.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), SENTENCE], check=True, capture_output=True)
-    samples, rate = decode_wav(path.read_bytes(), max_bytes=50_000_000, max_seconds=60)
+def spoken() -> tuple[np.ndarray, float, float]:
+    """The committed espeak-ng sentence at 16 kHz, 1.5 s silence each side -> (clip, onset, offset)."""
+    samples, rate = decode_wav(SPEECH_WAV.read_bytes(), max_bytes=50_000_000, max_seconds=60)
     audible = np.flatnonzero(np.abs(samples) > 0.01)
     onset, offset = audible[0] / rate + 1.5, (audible[-1] + 1) / rate + 1.5
     silence = np.zeros(24_000, np.float32)
@@ -183,13 +176,14 @@ def _silero_get_speech_timestamps() -> Any:
     """silero's own utils_vad.get_speech_timestamps, without its package __init__."""
     path = models_dir() / "silero_vad" / "utils_vad.py"
     spec = importlib.util.spec_from_file_location("_silero_utils_vad", path)
-    if not path.is_file() or spec is None or spec.loader is None:
-        pytest.skip(f"silero-vad source not installed at {path}")
+    need(path.is_file(), f"silero-vad source not installed at {path}")
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except (ImportError, OSError, RuntimeError) as exc:
-        pytest.skip(f"silero's utils_vad does not import: {exc!r}")
+        missing(f"silero's utils_vad does not import: {exc!r}")
     return module.get_speech_timestamps
 
 

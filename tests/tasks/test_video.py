@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,23 @@ BIG = 10**9
 
 def decode(data, **kw):
     return decode_video(data, sampling=Sampling(**kw), max_bytes=BIG, max_seconds=1000, max_pixels=BIG)
+
+
+def still_clip(photo: Path, seconds: int, fps: int = 5) -> bytes:
+    """An MP4 (MPEG-4 part 2, no audio) showing one photo for ``seconds``."""
+    import av
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        frame = av.VideoFrame.from_image(image.convert("RGB"))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = frame.width, frame.height, "yuv420p", 4_000_000
+        for _ in range(seconds * fps):
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return buf.getvalue()
 
 
 def test_sampling_every_seconds_and_frames(videos):
@@ -62,12 +80,12 @@ def test_aggregate_labels_ranks_by_mean_score():
 
 
 def test_parse_video_options():
-    req = video.parse({"every_frames": 10, "max_frames": 3, "tasks": "faces"}, 8, ("classification", "faces"))
+    req = video.parse_options({"every_frames": 10, "max_frames": 3, "tasks": "faces"}, 8, ("classification", "faces"))
     assert req.sampling == Sampling(None, 10, 3)
     assert req.tasks == ("faces",)
     for bad in ({"every_frames": 2, "every_seconds": 1}, {"max_frames": 9}, {"tasks": ["voice"]}, {"tasks": ["x"]}):
         with pytest.raises(Unprocessable):
-            video.parse(bad, 8, ("classification", "faces"))
+            video.parse_options(bad, 8, ("classification", "faces"))
 
 
 @pytest.mark.real_models
@@ -85,7 +103,26 @@ def test_video_route_per_frame_results_and_aggregate(vision_client, videos):
     assert [f["time_s"] for f in body["frames"]] == [0.0, 2.0, 4.0]
     assert all(len(f["labels"]) == 3 and "faces" in f for f in body["frames"])
     assert body["aggregate"]["labels"]
-    assert body["aggregate"]["faces"]["max_faces_in_a_frame"] >= 0
-    assert "segments" in body["voice_activity"]
+    assert [f["faces"] for f in body["frames"]] == [[], [], []]  # a cartoon rabbit: MTCNN finds no face
+    assert body["aggregate"]["faces"] == {"max_faces_in_a_frame": 0, "frames_with_faces": 0}
+    # The soundtrack: silero marks one stretch from about 2.7 s to 5.0 s (measured: 2.722-5.022).
+    segments = body["voice_activity"]["segments"]
+    assert len(segments) == 1
+    assert segments[0]["start_s"] == pytest.approx(2.72, abs=0.25)
+    assert segments[0]["end_s"] == pytest.approx(5.02, abs=0.25)
     assert body["models"] == ["efficientnet", "mtcnn", "silero-vad"]
     assert r.headers["X-Edge-Model"] == "efficientnet,mtcnn,silero-vad"
+
+
+@pytest.mark.real_models
+def test_video_route_finds_the_face_in_every_frame(vision_client, photos):
+    clip = still_clip(photos / "astronaut.png", seconds=3)  # the photo has one face (test_face_pipeline)
+    data = {"video": (io.BytesIO(clip), "astronaut.mp4"), "every_seconds": "1", "tasks": "faces"}
+    r = vision_client.post("/v1/video", data=data, content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["video"]["frames_sampled"] == 3
+    assert body["video"]["has_audio"] is False
+    assert [len(f["faces"]) for f in body["frames"]] == [1, 1, 1]
+    assert body["aggregate"]["faces"] == {"max_faces_in_a_frame": 1, "frames_with_faces": 3}
+    assert body["models"] == ["mtcnn"]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The system tools the README's examples and the test suites call, installed with apt-get when
+# missing (run by `make setup` and .ci/run; a no-op once they are there):
+#   curl     every README example (tests/test_readme.py runs them)
+#   strace   the offline proof in `make test-slow` (scripts/offline_check.sh, tests/test_bundle.py)
+#   ip       the same proof brings loopback up in its network namespace (iproute2)
+# Without root or apt-get it only names what is missing and exits 0: the tests that need a missing
+# tool then skip in a plain pytest run and fail under EDGE_MM_REQUIRE_FIXTURES=1 (`make test`, CI).
+set -euo pipefail
+missing=()
+for pair in curl:curl strace:strace ip:iproute2; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system_deps: missing ${missing[*]}: install them (e.g. sudo apt-get install ${missing[*]})" >&2
+  exit 0
+fi
+echo "system_deps: apt-get install ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+install() { apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }
+install || { apt-get update -q >/dev/null 2>&1 && install; } \
+  || echo "system_deps: apt-get could not install ${missing[*]}: the tests that need them will fail" >&2
