@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from edge_mm.config import SETTINGS, load_settings, settings_markdown
+from edge_mm.tasks.table import LOADERS, MODEL_KINDS, check_models, check_table, routes_for
 from edge_mm.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,6 @@ def test_env_overrides_file(tmp_path):
         ("[server]\nprot = 1\n", {}, "unknown key(s) ['prot'] in [server]"),
         ("[serve]\nport = 1\n", {}, "unknown section(s) ['serve']"),
         ("[[models]]\nname = 'a'\n", {}, "models[0].task is required"),
-        ("[[models]]\nname='a'\ntask='ocr'\nsource='x'\n", {}, "models[0].task: 'ocr' is not allowed"),
         ("[[models]]\nname='a b'\ntask='embeddings'\nsource='x'\n", {}, "models[0].name: 'a b' is not allowed"),
         ("[[models]]\nname='a'\ntask='embeddings'\nsource='x'\nmax_length='9'\n", {}, "max_length: '9' is not a int"),
         (
@@ -61,9 +61,32 @@ def test_invalid_settings_name_key_value_and_fix(tmp_path, text, env, needle):
     assert needle in str(info.value)
 
 
+def test_unknown_model_kind_is_a_config_error_naming_the_kinds(tmp_path):
+    settings = load_settings(write(tmp_path, "[[models]]\nname='a'\ntask='ocr'\nsource='x'\n"), env={})
+    with pytest.raises(ConfigError, match="models\\[0\\].task: 'ocr' is not allowed; use one of embeddings, "):
+        check_models(settings)
+
+
+def test_cli_refuses_an_unknown_model_kind_with_exit_2(tmp_path, capsys):
+    from edge_mm.cli import main
+
+    assert main(["--config", str(write(tmp_path, "[[models]]\nname='a'\ntask='ocr'\nsource='x'\n")), "info"]) == 2
+    assert "'ocr' is not allowed" in capsys.readouterr().err
+
+
+def test_the_task_table_is_consistent():
+    check_table()
+    assert set(LOADERS) == set(MODEL_KINDS)
+    for kind in MODEL_KINDS:
+        assert routes_for(kind), kind
+
+
+MODEL_KIND_HELP = {kind: k.help for kind, k in MODEL_KINDS.items()}
+
+
 def test_every_setting_is_documented():
     doc = (ROOT / "docs" / "settings.md").read_text()
-    assert doc == settings_markdown(), "docs/settings.md is stale: run `edge-mm settings-doc > docs/settings.md`"
+    assert doc == settings_markdown(MODEL_KIND_HELP), "docs/settings.md is stale: run `edge-mm settings-doc > docs/settings.md`"
     for s in SETTINGS:
         assert s.help
         assert s.env in doc

@@ -113,10 +113,56 @@ def test_unknown_route_is_404(client, path):
 def test_unexpected_error_is_generic_500(client, tiny_registry, monkeypatch):
     served = tiny_registry.models["tiny-embed"]
 
-    def boom(_encodings):
+    def boom(*_args):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(served.runner, "forward", boom)
     response = client.post("/v1/embeddings", json={"inputs": "x"})
     assert_error(response, 500, "internal_error")
     assert "secret" not in response.get_data(as_text=True)
+
+
+# Found by an attack run: each of these used to answer 500.
+DEEP = "[" * 20_000 + "]" * 20_000
+
+
+@pytest.mark.parametrize("route", TEXT_ROUTES)
+def test_deeply_nested_json_is_400(client, route):
+    assert_error(client.post(route, data=DEEP, content_type="application/json"), 400, "bad_input")
+    nested = '{"inputs": ' + DEEP + "}"
+    assert_error(client.post(route, data=nested, content_type="application/json"), 400, "bad_input")
+
+
+@pytest.mark.parametrize(
+    ("route", "key"), [(r, "inputs") for r in TEXT_ROUTES] + [("/v1/zero-shot-classification", "labels")]
+)
+def test_lone_surrogates_are_422(client, route, key):
+    raw = good_body(route) | {key: ["placeholder"]}
+    data = json_dumps(raw).replace('"placeholder"', '"abc \\ud800"')
+    assert_error(client.post(route, data=data, content_type="application/json"), 422, "unprocessable")
+
+
+def json_dumps(obj):
+    import json
+
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize("template", ["{} {x}", "{0} {}", "{} {", "{}{.__class__}", "{:,>1000000}{{}}", "}{}{"])
+def test_template_is_plain_text_with_one_placeholder(client, template):
+    body = good_body("/v1/zero-shot-classification") | {"hypothesis_template": template}
+    response = client.post("/v1/zero-shot-classification", json=body)
+    if template.count("{}") == 1:
+        assert response.status_code == 200, response.get_json()
+    else:
+        assert_error(response, 422, "unprocessable")
+
+
+def test_template_counts_against_the_text_limit(client):
+    body = good_body("/v1/zero-shot-classification") | {"hypothesis_template": "x" * 1999 + "{}"}
+    assert_error(client.post("/v1/zero-shot-classification", json=body), 413, "too_large")
+
+
+@pytest.mark.parametrize("route", TEXT_ROUTES)
+def test_null_option_means_default(client, route):
+    assert client.post(route, json=good_body(route) | {"top_k": None, "temperature": None}).status_code == 200

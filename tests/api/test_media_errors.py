@@ -203,3 +203,28 @@ def test_bad_video(limited_client, videos, short_clip, case, status):
 def test_missing_video_field(limited_client, short_clip):
     assert_error("/v1/video", post_video(limited_client, short_clip, field="clip"), 422)
     assert_error("/v1/video", limited_client.post("/v1/video", data=b"plain", content_type="text/plain"), 415)
+
+
+# Found by an attack run: each of these used to answer 500.
+DEEP = "[" * 20_000 + "]" * 20_000
+
+
+@pytest.mark.parametrize("route", IMAGE_ROUTES)
+def test_deep_nesting_in_json_form_and_query_is_400(limited_client, route):
+    image = base64.b64encode(png()).decode()
+    nested = '{"image": "' + image + '", "top_k": ' + DEEP + "}"
+    assert_error(route, limited_client.post(route, data=nested, content_type="application/json"), 400)
+    for option in ("top_k", "min_confidence", "labels"):
+        form = {"image": (io.BytesIO(png()), "x.png"), **EXTRA.get(route, {}), option: DEEP}
+        r = limited_client.post(route, data=form, content_type="multipart/form-data")
+        assert_error(route, r, 400)
+    r = limited_client.post(route + "?min_confidence=" + DEEP[:2000], data=png(), content_type="image/png")
+    assert r.status_code < 500, r.get_data(as_text=True)
+    still_answers(limited_client, route)
+
+
+def test_null_top_k_with_base64_image_is_the_default(limited_client):
+    body = {"image": base64.b64encode(png()).decode(), "top_k": None}
+    r = limited_client.post("/v1/image-classification", json=body)
+    assert r.status_code == 200, r.get_json()
+    assert len(r.get_json()["results"][0]) == 5

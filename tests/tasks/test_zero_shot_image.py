@@ -76,3 +76,27 @@ def test_clip_ranks_with_both_towers(tiny_vision_client, tiny_vision_registry):
     text = clip.embed_texts(["a photo of the man.", "a photo of a guitar."])
     sims = {x["label"]: x["similarity"] for x in body["results"][0]}
     assert sims["the man"] == pytest.approx(float(text[0] @ img), abs=1e-5)
+
+
+@pytest.mark.real_models
+def test_conse_calls_the_text_model_and_the_classifier_through_their_own_admission(vision_client, vision_registry, photos):
+    """ConSE composes three served models; each call goes through that model's slot (and shows in the headers)."""
+    seen = []
+    for name in ("minilm", "efficientnet"):
+        adm = vision_registry.models[name].admission
+        original = adm.slot
+
+        def slot(deadline=None, _orig=original, _name=name):
+            seen.append(_name)
+            return _orig(deadline)
+
+        adm.slot = slot
+    try:
+        data = {"image": (io.BytesIO((photos / "chelsea.png").read_bytes()), "c.png"), "labels": '["a cat", "a car"]'}
+        r = vision_client.post("/v1/zero-shot-image-classification", data=data, content_type="multipart/form-data")
+    finally:
+        for name in ("minilm", "efficientnet"):
+            del vision_registry.models[name].admission.slot
+    assert r.status_code == 200, r.get_json()
+    assert seen == ["minilm", "efficientnet"]
+    assert r.headers["X-Edge-Model"] == "minilm,efficientnet"
