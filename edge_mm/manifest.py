@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_mm.errors import ConfigError
+from edge_mm.signing import verify_manifest
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
@@ -97,25 +98,102 @@ class Manifest:
         return path
 
 
+# The manifest's shape, checked on load so damage reads as a ConfigError naming the key, not a
+# traceback. A type checks isinstance; [x] is a list of x; {str: x} a mapping of names to x;
+# any other dict an object whose keys are required unless they end in "?" (then None is allowed too).
+_FILE_REF = {"path": str, "sha256": str}
+_FILES = {str: _FILE_REF}
+_VARIANT = {"files": _FILES, "dtype": str, "notes?": [str]}
+_ENTRY = {
+    "task": str,
+    "source": str,
+    "content_hash": str,
+    "variants": {str: _VARIANT},
+    "inputs": [dict],
+    "outputs": [dict],
+    "labels?": [str],
+    "preprocessing?": dict,
+    "files?": _FILES,
+    "verification?": dict,
+    "options?": dict,
+}
+_MANIFEST = {"format": int, "edge_mm_version": str, "torch_version": str, "flavour": str, "models": {str: _ENTRY}}
+
+
+def _describe(schema: Any) -> str:
+    if isinstance(schema, type):
+        return {dict: "an object", list: "a list", str: "a string", int: "an integer"}.get(schema, schema.__name__)
+    if isinstance(schema, list):
+        return "a list"
+    return "an object"
+
+
+def _shape_problem(value: Any, schema: Any, where: str) -> str | None:
+    """The first place ``value`` does not fit ``schema``, as ``"models.x.files.model.sha256 is missing"``."""
+    if isinstance(schema, type):
+        ok = isinstance(value, schema) and not (schema is int and isinstance(value, bool))
+        return None if ok else _wrong(value, schema, where)
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return _wrong(value, schema, where)
+        items = [(item, schema[0], f"{where}[{i}]") for i, item in enumerate(value)]
+    elif not isinstance(value, dict):
+        return _wrong(value, schema, where)
+    elif str in schema:
+        items = [(item, schema[str], _join(where, key)) for key, item in value.items()]
+    else:
+        missing = [k for k in schema if not k.endswith("?") and k not in value]
+        if missing:
+            return f"{_join(where, missing[0])} is missing"
+        present = [(k, k.removesuffix("?")) for k in schema if k.removesuffix("?") in value]
+        items = [
+            (value[name], schema[k], _join(where, name))
+            for k, name in present
+            if not (k.endswith("?") and value[name] is None)
+        ]
+    return next((p for item, sub, path in items if (p := _shape_problem(item, sub, path))), None)
+
+
+def _wrong(value: Any, schema: Any, where: str) -> str:
+    return f"{where or 'the manifest'} must be {_describe(schema)}, not {json.dumps(value)[:60]}"
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
 def _file_refs(raw: dict[str, Any]) -> dict[str, FileRef]:
-    return {k: FileRef(**v) for k, v in raw.items()}
+    return {k: FileRef(path=v["path"], sha256=v["sha256"]) for k, v in raw.items()}
 
 
-def read_manifest(root: Path) -> Manifest:
-    """Parse ``root/manifest.json``; a missing or foreign file is a ConfigError that says what to do."""
+def read_manifest(root: Path, verify_key: Path | None = None) -> Manifest:
+    """Parse ``root/manifest.json``; a missing, foreign or damaged file is a ConfigError that says what to do.
+
+    ``verify_key``: an Ed25519 public key file; then ``root/manifest.sig`` must be a valid signature
+    of the manifest (see edge_mm/signing.py), checked on the bytes that are parsed.
+    """
     path = root / MANIFEST_NAME
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"no {MANIFEST_NAME} in {root}; run 'edge-mm build' first") from None
-    except json.JSONDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if verify_key is not None:
+        verify_manifest(data, root, verify_key)
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); rebuild with 'edge-mm build --force'") from None
-    if raw.get("format") != FORMAT:
+    if isinstance(raw, dict) and raw.get("format") != FORMAT:
         raise ConfigError(f"{path} has format {raw.get('format')!r}, this edge-mm reads {FORMAT}; rebuild")
+    problem = _shape_problem(raw, _MANIFEST, "")
+    if problem:
+        raise ConfigError(f"{path} is damaged: {problem}; rebuild with 'edge-mm build --force'")
     models = {}
     for name, m in raw["models"].items():
         variants = {
-            dev: Variant(files=_file_refs(v["files"]), dtype=v["dtype"], notes=v.get("notes", []))
+            dev: Variant(files=_file_refs(v["files"]), dtype=v["dtype"], notes=v.get("notes") or [])
             for dev, v in m["variants"].items()
         }
         models[name] = ModelEntry(
@@ -126,10 +204,10 @@ def read_manifest(root: Path) -> Manifest:
             inputs=m["inputs"],
             outputs=m["outputs"],
             labels=m.get("labels"),
-            preprocessing=m.get("preprocessing", {}),
-            files=_file_refs(m.get("files", {})),
-            verification=m.get("verification", {}),
-            options=m.get("options", {}),
+            preprocessing=m.get("preprocessing") or {},
+            files=_file_refs(m.get("files") or {}),
+            verification=m.get("verification") or {},
+            options=m.get("options") or {},
         )
     return Manifest(
         edge_mm_version=raw["edge_mm_version"],

@@ -5,10 +5,16 @@
 #   2. serves the bundle with device = auto and checks that /info and the log say cuda;
 #   3. serves it again with device = cpu and compares the two: embedding cosine and image top-1;
 #   4. prints time to ready, per-request latency on each device, and `edge-mm check` on cuda.
+# The servers run in their own process group; on exit (pass, fail or signal) none survives
+# (scripts/contain.sh).
 #
 #   scripts/gpu_check.sh            (from the repo root, with the default .venv: torch 2.14.1 CUDA build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/contain.sh
+trap 'rc=$?; trap - EXIT INT TERM; contain_stop; exit $rc' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 PY=${PY:-.venv/bin/python}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
@@ -18,7 +24,7 @@ time "$PY" -m edge_mm --config settings.toml package --dist build/work/gpu-dist
 unset EDGE_MM_RUNTIME_ARTIFACTS_DIR
 BUNDLE=build/work/gpu-dist/edge-mm
 "$BUNDLE/edge-mm" check
-"$PY" - "$BUNDLE" <<'PY'
+contain -- "$PY" - "$BUNDLE" <<'PY'
 import base64, json, math, os, statistics, subprocess, sys, time
 from pathlib import Path
 from tests.serving import request, running_server

@@ -3,10 +3,13 @@
 # with chroot, and call health plus one inference per served route from outside (tests/bundle_probe.py).
 # The mirror and suite are read at run time from this machine's apt configuration. Needs root and
 # debootstrap (apt-get install debootstrap); the root filesystem is cached in build/work/minbase.
+# The probe and the served executable run in their own PID namespace and process group; on exit
+# (pass, fail or signal) nothing of them survives (scripts/contain.sh), then /proc is unmounted.
 #
 #   scripts/nopython_check.sh [dist/edge-mm] [python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/contain.sh
 BUNDLE=$(realpath "${1:-dist/edge-mm}")
 PY=${2:-.venv/bin/python}
 ROOTFS=${ROOTFS:-$PWD/build/work/minbase}
@@ -33,6 +36,16 @@ fi
 echo "nopython_check: $ROOTFS ($(du -sh "$ROOTFS" | cut -f1), $(chroot "$ROOTFS" sh -c '. /etc/os-release; echo $PRETTY_NAME')) has no python" >&2
 
 rm -rf "$ROOTFS/opt/edge-mm" && mkdir -p "$ROOTFS/opt" && cp -a "$BUNDLE" "$ROOTFS/opt/edge-mm"
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  contain_stop  # first: a process still running in the root filesystem would keep /proc busy
+  umount "$ROOTFS/proc" 2>/dev/null || true
+  rm -rf "$ROOTFS/opt/edge-mm"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 mountpoint -q "$ROOTFS/proc" || mount -t proc proc "$ROOTFS/proc"
-trap 'umount "$ROOTFS/proc" 2>/dev/null || true; rm -rf "$ROOTFS/opt/edge-mm"' EXIT
-"$PY" -m tests.bundle_probe /opt/edge-mm/edge-mm --chroot "$ROOTFS"
+contain --mount-proc -- "$PY" -m tests.bundle_probe /opt/edge-mm/edge-mm --chroot "$ROOTFS"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +29,11 @@ def request(url: str, body: object | None = None, headers: dict[str, str] | None
 
 @contextmanager
 def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: float = 180, cmd: list[str] | None = None):
-    """Yields the base URL once /health/ready answers 200; stops the server afterwards."""
-    import os
+    """Yields the base URL once /health/ready answers 200; stops the server afterwards.
 
+    The server runs in its own process group, and stopping signals the whole group: a wrapper such
+    as ``strace -f`` detaches on SIGTERM and would otherwise leave the server running.
+    """
     env = dict(os.environ, EDGE_MM_SERVER_HOST="127.0.0.1", EDGE_MM_SERVER_PORT="0", PYTHONUNBUFFERED="1")
     env.update(dict(extra_env))
     argv = cmd or [sys.executable, "-m", "edge_mm"]
@@ -40,6 +44,7 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
         base = None
@@ -66,8 +71,29 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
             raise RuntimeError("server never became ready")
         yield base
     finally:
-        proc.terminate()
-        try:
+        _stop_group(proc, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc, signal.SIGKILL)  # whatever ignored SIGTERM or outlived the wrapper
+        proc.wait()
+
+
+def _stop_group(proc: subprocess.Popen, sig: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def processes_with(marker: str, prefix: str = "") -> list[int]:
+    """Live processes whose command line (starting with ``prefix``) or executable mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            exe = os.readlink(entry / "exe") if marker.startswith("/") else ""
+        except OSError:
+            continue
+        if (marker in cmdline and cmdline.startswith(prefix)) or exe == marker:
+            found.append(int(entry.name))
+    return found

@@ -17,7 +17,7 @@ import pytest
 from edge_mm.build.package import BUILD_ONLY, INFO_NAME, package
 from edge_mm.config import Settings, load_settings
 from tests.bundle_probe import is_loopback, peers
-from tests.serving import ROOT, request, running_server
+from tests.serving import ROOT, processes_with, request, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +69,7 @@ def test_offline_every_route_over_loopback(bundle):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert processes_with(str((bundle / "edge-mm").resolve())) == [], "the served executable outlived the proof"
     assert out.returncode == 0, report["problems"] or out.stderr[-3000:]
     assert "interfaces in the namespace: lo" in out.stderr
     assert report["outbound"] == []

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend, verify
+from edge_mm.build.accelerator import Accelerator, resolve_accelerator
 from edge_mm.build.imagenet import load_imagenet_labels
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.text import BuildError, Progress
@@ -166,7 +167,10 @@ def linear_share(model: nn.Module) -> float:
     return linear / max(total, 1)
 
 
-def build_image_classifier(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+def build_image_classifier(
+    spec: ModelSpec, source: Path, out: Path, progress: Progress, *, accelerator: str | None = "cuda"
+) -> ModelEntry:
+    """``accelerator``: where the ``cuda`` variant is traced (see build/accelerator.py); None skips it."""
     t0 = time.perf_counter()
     model, labels, pre, kind = load_classifier(spec, source)
     model = model.to(memory_format=CL)
@@ -201,8 +205,9 @@ def build_image_classifier(spec: ModelSpec, source: Path, out: Path, progress: P
             "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
         )
     variants = {"cpu": save_variant(cpu_module, out / "cpu.pt", dtype, notes)}
-    if torch.cuda.is_available():
-        variants["cuda"] = _cuda_variant(model, x, eager, out, figures)
+    accel = resolve_accelerator(accelerator)
+    if accel is not None:
+        variants["cuda"] = _accelerated_variant(model, x, eager, out, figures, accel)
     else:
         progress("no CUDA on this machine: CUDA variant skipped")
     reference = _reference(cpu_module, pre, out)
@@ -262,19 +267,25 @@ def _int8(
     return traced
 
 
-def _cuda_variant(
-    model: nn.Module, x: torch.Tensor, eager: tuple[torch.Tensor, ...], out: Path, figures: dict[str, Any]
+def _accelerated_variant(
+    model: nn.Module,
+    x: torch.Tensor,
+    eager: tuple[torch.Tensor, ...],
+    out: Path,
+    figures: dict[str, Any],
+    accel: Accelerator,
 ) -> Variant:
-    """fp16 channels-last trace on the GPU."""
+    """Reduced-precision channels-last trace on the accelerator (fp16 on the GPU)."""
     import copy
 
-    gpu = copy.deepcopy(model).half().cuda().eval()
-    xg = x.half().cuda().contiguous(memory_format=CL)
-    traced = artifact_backend.trace_and_freeze(gpu, (xg,))
+    dev = copy.deepcopy(model).to(device=accel.device, dtype=accel.dtype).eval()
+    xd = x.to(device=accel.device, dtype=accel.dtype).contiguous(memory_format=CL)
+    traced = artifact_backend.trace_and_freeze(dev, (xd,))
     with torch.inference_mode():
-        got = traced(xg)
-    figures["cuda_fp16_vs_fp32"] = verify.classifier_figures(eager[0], got[0].float().cpu())
-    return save_variant(traced, out / "cuda.pt", "float16", ["traced on CUDA", "frozen", "channels_last", "fp16"])
+        got = traced(xd)
+    figures[accel.figure_key] = verify.classifier_figures(eager[0], got[0].float().cpu())
+    notes = [*accel.notes, "frozen", "channels_last", accel.short_dtype]
+    return save_variant(traced, out / "cuda.pt", accel.dtype_name, notes)
 
 
 def _reference(module: torch.jit.ScriptModule, pre: Any, out: Path) -> FileRef:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend, verify
+from edge_mm.build.accelerator import Accelerator, resolve_accelerator
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.smoothing import smooth_linear_inputs
 from edge_mm.config import ModelSpec
@@ -178,8 +180,13 @@ def _run(forward: Callable[..., torch.Tensor], batches: list[tuple[torch.Tensor,
     return torch.cat(outs)
 
 
-def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
-    """Load, wrap, quantize (CPU), trace, freeze, verify and save one text model into ``out``."""
+def build_text_model(
+    spec: ModelSpec, source: Path, out: Path, progress: Progress, *, accelerator: str | None = "cuda"
+) -> ModelEntry:
+    """Load, wrap, quantize (CPU), trace, freeze, verify and save one text model into ``out``.
+
+    ``accelerator``: where the ``cuda`` variant is traced (see build/accelerator.py); None skips it.
+    """
     t0 = time.perf_counter()
     model, labels, extra = _load(spec, source)
     tok_path, pad_id = _save_tokenizer(source, out)
@@ -252,10 +259,13 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
         progress(f"int8 {int8_figures} (kept fp32: {len(guarded.kept_fp32)})")
 
     variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
-    reference = _write_reference(cpu_module, tok, sentences[:4], out / "reference.json")
-    if torch.cuda.is_available():
-        variants["cuda"] = _build_cuda(spec, model, batches, reference, fidelity_batches, fid_mask, out, figures)
-        progress(f"cuda fp16 {figures['cuda_fp16_vs_fp32']}")
+    reference_file = _write_reference(cpu_module, tok, sentences[:4], out / "reference.json")
+    accel = resolve_accelerator(accelerator)
+    if accel is not None:
+        variants["cuda"] = _build_accelerated(
+            spec, model, batches, reference, fidelity_batches, fid_mask, out, figures, accel
+        )
+        progress(f"{accel.device.type} {accel.dtype_name} {figures[accel.figure_key]}")
     else:
         progress("no CUDA on this machine: CUDA variant skipped (build on a CUDA machine to add it)")
 
@@ -277,7 +287,7 @@ def build_text_model(spec: ModelSpec, source: Path, out: Path, progress: Progres
         outputs=outputs,
         labels=labels,
         preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
-        files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference},
+        files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file},
         verification=figures,
         options=dict(spec.options),
     )
@@ -298,7 +308,7 @@ def _save_variant(module: torch.jit.ScriptModule, path: Path, out: Path, dtype: 
     return Variant(files={"model": FileRef(path.name, sha256_file(path))}, dtype=dtype, notes=notes)
 
 
-def _build_cuda(
+def _build_accelerated(
     spec: ModelSpec,
     model: nn.Module,
     batches: list,
@@ -307,12 +317,15 @@ def _build_cuda(
     fid_mask: torch.Tensor,
     out: Path,
     figures: dict[str, Any],
+    accel: Accelerator,
 ) -> Variant:
-    """fp16 trace on the GPU (mask code bakes in the trace device, so trace where it runs)."""
-    cuda_model = model.half().cuda().eval()
-    on_gpu = [tuple(t.cuda() for t in b) for b in batches]
-    traced = artifact_backend.trace_and_freeze(cuda_model, on_gpu[-1])
-    test = _run(traced, [tuple(t.cuda() for t in b) for b in fidelity_batches]).float().cpu()
-    figures["cuda_fp16_vs_fp32"] = _fidelity(spec, reference, test, fid_mask)
-    model.float().cpu()
-    return _save_variant(traced, out / "cuda.pt", out, "float16", ["traced on CUDA", "frozen"])
+    """Reduced-precision trace on the accelerator (mask code bakes in the trace device, so trace where it runs).
+
+    ``reference``: the fp32 eager outputs over ``fidelity_batches``; the figures compare against it.
+    """
+    device_model = copy.deepcopy(model).to(device=accel.device, dtype=accel.dtype).eval()  # leaves fp32 intact
+    on_device = [tuple(t.to(accel.device) for t in b) for b in batches]
+    traced = artifact_backend.trace_and_freeze(device_model, on_device[-1])
+    test = _run(traced, [tuple(t.to(accel.device) for t in b) for b in fidelity_batches]).float().cpu()
+    figures[accel.figure_key] = _fidelity(spec, reference, test, fid_mask)
+    return _save_variant(traced, out / "cuda.pt", out, accel.dtype_name, [*accel.notes, "frozen"])
