@@ -76,6 +76,8 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
             proc.wait(timeout=10)
         _stop_group(proc, signal.SIGKILL)  # whatever ignored SIGTERM or outlived the wrapper
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _stop_group(proc: subprocess.Popen, sig: int) -> None:

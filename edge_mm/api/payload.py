@@ -33,6 +33,18 @@ def json_body() -> dict[str, Any]:
     return payload
 
 
+def _uploads(cap: int) -> tuple[Upload, ...]:
+    """The form's files, each read up to ``cap`` bytes (enough to say 413), then closed (large ones
+    are spooled to temporary files)."""
+    uploads = []
+    for name, f in request.files.items(multi=True):
+        try:
+            uploads.append(Upload(name, f.stream.read(cap), f.mimetype))
+        finally:
+            f.close()
+    return tuple(uploads)
+
+
 def read_payload(media: bool, limits: Limits) -> Payload:
     """The request as a Payload; ``media``: the route also takes multipart and raw media bodies."""
     if not media:
@@ -41,9 +53,7 @@ def read_payload(media: bool, limits: Limits) -> Payload:
     if mimetype == "application/json":
         return Payload(json_body())
     if mimetype == "multipart/form-data":
-        cap = limits.max_upload_bytes + 1  # read no more than needed to say 413
-        uploads = tuple(Upload(name, f.stream.read(cap), f.mimetype) for name, f in request.files.items(multi=True))
-        return Payload(form_options(request.form), uploads)
+        return Payload(form_options(request.form), _uploads(limits.max_upload_bytes + 1))
     if mimetype.startswith(RAW_TYPES):
         return Payload(form_options(request.args), (Upload(RAW, request.get_data(), mimetype),))
     raise UnsupportedMediaType(

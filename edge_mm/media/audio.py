@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from math import gcd
+from fractions import Fraction
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -199,8 +199,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = 16_000) -> np.n
         raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
     if from_rate == to_rate or len(x) == 0:
         return x
-    g = gcd(from_rate, to_rate)
-    up, down = to_rate // g, from_rate // g
+    up, down = resampling_ratio(from_rate, to_rate)
     bank = _filter_bank(up, down)  # (up, 2*half + 1): one filter per output phase
     half = (bank.shape[1] - 1) // 2
     n_out = -(-len(x) * up // down)
@@ -217,7 +216,26 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = 16_000) -> np.n
     return out
 
 
-@lru_cache(maxsize=16)
+MAX_RATIO_TERM = 4_000  # bounds a filter bank to about 53 x 4000 floats (under 1 MB)
+
+
+def resampling_ratio(from_rate: int, to_rate: int) -> tuple[int, int]:
+    """``(up, down)``: ``to_rate / from_rate`` in lowest terms, both at most :data:`MAX_RATIO_TERM`.
+
+    An odd rate (767,951 Hz) has no small exact ratio, and the polyphase bank grows with
+    ``max(up, down)`` (156 MB there). Such ratios are replaced by the nearest fraction with
+    small terms: the time scale then differs by at most 0.03 % (64 ppm at 767,951 Hz), and
+    the memory no longer grows with the rate.
+    """
+    ratio = Fraction(to_rate, from_rate)
+    if ratio.denominator > MAX_RATIO_TERM:
+        ratio = ratio.limit_denominator(MAX_RATIO_TERM)
+    if ratio.numerator > MAX_RATIO_TERM:
+        ratio = 1 / (1 / ratio).limit_denominator(MAX_RATIO_TERM)
+    return ratio.numerator, ratio.denominator
+
+
+@lru_cache(maxsize=16)  # at most 16 banks of under 1 MB each (see MAX_RATIO_TERM)
 def _filter_bank(up: int, down: int) -> np.ndarray:
     """Polyphase bank (up, taps) float32: row p holds h(p - j*up) for j = -half..half.
 

@@ -53,21 +53,14 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode one image to RGB, orientation fixed from EXIF.
-
-    ``max_bytes``: limit on ``len(data)`` in bytes. ``max_pixels``: limit on
-    ``width * height`` as stored in the file (EXIF rotation does not change it).
-    Animated GIF/WebP: the first frame. Transparent pixels are composited onto
-    white. Pillow's global ``Image.MAX_IMAGE_PIXELS`` guard still applies on top
-    of ``max_pixels`` and also answers 413. Returns a fully loaded ``"RGB"`` image.
-    """
+def _open(data: bytes, max_bytes: int) -> Image.Image:
+    """Read the header only (nothing decoded yet), with the errors of :func:`decode_image`."""
     if not data:
         raise BadInput("image is empty")
     if len(data) > max_bytes:
         raise RequestTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes}")
     try:
-        image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+        return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise RequestTooLarge(f"image has too many pixels: {exc}") from None
     except UnidentifiedImageError:
@@ -78,6 +71,22 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     except _DECODE_ERRORS as exc:
         raise BadInput(f"image header is corrupt: {exc}") from None
 
+
+def image_size(data: bytes, *, max_bytes: int) -> tuple[int, int]:
+    """``(width, height)`` from the header, before any pixel is decoded."""
+    return _open(data, max_bytes).size  # type: ignore[no-any-return]
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode one image to RGB, orientation fixed from EXIF.
+
+    ``max_bytes``: limit on ``len(data)`` in bytes. ``max_pixels``: limit on
+    ``width * height`` as stored in the file (EXIF rotation does not change it).
+    Animated GIF/WebP: the first frame. Transparent pixels are composited onto
+    white. Pillow's global ``Image.MAX_IMAGE_PIXELS`` guard still applies on top
+    of ``max_pixels`` and also answers 413. Returns a fully loaded ``"RGB"`` image.
+    """
+    image = _open(data, max_bytes)
     width, height = image.size
     if width * height > max_pixels:
         raise RequestTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,7 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import entry_preprocess
 from edge_mm.runtime.probes import image_from_base64, probe_pixels
 from edge_mm.runtime.text_tokenizer import TextTokenizer
-
-CACHE_SIZE = 4096  # label texts remembered (labels repeat across requests)
+from edge_mm.runtime.vector_cache import VectorCache
 
 
 @dataclass
@@ -33,8 +30,7 @@ class ClipModel:
     preprocess: Preprocess
     device: str
     max_batch: int
-    cache: OrderedDict[str, torch.Tensor] = field(default_factory=OrderedDict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    cache: VectorCache = field(default_factory=VectorCache)
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ClipModel:
@@ -57,24 +53,18 @@ class ClipModel:
             return self.text(enc.input_ids.to(self.device), enc.attention_mask.to(self.device)).float().cpu()
 
     def embed_texts(self, texts: list[str], deadline: Deadline | None = None) -> torch.Tensor:
-        """(len(texts), dim) float32; remembers up to :data:`CACHE_SIZE` texts."""
-        with self.lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        """(len(texts), dim) float32; label texts are cached (bounded in bytes)."""
+        missing = self.cache.missing(texts)
         for start in range(0, len(missing), self.max_batch):
             if deadline is not None:
                 deadline.check("text embedding")
             chunk = missing[start : start + self.max_batch]
-            vecs = self._text_forward(chunk)
-            with self.lock:
-                for t, v in zip(chunk, vecs, strict=True):
-                    self.cache[t] = v
-                while len(self.cache) > CACHE_SIZE:
-                    self.cache.popitem(last=False)
-        with self.lock:
-            found = [self.cache.get(t) for t in texts]
-        if any(v is None for v in found):  # evicted meanwhile: embed directly
+            for t, v in zip(chunk, self._text_forward(chunk), strict=True):
+                self.cache.put(t, v)
+        found = self.cache.get_all(texts)
+        if found is None:  # evicted meanwhile: embed directly
             return self._text_forward(texts)
-        return torch.stack([v for v in found if v is not None])
+        return torch.stack(found)
 
     def embed_images(self, images: Sequence[Image.Image], deadline: Deadline | None = None) -> torch.Tensor:
         outs = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from edge_mm.errors import Unprocessable
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.artifacts import load_module
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.mtcnn import Face, detect_faces
+from edge_mm.runtime.mtcnn import Face, detect_faces, min_face_floor
 from edge_mm.runtime.probes import probe_pixels, probe_tensor
 
 NETS = ("pnet", "rnet", "onet")
@@ -53,8 +55,17 @@ class FaceDetector:
         max_side: int,
         deadline: Deadline | None = None,
     ) -> list[Face]:
-        """Faces in pixels of ``image``; images longer than ``max_side`` px are searched at a smaller scale."""
+        """Faces in pixels of ``image``; images longer than ``max_side`` px are searched at a smaller scale.
+
+        422 when ``min_face_size`` is below the floor for this image size (see ``min_face_floor``).
+        """
         scale = min(1.0, max_side / max(image.size))
+        floor = min_face_floor(round(image.height * scale), round(image.width * scale)) / scale
+        if min_face_size < floor:
+            raise Unprocessable(
+                f"min_face_size {min_face_size:g} px is too small for a {image.width}x{image.height} image searched "
+                f"at max_side {max_side}: use at least {math.ceil(floor)} px, or a smaller max_side"
+            )
         if scale < 1.0:
             image = image.resize(
                 (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR

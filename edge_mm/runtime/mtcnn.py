@@ -35,6 +35,10 @@ Net = Callable[[torch.Tensor], Any]
 _PNET_STRIDE = 2
 _PNET_CELL = 12
 _BATCH = 512  # R/O-Net crops per forward call: bounds peak memory on crowded images
+# P-Net's first (largest) pyramid level, in pixels: bounds the work and memory of one image
+# (the whole pyramid is about twice this). A 1280 px square at min_face_size 8 px fits.
+PNET_MAX_PIXELS = 4_000_000
+MAX_CANDIDATES = 4_096  # stage-1 boxes passed on to R-Net, the most confident first
 # Net inputs go in channels-last: CPU max-pooling is 2-8x faster than in NCHW
 # (measured, torch 2.14); resizing stays NCHW, where area pooling of 3 channels is fast.
 _NET_LAYOUT = torch.channels_last
@@ -62,6 +66,11 @@ class Face:
             "confidence": self.confidence,
             "landmarks": [list(p) for p in self.landmarks],
         }
+
+
+def min_face_floor(height: int, width: int) -> float:
+    """The smallest ``min_face_size`` (px) whose first pyramid level stays within :data:`PNET_MAX_PIXELS`."""
+    return max(1.0, 12.0 * (height * width / PNET_MAX_PIXELS) ** 0.5)
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
@@ -156,6 +165,8 @@ def detect_faces(
         boxes = _propose(img, pnet, min_face_size, t1, factor, deadline)
         if deadline is not None:
             deadline.check("face detection")
+        if len(boxes) > MAX_CANDIDATES:
+            boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:MAX_CANDIDATES]]
         if len(boxes):
             boxes = _refine(img, rnet, boxes, t2)
         if not len(boxes):

@@ -107,7 +107,7 @@ def load_registry(
     ``loaders`` maps each model kind to its runner's loader (the task table's ``LOADERS``).
     """
     root = settings.path("runtime.artifacts_dir")
-    manifest = read_manifest(root)
+    manifest = read_manifest(root, verify_key=settings.optional_path("runtime.verify_key"))
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
     cores = os.cpu_count() or 1
     intra, concurrent = device_policy.cpu_threads(
@@ -172,6 +172,8 @@ def _info(
                 "runtime.micro_batching",
                 "server.max_upload_bytes",
                 "server.max_image_pixels",
+                "server.max_request_pixels",
+                "server.max_label_chars",
                 "server.max_audio_seconds",
                 "server.max_video_seconds",
                 "server.max_video_frames",

@@ -20,6 +20,7 @@ from edge_mm.tasks.task import Task
 
 ROUTE = "/v1/face-detection"
 KINDS = ("face-detection",)
+MAX_SIDE = 4096  # px; larger images are searched scaled down to at most this
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
@@ -34,7 +35,8 @@ class FaceOptions:
 
 def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> FaceOptions:
     """Options: ``min_face_size`` (px), ``threshold`` (the final O-Net cut-off) or ``thresholds``
-    (three), ``max_side`` (px; larger images are searched scaled down), ``min_confidence``, ``max_faces``.
+    (three), ``max_side`` (px, up to 4096; larger images are searched scaled down), ``min_confidence``,
+    ``max_faces``. The smallest ``min_face_size`` allowed grows with the searched image size.
     ``defaults`` are the model's options from settings."""
     merged = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
     if fields.get("thresholds") is not None:
@@ -52,7 +54,7 @@ def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> Fac
     return FaceOptions(
         min_face_size=float_field(merged, "min_face_size", 20, 4, 10000),
         thresholds=(float(thresholds[0]), float(thresholds[1]), float(thresholds[2])),
-        max_side=int_field(merged, "max_side", 1280, 64, 8192) or 1280,
+        max_side=int_field(merged, "max_side", 1280, 64, MAX_SIDE) or 1280,
         min_confidence=float_field(merged, "min_confidence", 0.0, 0.0, 1.0),
         max_faces=int_field(merged, "max_faces", 100, 1, 1000) or 100,
     )

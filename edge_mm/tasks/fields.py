@@ -12,8 +12,12 @@ from edge_mm.errors import RequestTooLarge, Unprocessable
 from edge_mm.tasks.payload import Limits
 
 
-def texts_field(payload: Mapping[str, Any], limits: Limits, key: str = "inputs") -> list[str]:
-    """``payload[key]`` as a non-empty list of non-blank strings (one string is a list of one)."""
+def texts_field(
+    payload: Mapping[str, Any], limits: Limits, key: str = "inputs", max_chars: int | None = None
+) -> list[str]:
+    """``payload[key]`` as a non-empty list of non-blank strings (one string is a list of one), each at
+    most ``max_chars`` (default: ``max_text_chars``) long."""
+    max_chars = limits.max_text_chars if max_chars is None else max_chars
     if key not in payload:
         raise Unprocessable(f"'{key}' is required: a string or a list of strings")
     value = payload[key]
@@ -30,8 +34,8 @@ def texts_field(payload: Mapping[str, Any], limits: Limits, key: str = "inputs")
         if not text.strip():
             raise Unprocessable(f"'{key}'[{i}] is empty")
         _check_unicode(text, f"'{key}'[{i}]")
-        if len(text) > limits.max_text_chars:
-            raise RequestTooLarge(f"'{key}'[{i}] has {len(text)} characters; the limit is {limits.max_text_chars}")
+        if len(text) > max_chars:
+            raise RequestTooLarge(f"'{key}'[{i}] has {len(text)} characters; the limit is {max_chars}")
     return list(items)
 
 

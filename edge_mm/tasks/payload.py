@@ -17,7 +17,7 @@ from PIL import Image
 
 from edge_mm.errors import BadInput, RequestTooLarge, Unprocessable
 from edge_mm.media.base64_data import decode_base64
-from edge_mm.media.images import decode_image
+from edge_mm.media.images import decode_image, image_size
 
 RAW = "raw"  # the field name of a body sent as the file itself (Content-Type image/jpeg, audio/wav...)
 
@@ -28,8 +28,10 @@ class Limits:
 
     max_text_chars: int
     max_items: int
+    max_label_chars: int = 500
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_request_pixels: int = 64_000_000
     max_audio_seconds: float = 600.0
     max_video_seconds: float = 300.0
     max_video_frames: int = 64
@@ -39,8 +41,10 @@ class Limits:
         return cls(
             max_text_chars=settings["server.max_text_chars"],
             max_items=settings["server.max_items"],
+            max_label_chars=settings["server.max_label_chars"],
             max_upload_bytes=settings["server.max_upload_bytes"],
             max_image_pixels=settings["server.max_image_pixels"],
+            max_request_pixels=settings["server.max_request_pixels"],
             max_audio_seconds=settings["server.max_audio_seconds"],
             max_video_seconds=settings["server.max_video_seconds"],
             max_video_frames=settings["server.max_video_frames"],
@@ -92,9 +96,17 @@ class Images:
 
     blobs: tuple[bytes, ...]
     max_bytes: int
-    max_pixels: int
+    max_pixels: int  # per image
+    max_total_pixels: int  # all images of the request together
 
     def decode(self) -> list[Image.Image]:
+        """RGB images; 413 before anything is decoded when their headers add up to too many pixels."""
+        sizes = [image_size(b, max_bytes=self.max_bytes) for b in self.blobs]
+        total = sum(w * h for w, h in sizes)
+        if total > self.max_total_pixels:
+            raise RequestTooLarge(
+                f"the request's images hold {total} pixels; the limit per request is {self.max_total_pixels}"
+            )
         return [decode_image(b, max_bytes=self.max_bytes, max_pixels=self.max_pixels) for b in self.blobs]
 
     def __len__(self) -> int:
@@ -119,7 +131,7 @@ def images_from(payload: Payload, limits: Limits, key: str = "image") -> Images:
         raise RequestTooLarge(f"{len(blobs)} images; the limit is {limits.max_items}")
     for b in blobs:
         _check_size(b, key, limits)
-    return Images(tuple(blobs), limits.max_upload_bytes, limits.max_image_pixels)
+    return Images(tuple(blobs), limits.max_upload_bytes, limits.max_image_pixels, limits.max_request_pixels)
 
 
 def _base64_items(fields: Mapping[str, Any], key: str, limits: Limits) -> list[str]:

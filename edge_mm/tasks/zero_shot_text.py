@@ -42,7 +42,7 @@ def parse_labels(
 ) -> tuple[list[str], list[str]]:
     """(labels, hypotheses): distinct labels, each put into the template; 413 when a hypothesis
     is longer than ``max_text_chars`` (the template counts against it)."""
-    labels = texts_field(fields, limits, key="labels")
+    labels = texts_field(fields, limits, key="labels", max_chars=limits.max_label_chars)
     if len(set(labels)) != len(labels):
         raise Unprocessable("'labels' has duplicates")
     template = str_field(fields, "hypothesis_template", default_template)

@@ -311,3 +311,24 @@ def test_resample_rejects_bad_arguments() -> None:
         resample(np.zeros((2, 10), np.float32), 8_000)
     with pytest.raises(ValueError, match="positive"):
         resample(np.zeros(10, np.float32), 0)
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 192_000])
+def test_standard_rates_resample_exactly(rate: int) -> None:
+    from edge_mm.media.audio import resampling_ratio
+
+    up, down = resampling_ratio(rate, 16_000)
+    assert up * rate == down * 16_000
+
+
+@pytest.mark.parametrize("rate", [767_951, 16_001, 1_009, 44_101])
+def test_odd_rates_get_a_small_ratio_and_a_small_filter_bank(rate: int) -> None:
+    from edge_mm.media.audio import MAX_RATIO_TERM, _filter_bank, resampling_ratio
+
+    up, down = resampling_ratio(rate, 16_000)
+    assert max(up, down) <= MAX_RATIO_TERM
+    assert abs(up / down - 16_000 / rate) / (16_000 / rate) < 3e-4  # 0.03 %: 0.2 s over 10 minutes, at most
+    assert _filter_bank(up, down).nbytes < 1_000_000
+    x = tone(440, rate, 0.5)
+    y = resample(x, rate)
+    assert abs(len(y) - len(x) * 16_000 / rate) <= 2
