@@ -76,7 +76,7 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     return Request(chosen, options, file_from(payload, limits, "video"), limits)
 
 
-def decode(request: Request) -> Clip:
+def decode(request: Request, deadline: Deadline | None = None) -> Clip:
     lim = request.limits
     return decode_video(
         request.video,
@@ -84,7 +84,9 @@ def decode(request: Request) -> Clip:
         max_bytes=lim.max_upload_bytes,
         max_seconds=lim.max_video_seconds,
         max_pixels=lim.max_image_pixels,
+        max_total_pixels=lim.max_request_pixels,
         audio="voice" in request.options.tasks,
+        check=None if deadline is None else lambda: deadline.check("video decoding"),
     )
 
 
@@ -136,7 +138,7 @@ def _faces_in_frames(models: Models, served: Served, clip: Clip, deadline: Deadl
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     first = next(iter(request.models.values()))
-    clip = models.call(first, deadline, lambda _: decode(request))
+    clip = models.call(first, deadline, lambda _: decode(request, deadline))
     frames: list[dict[str, Any]] = [{"index": f.index, "time_s": f.time_s} for f in clip.frames]
     body: dict[str, Any] = {"video": clip_info(clip), "tasks": list(request.options.tasks), "frames": frames}
     body["aggregate"] = {}
