@@ -11,7 +11,7 @@ Plain torch/numpy (no torchvision). The nets are any callables that take tensors
 The box arithmetic (1-based crop offsets, ``+1`` widths in regression, area
 resampling, crops clipped to the image rather than zero-padded) follows
 facenet-pytorch's ``detect_face`` so that results agree with it; see
-``tests/tasks/test_face_pipeline.py`` for the measured agreement.
+``tests/runtime/test_mtcnn.py`` for the measured agreement.
 Cost grows with pixel count / ``min_face_size**2``: callers bound the image size.
 """
 

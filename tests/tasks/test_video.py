@@ -116,7 +116,7 @@ def test_video_route_per_frame_results_and_aggregate(vision_client, videos):
 
 @pytest.mark.real_models
 def test_video_route_finds_the_face_in_every_frame(vision_client, photos):
-    clip = still_clip(photos / "astronaut.png", seconds=3)  # the photo has one face (test_face_pipeline)
+    clip = still_clip(photos / "astronaut.png", seconds=3)  # the photo has one face (tests/runtime/test_mtcnn.py)
     data = {"video": (io.BytesIO(clip), "astronaut.mp4"), "every_seconds": "1", "tasks": "faces"}
     r = vision_client.post("/v1/video", data=data, content_type="multipart/form-data")
     assert r.status_code == 200, r.get_json()
