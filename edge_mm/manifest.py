@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ class ModelEntry:
     files: dict[str, FileRef] = field(default_factory=dict)  # shared by all variants: tokenizer, samples
     verification: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    def all_files(self, variants: Collection[str] | None = None) -> list[FileRef]:
+        """The shared files, then those of ``variants`` (default: every variant)."""
+        kept = [v for k, v in self.variants.items() if variants is None or k in variants]
+        return [*self.files.values(), *(ref for v in kept for ref in v.files.values())]
 
 
 @dataclass

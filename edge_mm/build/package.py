@@ -182,7 +182,7 @@ def _artifacts_ready(settings: Settings) -> str | None:
         entry = manifest.models.get(spec.name)
         if entry is None:
             return f"model {spec.name!r} has no artifacts in {root}"
-        refs = [*entry.files.values(), *(r for v in entry.variants.values() for r in v.files.values())]
+        refs = entry.all_files()
         missing = [r.path for r in refs if not (root / r.path).is_file()]
         if missing:
             return f"model {spec.name!r}: missing {missing[0]}"
@@ -211,7 +211,7 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
             if not model_raw["variants"]:
                 raise ConfigError(f"model {spec.name!r} has no CPU variant; the CPU bundle cannot serve it")
         keep = set(model_raw["variants"])
-        refs = [*entry.files.values(), *(r for k, v in entry.variants.items() if k in keep for r in v.files.values())]
+        refs = entry.all_files(keep)
         for ref in refs:
             target = dest / ref.path
             target.parent.mkdir(parents=True, exist_ok=True)

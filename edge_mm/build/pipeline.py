@@ -63,7 +63,7 @@ def content_hash(spec: ModelSpec, source: Path) -> str:
 
 
 def _still_valid(entry: ModelEntry, root: Path) -> bool:
-    refs = [*entry.files.values(), *(r for v in entry.variants.values() for r in v.files.values())]
+    refs = entry.all_files()
     try:
         for ref in refs:
             ref.resolve(root)
@@ -132,5 +132,5 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
 
 def _prefix_paths(entry: ModelEntry, folder: str) -> None:
     """Builders write names relative to the model folder; the manifest stores them relative to the root."""
-    for ref in [*entry.files.values(), *(r for v in entry.variants.values() for r in v.files.values())]:
+    for ref in entry.all_files():
         ref.path = f"{folder}/{ref.path}"

@@ -184,12 +184,7 @@ def _info(
                 "task": manifest.models[name].task,
                 "source": manifest.models[name].source,
                 **choices[name],
-                "files": {
-                    key: ref.sha256
-                    for v in manifest.models[name].variants.values()
-                    for key, ref in [(ref.path, ref) for ref in v.files.values()]
-                }
-                | {ref.path: ref.sha256 for ref in manifest.models[name].files.values()},
+                "files": {ref.path: ref.sha256 for ref in manifest.models[name].all_files()},
                 "verification": manifest.models[name].verification,
             }
             for name in choices
