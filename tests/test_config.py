@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from edge_mm.config import SETTINGS, load_settings, settings_markdown
-from edge_mm.tasks.table import LOADERS, MODEL_KINDS, check_models, check_table, routes_for
 from edge_mm.errors import ConfigError
+from edge_mm.tasks.table import LOADERS, MODEL_KINDS, check_models, check_table, routes_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry, Variant
 from edge_mm.runtime.artifacts import load_module
 from edge_mm.runtime.face_detector import mtcnn_probe_outputs
-from edge_mm.runtime.probes import probe_audio
 from edge_mm.runtime.mtcnn import detect_faces
+from edge_mm.runtime.probes import probe_audio
 from edge_mm.runtime.silero_vad import speech_probabilities
 
 MTCNN_TOLERANCE = 1e-4

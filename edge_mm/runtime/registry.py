@@ -99,9 +99,7 @@ class Registry:
         self.mark_ready()
 
 
-def load_registry(
-    settings: Settings, loaders: Mapping[str, Loader], *, cuda_available: bool | None = None
-) -> Registry:
+def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_available: bool | None = None) -> Registry:
     """Load every configured model from the manifest with its kind's loader; raises ConfigError on any problem.
 
     ``loaders`` maps each model kind to its runner's loader (the task table's ``LOADERS``).

@@ -163,10 +163,22 @@ def segments_from_probs(
     if neg_threshold is None:
         neg_threshold = max(threshold - 0.15, 0.01)
     per_ms = SAMPLE_RATE / 1000
-    min_speech = min_speech_ms * per_ms
-    min_silence = min_silence_ms * per_ms
-    pad = int(speech_pad_ms * per_ms)
+    raw = _speech_runs(
+        probs, n_samples, threshold, neg_threshold, min_speech_ms * per_ms, min_silence_ms * per_ms, window
+    )
+    return _padded(raw, n_samples, int(speech_pad_ms * per_ms))
 
+
+def _speech_runs(
+    probs: Sequence[float] | np.ndarray,
+    n_samples: int,
+    threshold: float,
+    neg_threshold: float,
+    min_speech: float,
+    min_silence: float,
+    window: int,
+) -> list[list[int]]:
+    """The hysteresis pass: ``[start, end]`` samples of each run longer than ``min_speech`` samples."""
     raw: list[list[int]] = []
     start: int | None = None
     silence_from = 0  # first sample of the current candidate silence; 0 = none
@@ -188,18 +200,19 @@ def segments_from_probs(
         start, silence_from = None, 0
     if start is not None and n_samples - start > min_speech:
         raw.append([start, n_samples])
+    return raw
 
+
+def _padded(raw: list[list[int]], n_samples: int, pad: int) -> list[tuple[int, int]]:
+    """Each run grown by ``pad`` samples on each side; a gap under two pads is split evenly."""
     for k, seg in enumerate(raw):
         if k == 0:
             seg[0] = max(0, seg[0] - pad)
         if k + 1 < len(raw):
             gap = raw[k + 1][0] - seg[1]
-            if gap < 2 * pad:
-                seg[1] += gap // 2
-                raw[k + 1][0] = max(0, raw[k + 1][0] - gap // 2)
-            else:
-                seg[1] = min(n_samples, seg[1] + pad)
-                raw[k + 1][0] = max(0, raw[k + 1][0] - pad)
+            grow = gap // 2 if gap < 2 * pad else pad
+            seg[1] = min(n_samples, seg[1] + grow)
+            raw[k + 1][0] = max(0, raw[k + 1][0] - grow)
         else:
             seg[1] = min(n_samples, seg[1] + pad)
     return [(s, e) for s, e in raw]

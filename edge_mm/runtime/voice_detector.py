@@ -27,9 +27,7 @@ class VoiceDetector:
     device: str = "cpu"
 
     @classmethod
-    def load(
-        cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
-    ) -> VoiceDetector:
+    def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> VoiceDetector:
         module = load_module(entry.variants[variant].files["model"].resolve(root), "cpu")
         return cls(name, entry, VadModel(module))
 

@@ -9,17 +9,15 @@ the form-field API key live with the blueprint (api/deepstack.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from edge_mm.errors import BadInput, NotImplementedHere, Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.mtcnn import Face
-from edge_mm.runtime.registry import Served
 from edge_mm.tasks import face_detection, image_classification, object_detection
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 MAX_PREDICTIONS = 20
 
@@ -52,11 +50,7 @@ def success(predictions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"success": True, "predictions": predictions}
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    image: Images
-    threshold: float
+Request = ModelRequest[Images, float]  # inputs: exactly one image; options: the confidence threshold
 
 
 def _one_image(payload: Payload, limits: Limits) -> Images:
@@ -76,11 +70,11 @@ def run_face(models: Models, request: Request, deadline: Deadline) -> dict[str, 
     options = face_detection.parse_options({"min_confidence": 0.0}, request.model.options)
 
     def find(model: Any) -> list[Face]:
-        (image,) = request.image.decode()
+        (image,) = request.inputs.decode()
         return face_detection.detect(model, image, options, deadline)
 
     faces = models.call(request.model, deadline, find)
-    return success(face_predictions(faces, request.threshold))
+    return success(face_predictions(faces, request.options))
 
 
 def parse_scene(payload: Payload, limits: Limits, models: Models) -> Request:
@@ -89,7 +83,7 @@ def parse_scene(payload: Payload, limits: Limits, models: Models) -> Request:
 
 
 def run_scene(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    ((logits, _),) = models.call(request.model, deadline, lambda m: m.classify(request.image.decode(), deadline))
+    ((logits, _),) = models.call(request.model, deadline, lambda m: m.classify(request.inputs.decode(), deadline))
     top = image_classification.top_labels(logits, request.model.runner.labels, 1)[0]
     return {"success": True, "label": top["label"], "confidence": top["score"]}
 
@@ -106,7 +100,7 @@ def parse_detection(payload: Payload, limits: Limits, models: Models) -> Request
 
 def run_detection(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     def detect(model: Any) -> list[list[dict[str, Any]]]:
-        return object_detection.detect(model, request.image.decode(), request.threshold, MAX_PREDICTIONS, deadline)
+        return object_detection.detect(model, request.inputs.decode(), request.options, MAX_PREDICTIONS, deadline)
 
     (preds,) = models.call(request.model, deadline, detect)
     return success(preds)

@@ -13,10 +13,9 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.face_detector import FaceDetector
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.mtcnn import Face
-from edge_mm.runtime.registry import Served
-from edge_mm.tasks.fields import float_field, int_field
+from edge_mm.tasks.fields import float_field, int_field, with_defaults
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/face-detection"
 KINDS = ("face-detection",)
@@ -38,7 +37,7 @@ def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> Fac
     (three), ``max_side`` (px, up to 4096; larger images are searched scaled down), ``min_confidence``,
     ``max_faces``. The smallest ``min_face_size`` allowed grows with the searched image size.
     ``defaults`` are the model's options from settings."""
-    merged = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
+    merged = with_defaults(fields, defaults)
     if fields.get("thresholds") is not None:
         thresholds = fields["thresholds"]
     elif fields.get("threshold") is not None:
@@ -60,11 +59,7 @@ def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> Fac
     )
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    images: Images
-    options: FaceOptions
+Request = ModelRequest[Images, FaceOptions]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
@@ -82,7 +77,9 @@ def face_json(face: Face) -> dict[str, Any]:
     }
 
 
-def detect(model: FaceDetector, image: Image.Image, options: FaceOptions, deadline: Deadline | None = None) -> list[Face]:
+def detect(
+    model: FaceDetector, image: Image.Image, options: FaceOptions, deadline: Deadline | None = None
+) -> list[Face]:
     """Faces at or above ``min_confidence``, most confident first, at most ``max_faces``."""
     faces = model.detect(
         image,
@@ -105,9 +102,9 @@ def find_faces(
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: find_faces(m, request.images.decode(), request.options, deadline))
+    return models.call(
+        request.model, deadline, lambda m: find_faces(m, request.inputs.decode(), request.options, deadline)
+    )
 
 
-TASK = Task(
-    "face-detection", (ROUTE,), KINDS, parse, run, "Face boxes and five landmarks (MTCNN).", media=("image",)
-)
+TASK = Task("face-detection", (ROUTE,), KINDS, parse, run, "Face boxes and five landmarks (MTCNN).", media=("image",))

@@ -47,6 +47,11 @@ def _check_unicode(text: str, what: str) -> None:
         raise Unprocessable(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
 
 
+def with_defaults(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's options over the model's defaults from settings (``null`` keeps the default)."""
+    return {**defaults, **{k: v for k, v in fields.items() if v is not None}}
+
+
 def _value(payload: Mapping[str, Any], key: str, default: Any) -> Any:
     value = payload.get(key)
     return default if value is None else value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,20 +11,15 @@ from PIL import Image
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.tasks.fields import int_field
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/image-classification"
 KINDS = ("image-classification",)
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    images: Images
-    top_k: int
+Request = ModelRequest[Images, int]  # options: top_k
 
 
 def parse_top_k(fields: Any, n_labels: int, default: int = 5) -> int:
@@ -58,9 +52,9 @@ def classify(
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: classify(m, request.images.decode(), request.top_k, deadline))
+    return models.call(
+        request.model, deadline, lambda m: classify(m, request.inputs.decode(), request.options, deadline)
+    )
 
 
-TASK = Task(
-    "image-classification", (ROUTE,), KINDS, parse, run, "ImageNet-style labels for images.", media=("image",)
-)
+TASK = Task("image-classification", (ROUTE,), KINDS, parse, run, "ImageNet-style labels for images.", media=("image",))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,23 +10,19 @@ from PIL import Image
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/image-embeddings"
 KINDS = ("image-classification",)
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    images: Images
+Request = ModelRequest[Images, None]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    return Request(served, images_from(payload, limits))
+    return Request(served, images_from(payload, limits), None)
 
 
 def normalise(features: torch.Tensor) -> torch.Tensor:
@@ -46,9 +41,7 @@ def embed(model: ImageClassifier, images: list[Image.Image], deadline: Deadline 
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: embed(m, request.images.decode(), deadline))
+    return models.call(request.model, deadline, lambda m: embed(m, request.inputs.decode(), deadline))
 
 
-TASK = Task(
-    "image-embeddings", (ROUTE,), KINDS, parse, run, "L2-normalised image feature vectors.", media=("image",)
-)
+TASK = Task("image-embeddings", (ROUTE,), KINDS, parse, run, "L2-normalised image feature vectors.", media=("image",))

@@ -79,9 +79,7 @@ def check_models(settings: Settings) -> None:
     """Every configured model's ``task`` is a known model kind; ConfigError naming the entry otherwise."""
     for i, spec in enumerate(settings.models):
         if spec.task not in MODEL_KINDS:
-            raise ConfigError(
-                f"models[{i}].task: {spec.task!r} is not allowed; use one of {', '.join(MODEL_KINDS)}"
-            )
+            raise ConfigError(f"models[{i}].task: {spec.task!r} is not allowed; use one of {', '.join(MODEL_KINDS)}")
 
 
 def check_table() -> None:
@@ -96,4 +94,3 @@ def check_table() -> None:
     unserved = [k for k in MODEL_KINDS if not routes_for(k)]
     if unserved:
         raise AssertionError(f"model kinds with no route: {unserved}")
-

@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
+from edge_mm.runtime.registry import Served
 from edge_mm.tasks.payload import Limits, Payload
 
 Parse = Callable[[Payload, Limits, Models], Any]
+In = TypeVar("In")
+Opt = TypeVar("Opt")
+
+
+@dataclass(frozen=True)
+class ModelRequest(Generic[In, Opt]):
+    """What most tasks' ``parse`` returns: the chosen model, the inputs, the parsed options."""
+
+    model: Served
+    inputs: In  # texts, encoded images (Images) or a file's bytes
+    options: Opt
+
+
 Run = Callable[[Models, Any, Deadline], dict[str, Any]]
 
 

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.fields import int_field, texts_field
 from edge_mm.tasks.payload import Limits, Payload
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/text-classification"
 KINDS = ("text-classification",)
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    texts: list[str]
-    top_k: int | None
+Request = ModelRequest[list[str], int | None]  # options: top_k (None: every label)
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
@@ -52,7 +46,7 @@ def classify(model: TextModel, texts: list[str], top_k: int | None, deadline: De
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: classify(m, request.texts, request.top_k, deadline))
+    return models.call(request.model, deadline, lambda m: classify(m, request.inputs, request.options, deadline))
 
 
 TASK = Task("text-classification", (ROUTE,), KINDS, parse, run, "Labels for texts from a fine-tuned classifier.")

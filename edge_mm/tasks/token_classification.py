@@ -15,11 +15,10 @@ from tokenizers import Encoding
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.fields import texts_field
 from edge_mm.tasks.payload import Limits, Payload
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/token-classification"
 KINDS = ("token-classification",)
@@ -35,15 +34,12 @@ class TokenPrediction:
     edge_distance: int  # tokens to the nearer window edge: larger is better context
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    texts: list[str]
+Request = ModelRequest[list[str], None]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    return Request(served, texts_field(payload.fields, limits))
+    return Request(served, texts_field(payload.fields, limits), None)
 
 
 def _split(tag: str) -> tuple[str, str]:
@@ -120,7 +116,7 @@ def entities(model: TextModel, texts: list[str], deadline: Deadline | None = Non
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: entities(m, request.texts, deadline))
+    return models.call(request.model, deadline, lambda m: entities(m, request.inputs, deadline))
 
 
 TASK = Task("token-classification", (ROUTE,), KINDS, parse, run, "Named entities with character offsets.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -11,12 +11,11 @@ import numpy as np
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.runtime.silero_vad import SAMPLE_RATE
 from edge_mm.runtime.voice_detector import VoiceDetector
-from edge_mm.tasks.fields import float_field
+from edge_mm.tasks.fields import float_field, with_defaults
 from edge_mm.tasks.payload import Limits, Payload, file_from
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/voice-activity"
 KINDS = ("voice-activity",)
@@ -28,10 +27,12 @@ class VadOptions:
     min_speech_ms: float
     min_silence_ms: float
     speech_pad_ms: float
+    max_bytes: int = 20 * 1024 * 1024  # the WAV file's limits
+    max_seconds: float = 600.0
 
 
 def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> VadOptions:
-    merged = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
+    merged = with_defaults(fields, defaults)
     return VadOptions(
         threshold=float_field(merged, "threshold", 0.5, 0.01, 0.99),
         min_speech_ms=float_field(merged, "min_speech_ms", 250, 0, 60000),
@@ -40,20 +41,17 @@ def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> Vad
     )
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    wav: bytes
-    options: VadOptions
-    max_bytes: int
-    max_seconds: float
+Request = ModelRequest[bytes, VadOptions]  # inputs: the WAV file
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    options = parse_options(payload.fields, served.options)
-    wav = file_from(payload, limits, "audio")
-    return Request(served, wav, options, limits.max_upload_bytes, limits.max_audio_seconds)
+    options = replace(
+        parse_options(payload.fields, served.options),
+        max_bytes=limits.max_upload_bytes,
+        max_seconds=limits.max_audio_seconds,
+    )
+    return Request(served, file_from(payload, limits, "audio"), options)
 
 
 def segments(
@@ -75,7 +73,8 @@ def segments(
 
 
 def detect(model: VoiceDetector, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
-    samples, rate = decode_wav(request.wav, max_bytes=request.max_bytes, max_seconds=request.max_seconds)
+    opts = request.options
+    samples, rate = decode_wav(request.inputs, max_bytes=opts.max_bytes, max_seconds=opts.max_seconds)
     samples_16k = resample(samples, rate, SAMPLE_RATE)
     return {"model": model.name, "sample_rate": rate, **segments(model, samples_16k, request.options, deadline)}
 

@@ -12,7 +12,6 @@ ConSE composes three served models; each is called through its own admission.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,10 @@ from edge_mm.runtime.clip import ClipModel
 from edge_mm.runtime.conse import ConseTable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.tasks.fields import float_field, int_field
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.task import Task
-from edge_mm.tasks.zero_shot_text import label_vectors, parse_labels, ranked
+from edge_mm.tasks.task import ModelRequest, Task
+from edge_mm.tasks.zero_shot_text import LabelOptions, label_vectors, parse_labels, ranked
 
 ROUTE = "/v1/zero-shot-image-classification"
 KINDS = ("zero-shot-image",)
@@ -45,14 +43,6 @@ def load(name: str, entry: ModelEntry, root: Path, device: str, variant: str, ma
     raise ConfigError(f"model {name!r}: unknown zero-shot-image method {method!r}; rebuild")
 
 
-@dataclass(frozen=True)
-class LabelOptions:
-    labels: list[str]
-    hypotheses: list[str]
-    temperature: float
-    top_t: int
-
-
 def parse_options(fields: Mapping[str, Any], limits: Limits, defaults: Mapping[str, Any]) -> LabelOptions:
     """``labels``, ``hypothesis_template``, ``temperature``, ``top_t``; ``defaults``: the model's options."""
     default_template = str(defaults.get("hypothesis_template", "{}"))
@@ -63,11 +53,7 @@ def parse_options(fields: Mapping[str, Any], limits: Limits, defaults: Mapping[s
     return LabelOptions(labels, hypotheses, temperature, top_t)
 
 
-@dataclass(frozen=True)
-class Request:
-    model: Served
-    images: Images
-    options: LabelOptions
+Request = ModelRequest[Images, LabelOptions]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
@@ -90,7 +76,7 @@ def run_conse(models: Models, request: Request, deadline: Deadline) -> dict[str,
     text = models.get(("embeddings",), ROUTE, table.text_model)
     opts = request.options
     label_vecs = models.call(text, deadline, lambda m: label_vectors(m, opts.hypotheses, deadline))  # (L, dim)
-    outputs = models.call(classifier, deadline, lambda m: m.classify(request.images.decode(), deadline))
+    outputs = models.call(classifier, deadline, lambda m: m.classify(request.inputs.decode(), deadline))
     results = []
     for logits, _ in outputs:
         v = conse_vector(logits.softmax(-1), table.class_embeddings, opts.top_t)
@@ -114,7 +100,7 @@ def clip_scores(
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     if isinstance(request.model.runner, ClipModel):
         return models.call(
-            request.model, deadline, lambda m: clip_scores(m, request.images.decode(), request.options, deadline)
+            request.model, deadline, lambda m: clip_scores(m, request.inputs.decode(), request.options, deadline)
         )
     return run_conse(models, request, deadline)
 

@@ -17,29 +17,30 @@ import torch
 from edge_mm.errors import RequestTooLarge, Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.runtime.vector_cache import VectorCache
 from edge_mm.tasks.fields import float_field, str_field, texts_field
 from edge_mm.tasks.payload import Limits, Payload
-from edge_mm.tasks.task import Task
+from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/zero-shot-classification"
 KINDS = ("embeddings",)
 
 
 @dataclass(frozen=True)
-class Request:
-    model: Served
-    texts: list[str]
+class LabelOptions:
+    """Candidate labels, each filled into the template, and the softmax temperature."""
+
     labels: list[str]
     hypotheses: list[str]
     temperature: float
+    top_t: int = 10  # zero-shot images (ConSE): classes mixed into the image's vector
 
 
-def parse_labels(
-    fields: Any, limits: Limits, default_template: str, example: str
-) -> tuple[list[str], list[str]]:
+Request = ModelRequest[list[str], LabelOptions]
+
+
+def parse_labels(fields: Any, limits: Limits, default_template: str, example: str) -> tuple[list[str], list[str]]:
     """(labels, hypotheses): distinct labels, each put into the template; 413 when a hypothesis
     is longer than ``max_text_chars`` (the template counts against it)."""
     labels = texts_field(fields, limits, key="labels", max_chars=limits.max_label_chars)
@@ -69,7 +70,7 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     default_template = str(served.options.get("hypothesis_template", "{}"))
     labels, hypotheses = parse_labels(payload.fields, limits, default_template, "This text is about {}.")
     temperature = float_field(payload.fields, "temperature", 0.05, 0.001, 100.0)
-    return Request(served, texts, labels, hypotheses, temperature)
+    return Request(served, texts, LabelOptions(labels, hypotheses, temperature))
 
 
 def label_vectors(model: TextModel, hypotheses: list[str], deadline: Deadline | None = None) -> torch.Tensor:
@@ -91,11 +92,12 @@ def ranked(labels: list[str], similarity: torch.Tensor, scores: torch.Tensor) ->
 
 
 def classify(model: TextModel, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
-    labels = label_vectors(model, request.hypotheses, deadline)  # (labels, dim)
-    texts = torch.stack(model.forward(model.tokenizer.encode(request.texts).encodings, deadline))  # (texts, dim)
+    opts = request.options
+    labels = label_vectors(model, opts.hypotheses, deadline)  # (labels, dim)
+    texts = torch.stack(model.forward(model.tokenizer.encode(request.inputs).encodings, deadline))  # (texts, dim)
     similarity = texts @ labels.T
-    scores = (similarity / request.temperature).softmax(-1)
-    results = [ranked(request.labels, sim, sc) for sim, sc in zip(similarity, scores, strict=True)]
+    scores = (similarity / opts.temperature).softmax(-1)
+    results = [ranked(opts.labels, sim, sc) for sim, sc in zip(similarity, scores, strict=True)]
     return {"model": model.name, "results": results}
 
 
@@ -103,6 +105,4 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     return models.call(request.model, deadline, lambda m: classify(m, request, deadline))
 
 
-TASK = Task(
-    "zero-shot-classification", (ROUTE,), KINDS, parse, run, "Rank candidate labels for texts by similarity."
-)
+TASK = Task("zero-shot-classification", (ROUTE,), KINDS, parse, run, "Rank candidate labels for texts by similarity.")

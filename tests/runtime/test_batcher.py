@@ -8,8 +8,8 @@ import time
 import pytest
 
 from edge_mm.errors import DeadlineExceeded
-from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.batcher import Batcher
+from edge_mm.runtime.deadline import Deadline
 
 
 def test_concurrent_callers_share_batches_and_get_their_own_results():

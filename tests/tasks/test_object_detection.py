@@ -7,8 +7,8 @@ import io
 import torch
 from PIL import Image
 
-from edge_mm.tasks import deepstack, object_detection
 from edge_mm.runtime.mtcnn import Face
+from edge_mm.tasks import deepstack, object_detection
 from tests.vision_fixtures import *  # noqa: F403
 
 
