@@ -23,6 +23,7 @@ Body = Callable[[int, str, str], tuple[int, dict[str, Any]]]  # (status, code, m
 def edge_mm_body(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
     return status, error_body(status, code, message)
 
+
 _HTTP_CODES = {
     400: "bad_input",
     404: "not_found",

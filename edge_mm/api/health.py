@@ -31,7 +31,12 @@ def ready():  # type: ignore[no-untyped-def]
 def models():  # type: ignore[no-untyped-def]
     tasks = current_app.extensions["edge_mm"]["tasks"]
     return jsonify(
-        {"models": [{**m.describe(), "routes": [r.removeprefix("/v1/") for r in routes_for(m.kind, tasks)]} for m in registry().models.values()]}
+        {
+            "models": [
+                {**m.describe(), "routes": [r.removeprefix("/v1/") for r in routes_for(m.kind, tasks)]}
+                for m in registry().models.values()
+            ]
+        }
     )
 
 

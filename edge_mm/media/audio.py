@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

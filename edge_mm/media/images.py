@@ -37,7 +37,6 @@ SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP or GIF"
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
-
 def sniff_format(data: bytes) -> str | None:
     """Pillow name of the supported format whose signature ``data`` starts with, else None."""
     if data.startswith(b"\xff\xd8\xff"):
