@@ -22,6 +22,7 @@ from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 
 __all__ = [
+    "SegmentRules",
     "VadModel",
     "VadResult",
     "segments_from_probs",
@@ -52,6 +53,32 @@ class VadResult:
             "speech_ratio": self.speech_ratio,
             "duration_s": self.duration_s,
         }
+
+
+@dataclass(frozen=True)
+class SegmentRules:
+    """How window probabilities become speech segments.
+
+    Speech starts at the first window with ``p >= threshold`` and ends at the first
+    window with ``p < neg_threshold`` (default ``max(threshold - 0.15, 0.01)``) that
+    is followed by ``min_silence_ms`` without a return to ``p >= threshold``.
+    Segments no longer than ``min_speech_ms`` are dropped; the rest grow by
+    ``speech_pad_ms`` on each side (gaps shorter than two pads are split evenly),
+    clipped to the clip. Bad values raise ``Unprocessable`` (422).
+    """
+
+    threshold: float = 0.5
+    neg_threshold: float | None = None
+    min_speech_ms: float = 250
+    min_silence_ms: float = 100
+    speech_pad_ms: float = 30
+
+    def __post_init__(self) -> None:
+        _check_options(self.threshold, self.neg_threshold, self.min_speech_ms, self.min_silence_ms, self.speech_pad_ms)
+
+    @property
+    def stop_threshold(self) -> float:
+        return self.neg_threshold if self.neg_threshold is not None else max(self.threshold - 0.15, 0.01)
 
 
 class VadModel:
@@ -102,21 +129,17 @@ def speech_probabilities(
 def speech_segments(
     samples_16k: np.ndarray,
     model: VadModel | Any,
+    rules: SegmentRules | None = None,
     *,
-    threshold: float = 0.5,
-    neg_threshold: float | None = None,
-    min_speech_ms: float = 250,
-    min_silence_ms: float = 100,
-    speech_pad_ms: float = 30,
     window: int = 512,
     deadline: Deadline | None = None,
 ) -> VadResult:
     """Find speech in ``samples_16k``: (n,) float32 mono at 16 kHz.
 
     ``model`` is a :class:`VadModel` (locked per clip) or a bare silero module
-    (caller serializes). See :func:`segments_from_probs` for the options.
+    (caller serializes). ``rules``: see :class:`SegmentRules` (default: its defaults).
     """
-    _check_options(threshold, neg_threshold, min_speech_ms, min_silence_ms, speech_pad_ms)
+    rules = rules or SegmentRules()
     x = _check_samples(samples_16k)
     if len(x) == 0:
         return VadResult(segments=[], speech_ratio=0.0, duration_s=0.0)
@@ -124,49 +147,31 @@ def speech_segments(
         probs = model.speech_probabilities(x, window, deadline)
     else:
         probs = speech_probabilities(x, model, window, deadline)
-    bounds = segments_from_probs(
-        probs,
-        len(x),
-        threshold=threshold,
-        neg_threshold=neg_threshold,
-        min_speech_ms=min_speech_ms,
-        min_silence_ms=min_silence_ms,
-        speech_pad_ms=speech_pad_ms,
-        window=window,
-    )
+    bounds = segments_from_probs(probs, len(x), rules, window=window)
     segments = [(round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in bounds]
     speech = sum(e - s for s, e in bounds)
     return VadResult(segments=segments, speech_ratio=speech / len(x), duration_s=len(x) / SAMPLE_RATE)
 
 
 def segments_from_probs(
-    probs: Sequence[float] | np.ndarray,
-    n_samples: int,
-    *,
-    threshold: float = 0.5,
-    neg_threshold: float | None = None,
-    min_speech_ms: float = 250,
-    min_silence_ms: float = 100,
-    speech_pad_ms: float = 30,
-    window: int = 512,
+    probs: Sequence[float] | np.ndarray, n_samples: int, rules: SegmentRules | None = None, *, window: int = 512
 ) -> list[tuple[int, int]]:
-    """Hysteresis over window probabilities -> ``(start, end)`` samples at 16 kHz.
+    """Hysteresis over window probabilities -> ``(start, end)`` samples at 16 kHz (see :class:`SegmentRules`).
 
-    Speech starts at the first window with ``p >= threshold`` and ends at the first
-    window with ``p < neg_threshold`` (default ``max(threshold - 0.15, 0.01)``) that
-    is followed by ``min_silence_ms`` without a return to ``p >= threshold``.
-    Segments no longer than ``min_speech_ms`` are dropped; the rest grow by
-    ``speech_pad_ms`` on each side (gaps shorter than two pads are split evenly),
-    clipped to ``[0, n_samples]``. Same rules as silero's ``get_speech_timestamps``
-    without its maximum-length splitting.
+    Same rules as silero's ``get_speech_timestamps`` without its maximum-length splitting.
     """
-    if neg_threshold is None:
-        neg_threshold = max(threshold - 0.15, 0.01)
+    rules = rules or SegmentRules()
     per_ms = SAMPLE_RATE / 1000
     raw = _speech_runs(
-        probs, n_samples, threshold, neg_threshold, min_speech_ms * per_ms, min_silence_ms * per_ms, window
+        probs,
+        n_samples,
+        rules.threshold,
+        rules.stop_threshold,
+        rules.min_speech_ms * per_ms,
+        rules.min_silence_ms * per_ms,
+        window,
     )
-    return _padded(raw, n_samples, int(speech_pad_ms * per_ms))
+    return _padded(raw, n_samples, int(rules.speech_pad_ms * per_ms))
 
 
 def _speech_runs(

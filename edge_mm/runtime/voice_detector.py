@@ -16,7 +16,7 @@ from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.artifacts import load_module
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.probes import probe_audio
-from edge_mm.runtime.silero_vad import VadModel, VadResult, speech_segments
+from edge_mm.runtime.silero_vad import SegmentRules, VadModel, VadResult, speech_segments
 
 
 @dataclass
@@ -31,25 +31,8 @@ class VoiceDetector:
         module = load_module(entry.variants[variant].files["model"].resolve(root), "cpu")
         return cls(name, entry, VadModel(module))
 
-    def segments(
-        self,
-        samples_16k: np.ndarray,
-        *,
-        threshold: float,
-        min_speech_ms: float,
-        min_silence_ms: float,
-        speech_pad_ms: float,
-        deadline: Deadline | None = None,
-    ) -> VadResult:
-        return speech_segments(
-            samples_16k,
-            self.vad,
-            threshold=threshold,
-            min_speech_ms=min_speech_ms,
-            min_silence_ms=min_silence_ms,
-            speech_pad_ms=speech_pad_ms,
-            deadline=deadline,
-        )
+    def segments(self, samples_16k: np.ndarray, rules: SegmentRules, deadline: Deadline | None = None) -> VadResult:
+        return speech_segments(samples_16k, self.vad, rules, deadline=deadline)
 
     def check_outputs(self, inputs: list[dict[str, float]]) -> list[torch.Tensor]:
         return [

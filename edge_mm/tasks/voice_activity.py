@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.silero_vad import SAMPLE_RATE
+from edge_mm.runtime.silero_vad import SAMPLE_RATE, SegmentRules
 from edge_mm.runtime.voice_detector import VoiceDetector
 from edge_mm.tasks.fields import float_field, with_defaults
 from edge_mm.tasks.payload import Limits, Payload, file_from
@@ -21,19 +21,10 @@ ROUTE = "/v1/voice-activity"
 KINDS = ("voice-activity",)
 
 
-@dataclass(frozen=True)
-class VadOptions:
-    threshold: float
-    min_speech_ms: float
-    min_silence_ms: float
-    speech_pad_ms: float
-    max_bytes: int = 20 * 1024 * 1024  # the WAV file's limits
-    max_seconds: float = 600.0
-
-
-def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> VadOptions:
+def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> SegmentRules:
+    """``threshold``, ``min_speech_ms``, ``min_silence_ms``, ``speech_pad_ms`` over the model's defaults."""
     merged = with_defaults(fields, defaults)
-    return VadOptions(
+    return SegmentRules(
         threshold=float_field(merged, "threshold", 0.5, 0.01, 0.99),
         min_speech_ms=float_field(merged, "min_speech_ms", 250, 0, 60000),
         min_silence_ms=float_field(merged, "min_silence_ms", 100, 0, 60000),
@@ -41,30 +32,33 @@ def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> Vad
     )
 
 
-Request = ModelRequest[bytes, VadOptions]  # inputs: the WAV file
+@dataclass(frozen=True)
+class Wav:
+    """An uploaded WAV file and its limits; :meth:`decode` runs inside the model's slot."""
+
+    data: bytes
+    max_bytes: int
+    max_seconds: float
+
+    def decode(self) -> tuple[np.ndarray, int]:
+        """(mono float32 samples, rate in Hz)."""
+        return decode_wav(self.data, max_bytes=self.max_bytes, max_seconds=self.max_seconds)
+
+
+Request = ModelRequest[Wav, SegmentRules]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    options = replace(
-        parse_options(payload.fields, served.options),
-        max_bytes=limits.max_upload_bytes,
-        max_seconds=limits.max_audio_seconds,
-    )
-    return Request(served, file_from(payload, limits, "audio"), options)
+    rules = parse_options(payload.fields, served.options)
+    wav = Wav(file_from(payload, limits, "audio"), limits.max_upload_bytes, limits.max_audio_seconds)
+    return Request(served, wav, rules)
 
 
 def segments(
-    model: VoiceDetector, samples_16k: np.ndarray, options: VadOptions, deadline: Deadline | None = None
+    model: VoiceDetector, samples_16k: np.ndarray, rules: SegmentRules, deadline: Deadline | None = None
 ) -> dict[str, Any]:
-    result = model.segments(
-        samples_16k,
-        threshold=options.threshold,
-        min_speech_ms=options.min_speech_ms,
-        min_silence_ms=options.min_silence_ms,
-        speech_pad_ms=options.speech_pad_ms,
-        deadline=deadline,
-    )
+    result = model.segments(samples_16k, rules, deadline)
     return {
         "duration_s": round(result.duration_s, 3),
         "speech_ratio": round(result.speech_ratio, 4),
@@ -73,8 +67,7 @@ def segments(
 
 
 def detect(model: VoiceDetector, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
-    opts = request.options
-    samples, rate = decode_wav(request.inputs, max_bytes=opts.max_bytes, max_seconds=opts.max_seconds)
+    samples, rate = request.inputs.decode()
     samples_16k = resample(samples, rate, SAMPLE_RATE)
     return {"model": model.name, "sample_rate": rate, **segments(model, samples_16k, request.options, deadline)}
 

@@ -15,6 +15,7 @@ import torch
 from edge_mm.errors import Unprocessable
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.silero_vad import (
+    SegmentRules,
     VadModel,
     VadResult,
     segments_from_probs,
@@ -57,7 +58,7 @@ def test_hysteresis_between_thresholds_continues_speech() -> None:
     probs = windows((0.9, 10), (0.4, 10), (0.9, 10), (0.0, 10))
     assert segments_from_probs(probs, 40 * W) == [(0, 30 * W + PAD)]
     # With neg_threshold 0.45 the 0.4 stretch (5120 samples > 100 ms) ends segment 1.
-    assert segments_from_probs(probs, 40 * W, neg_threshold=0.45) == [
+    assert segments_from_probs(probs, 40 * W, SegmentRules(neg_threshold=0.45)) == [
         (0, 10 * W + PAD),
         (20 * W - PAD, 30 * W + PAD),
     ]
@@ -72,7 +73,7 @@ def test_short_silence_does_not_split() -> None:
 def test_close_segments_split_the_gap() -> None:
     # A one-window gap (512 < 2 pads) is shared evenly instead of padded.
     probs = windows((0.0, 2), (0.9, 10), (0.0, 1), (0.9, 10), (0.0, 5))
-    got = segments_from_probs(probs, 28 * W, min_silence_ms=0)
+    got = segments_from_probs(probs, 28 * W, SegmentRules(min_silence_ms=0))
     assert got == [(2 * W - PAD, 12 * W + W // 2), (13 * W - W // 2, 23 * W + PAD)]
 
 
@@ -88,7 +89,7 @@ def test_rejects_bad_options() -> None:
         {"min_speech_ms": -1},
     ):
         with pytest.raises(Unprocessable) as err:
-            speech_segments(np.zeros(W, np.float32), object(), **options)
+            speech_segments(np.zeros(W, np.float32), object(), SegmentRules(**options))
         assert err.value.status == 422
 
 
