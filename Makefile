@@ -44,9 +44,11 @@ test: setup  ## the default test run
 test-slow: setup $(VENV_CPU)/.deps  ## slow suites: the CPU bundle built once, served offline
 	$(BIN)/python -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: no slow tests selected
 
-lint: setup
+lint: setup  ## ruff (style, complexity), mypy on edge_mm/, import-linter layer contracts
 	$(BIN)/ruff check edge_mm tests bench
 	$(BIN)/ruff format --check edge_mm tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: build  ## side-by-side throughput benchmarks (writes bench/results/)
 	$(BIN)/python -m bench.compare

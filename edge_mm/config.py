@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,30 +355,7 @@ def _coerce(s: Setting, value: Any, origin: str) -> Any:
     """Check/convert one value; raise ConfigError naming key, value and what is allowed."""
     where = f"{s.key} (from {origin})"
     try:
-        if s.type is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError
-                value = low in ("1", "true", "yes")
-            elif not isinstance(value, bool):
-                raise ValueError
-        elif s.type is list:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError
-        elif s.type is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            value = int(value)
-        elif s.type is float:
-            if isinstance(value, bool):
-                raise ValueError
-            value = float(value)
-        else:
-            if not isinstance(value, str):
-                raise ValueError
+        value = _CONVERTERS.get(s.type, _to_str)(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a valid {s.type.__name__}") from None
     if s.choices and value not in s.choices:
@@ -386,6 +363,46 @@ def _coerce(s: Setting, value: Any, origin: str) -> Any:
     if s.minimum is not None and value < s.minimum:
         raise ConfigError(f"{where}: {value!r} is too small; the minimum is {s.minimum:g}")
     return value
+
+
+def _to_bool(value: Any) -> bool:
+    """A bool, or one of 1/0/true/false/yes/no in any case (TOML or environment)."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or value.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValueError
+    return value.strip().lower() in ("1", "true", "yes")
+
+
+def _to_list(value: Any) -> list[str]:
+    """A list of strings, or one comma-separated string (environment)."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError
+    return value
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    return float(value)
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+# Setting.type -> converter; each raises ValueError or TypeError for a value it cannot take.
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {bool: _to_bool, list: _to_list, int: _to_int, float: _to_float}
 
 
 def _model_spec(raw: Any, index: int) -> ModelSpec:

@@ -88,7 +88,7 @@ class Conv2dSame(nn.Conv2d):
         self.output_size = math.ceil(input_size / stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]
+        if torch.jit.is_tracing():
             pad = self.static_pad
         else:
             k, s = self.kernel_size[0], self.stride[0]

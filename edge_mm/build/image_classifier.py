@@ -129,7 +129,7 @@ def hf_preprocess(folder: Path) -> ImagePreprocess | SquashPreprocess:
         crop = crop["height"] if isinstance(crop, dict) else int(crop)
         return ImagePreprocess(int(size["shortest_edge"]), int(crop), mean, std, interpolation)  # type: ignore[arg-type]
     if "height" in size and "width" in size:
-        return SquashPreprocess(int(size["height"]), int(size["width"]), mean, std, interpolation)  # type: ignore[arg-type]
+        return SquashPreprocess(int(size["height"]), int(size["width"]), mean, std, interpolation)
     raise ConfigError(f"{path}: size {size!r} is not supported (need shortest_edge or height/width)")
 
 
@@ -146,6 +146,7 @@ def _hf(source: Path) -> tuple[nn.Module, list[str], ImagePreprocess | SquashPre
 def load_classifier(spec: ModelSpec, source: Path) -> tuple[nn.Module, list[str], Any, str]:
     """(wrapped eval model, labels, preprocessing, kind) for any supported classifier source."""
     arch = spec.options.get("arch")
+    labels: list[str] | None  # None: a torchvision checkpoint without a label list
     if source.is_dir():
         model, labels, pre, kind = _hf(source)
     elif arch in (None, "efficientnet_lite0"):

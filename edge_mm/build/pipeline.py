@@ -35,7 +35,7 @@ def builder_for(task: str) -> Builder:
     if kind is None:
         raise ConfigError(f"task {task!r} has no builder in this version; use one of {', '.join(MODEL_KINDS)}")
     module, function = kind.builder.split(":")
-    return getattr(importlib.import_module(f"edge_mm.build.{module}"), function)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(f"edge_mm.build.{module}"), function)
 
 
 def content_hash(spec: ModelSpec, source: Path) -> str:

@@ -21,6 +21,8 @@ from edge_mm.build.quantize import is_kept
 class SmoothedLinear(nn.Module):
     """``linear(x * inv_scale)`` with the scale folded into ``linear``'s weight columns."""
 
+    inv_scale: torch.Tensor  # (in_features,) buffer
+
     def __init__(self, linear: nn.Linear, scale: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("inv_scale", (1.0 / scale).to(linear.weight.dtype))

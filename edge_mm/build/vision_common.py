@@ -39,5 +39,6 @@ def file_ref(path: Path, out: Path) -> FileRef:
 
 def max_abs(a: torch.Tensor | tuple[torch.Tensor, ...], b: torch.Tensor | tuple[torch.Tensor, ...]) -> float:
     """Largest |a - b| over tensors or tuples of tensors."""
-    pairs = zip(a, b, strict=True) if isinstance(a, tuple) else [(a, b)]
-    return max(float((x.float() - y.float()).abs().max()) if x.numel() else 0.0 for x, y in pairs)
+    xs = a if isinstance(a, tuple) else (a,)
+    ys = b if isinstance(b, tuple) else (b,)
+    return max(float((x.float() - y.float()).abs().max()) if x.numel() else 0.0 for x, y in zip(xs, ys, strict=True))

@@ -98,7 +98,7 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
 class TextTower(nn.Module):
     """(ids, mask) (N, seq) int64 -> (N, dim) L2-normalised projected text embeddings."""
 
-    def __init__(self, clip: nn.Module) -> None:
+    def __init__(self, clip: Any) -> None:  # a transformers CLIPModel
         super().__init__()
         self.text_model = clip.text_model
         self.projection = clip.text_projection
@@ -111,7 +111,7 @@ class TextTower(nn.Module):
 class ImageTower(nn.Module):
     """(N, 3, H, W) float32 -> (N, dim) L2-normalised projected image embeddings."""
 
-    def __init__(self, clip: nn.Module) -> None:
+    def __init__(self, clip: Any) -> None:  # a transformers CLIPModel
         super().__init__()
         self.vision_model = clip.vision_model
         self.projection = clip.visual_projection
