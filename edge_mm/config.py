@@ -109,6 +109,12 @@ SETTINGS: tuple[Setting, ...] = (
         "With api_keys set, /info needs a key too (it shows versions, limits and hashes); /health/* stays open.",
     ),
     Setting(
+        "server.metrics_requires_key",
+        True,
+        bool,
+        "With api_keys set, /metrics needs a key too (Prometheus sends it from its scrape config); false opens it.",
+    ),
+    Setting(
         "server.connection_limit",
         1000,
         int,

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MINILM, PACKAGES, ROOT, repo_settings_text
 from tests.serving import running_server
@@ -100,4 +101,7 @@ def test_readme_curl_examples_work(readme_config):
     assert [line for line, _, _ in results] == curl_lines(readme)
     for line, status, body in results:
         assert status == expected_status(line), f"{line}\n-> {status} {body[:300]!r}"
-        json.loads(body)
+        if "/metrics" in line:
+            assert list(text_string_to_metric_families(body.decode()))  # Prometheus text, not JSON
+        else:
+            json.loads(body)

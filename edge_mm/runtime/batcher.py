@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class Batcher:
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.batches = 0
         self.items = 0
+        self._sizes: Counter[int] = Counter()  # items per forward call -> calls (the metrics' batch-size histogram)
+        self._stats = threading.Lock()  # several workers count
         for i in range(workers):
             threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True).start()
 
@@ -56,6 +59,11 @@ class Batcher:
         except (TimeoutError, CancelledError):
             job.future.cancel()
             raise DeadlineExceeded("inference did not finish before the request deadline") from None
+
+    def batch_sizes(self) -> dict[int, int]:
+        """Items per forward call -> how many calls ran that many, since start."""
+        with self._stats:
+            return dict(self._sizes)
 
     def _collect(self) -> list[_Job]:
         first = self._queue.get()
@@ -90,8 +98,10 @@ class Batcher:
                 for j in jobs:
                     j.future.set_exception(exc)
                 continue
-            self.batches += 1
-            self.items += len(flat)
+            with self._stats:
+                self.batches += 1
+                self.items += len(flat)
+                self._sizes[len(flat)] += 1
             start = 0
             for j in jobs:
                 j.future.set_result(outputs[start : start + len(j.items)])
