@@ -1,15 +1,19 @@
-"""`edge-mm serve`: load and check the models, start waitress, warm up, then report ready."""
+"""`edge-mm serve`: load and check the models, start waitress, warm up, report ready; drain on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import sys
 import threading
 
 from edge_mm.api import create_app
 from edge_mm.config import Settings
 from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
+from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
+from edge_mm.serving.waitress_server import create_server
 from edge_mm.tasks.table import LOADERS
 
 log = logging.getLogger("edge_mm.server")
@@ -33,26 +37,29 @@ def warn_if_open(host: str, api_keys: list[str]) -> bool:
 
 
 def serve(settings: Settings) -> None:
-    """Blocks until interrupted. A bad manifest, hash or device raises ConfigError before binding."""
-    import waitress
-
+    """Blocks until SIGTERM/SIGINT, then drains. A bad manifest, hash or device raises ConfigError before binding."""
+    drain = Drain()
+    drain.install()  # a signal while models load stops the server once they are loaded
     limit_malloc_arenas()
     registry = load_registry(settings, LOADERS)  # fails fast: the server does not start on bad artifacts
     for name, choice in registry.info["models"].items():
         log.info("%s -> %s (%s)", name, choice["device"], choice["reason"])
-    host, port = settings["server.host"], settings["server.port"]
+    if drain.requested.is_set():
+        log.info("%s while loading: not serving", drain.signal_name)
+        return
+    host = settings["server.host"]
     warn_if_open(host, settings["server.api_keys"])
-    app = create_app(settings, registry)
-    server = waitress.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=settings["server.threads"],
-        max_request_body_size=settings["server.max_body_bytes"],
-        ident="edge-mm",
-        clear_untrusted_proxy_headers=True,
-    )
-    threading.Thread(target=registry.warm_all, name="warm-up", daemon=True).start()
+    server = create_server(ready_503_while_draining(create_app(settings, registry), drain.requested), settings)
+    server.draining = drain.requested
+    drain.wake = server.pull_trigger
+    warm_up = threading.Thread(target=registry.warm_all, name="warm-up", daemon=True)
+    warm_up.start()
     log.info("serving on http://%s:%s (ready once warm-up ends: GET /health/ready)", host, server.effective_port)
     print(f"edge-mm listening on http://{host}:{server.effective_port}", flush=True)
-    server.run()
+    unfinished = serve_until_drained(server, drain, settings["server.drain_timeout_s"])
+    warm_up.join(timeout=0 if drain.hurry.is_set() else settings["server.drain_timeout_s"])
+    if unfinished or warm_up.is_alive():
+        # threads still inside torch would race interpreter teardown (abort); leave without it
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,24 @@ def test_config_flag_overrides_the_bundled_settings(bundle, tmp_path):
         assert info["limits"]["server.max_items"] == 3
         assert info["device"] == "cpu"
         assert "2.13.0" in info["torch_version"]
+
+
+def test_sigterm_drains_a_request_in_flight_and_exits_0(bundle):
+    """The frozen executable handles SIGTERM like `python -m edge_mm serve`: answer, then exit 0."""
+    from tests.test_server_process import partial_request, read_answer, server_process
+
+    body = json.dumps({"inputs": ["a request in flight"]}).encode()
+    head = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    with server_process(bundle / "settings.toml", cmd=[str(bundle / "edge-mm")]) as (port, proc):
+        upload = partial_request(port, head % len(body) + body[:5])
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        upload.sendall(body[5:])
+        status_line, answer = read_answer(upload)
+        upload.close()
+        assert status_line.startswith("HTTP/1.1 200 ")
+        assert len(answer["data"]) == 1
+        assert proc.wait(timeout=60) == 0
+        assert "SIGTERM: not accepting connections" in proc.stdout.read()
+        proc.stdout.close()

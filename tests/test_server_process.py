@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+from contextlib import contextmanager
+
+import pytest
 
 from edge_mm.server import warn_if_open
 from tests.serving import ROOT, request, running_server
@@ -98,3 +107,119 @@ def test_check_command_passes(tiny_config, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count(": ok on cpu") == 5
+
+
+@contextmanager
+def server_process(config, *extra_env: tuple[str, str], cmd: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """(port, process) once /health/ready answers 200; killed afterwards if still running.
+    ``cmd``: the executable (default: this Python's ``-m edge_mm``)."""
+    env = dict(os.environ, EDGE_MM_SERVER_HOST="127.0.0.1", EDGE_MM_SERVER_PORT="0", PYTHONUNBUFFERED="1")
+    env.update(dict(extra_env))
+    proc = subprocess.Popen(
+        [*(cmd or [sys.executable, "-m", "edge_mm"]), "--config", str(config), "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = ""
+        while not line.startswith("edge-mm listening on "):
+            line = proc.stdout.readline()
+            assert line, "server exited before listening"
+        base = line.split()[-1]
+        deadline = time.monotonic() + 300
+        while request(base + "/health/ready", timeout=5)[0] != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.2)
+        yield int(base.rsplit(":", 1)[1]), proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def partial_request(port: int, head: bytes) -> socket.socket:
+    """A connection that has sent ``head`` and waits for the caller to send the rest."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(head)
+    return s
+
+
+def read_answer(s: socket.socket) -> tuple[str, dict]:  # type: ignore[type-arg]
+    """(status line and headers, JSON body), read until the server closes."""
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    head, body = data.decode().split("\r\n\r\n", 1)
+    return head, json.loads(body)
+
+
+EMBED = json.dumps({"inputs": ["hello there", "john smith"]}).encode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_drains_in_flight_requests_then_exits_0(tiny_config, sig):
+    with server_process(tiny_config) as (port, proc):
+        # in flight at the signal: an upload half sent, a readiness probe half sent, and steady load
+        upload = partial_request(
+            port,
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(EMBED), EMBED[:9]),
+        )
+        probe = partial_request(port, b"GET /health/ready HTTP/1.1\r\nHost: x\r\n")
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    status, _, _ = request(f"http://127.0.0.1:{port}/v1/embeddings", {"inputs": ["a b c"] * 8})
+                    outcomes.append(str(status))
+                except urllib.error.URLError as e:
+                    outcomes.append(type(e.reason).__name__)
+                    if isinstance(e.reason, ConnectionRefusedError):
+                        return
+
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        time.sleep(1.0)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+        probe.sendall(b"\r\n")
+        head, body = read_answer(probe)
+        assert head.startswith("HTTP/1.1 503 ")
+        assert body["status"] == "draining"
+        upload.sendall(EMBED[9:])
+        head, body = read_answer(upload)
+        assert head.startswith("HTTP/1.1 200 ")
+        assert len(body["data"]) == 2
+        upload.close()
+        probe.close()
+        assert proc.wait(timeout=30) == 0
+        stop.set()
+        for t in threads:
+            t.join(30)
+        out = proc.stdout.read()
+        proc.stdout.close()
+    assert f"{sig.name}: not accepting connections" in out
+    assert "drained in" in out
+    assert outcomes.count("200") > 0
+    assert set(outcomes) <= {"200", "ConnectionRefusedError"}, outcomes  # no reset, no 5xx
+
+
+def test_drain_timeout_bounds_the_wait(tiny_config):
+    with server_process(tiny_config, ("EDGE_MM_SERVER_DRAIN_TIMEOUT_S", "1")) as (port, proc):
+        stuck = partial_request(port, b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - t0 < 10
+        stuck.close()
+        assert "drain ended after" in proc.stdout.read()
+        proc.stdout.close()

@@ -1,23 +1,32 @@
-"""Optional API keys: Bearer token or X-API-Key, compared in constant time."""
+"""Optional API keys: Bearer token or X-API-Key, compared in constant time.
+
+Liveness and readiness probes (/health/*) never need a key; /info does unless
+``server.info_requires_key`` is false. The multipart ``api_key`` form field is a DeepStack
+convention, accepted on the DeepStack blueprint only.
+"""
 
 from __future__ import annotations
 
 import hmac
 
-from flask import request
+from flask import current_app, request
 
 from edge_mm.errors import Unauthorized
 
-OPEN_PATHS = ("/health/", "/info")  # liveness and readiness probes work without a key
+PROBE_PATHS = ("/health/",)
+INFO_PATH = "/info"
+DEEPSTACK_BLUEPRINT = "deepstack"
 
 
 def _presented() -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.headers.get("X-API-Key") or (
-        request.form.get("api_key") if request.mimetype == "multipart/form-data" else None
-    )
+    if "X-API-Key" in request.headers:
+        return request.headers["X-API-Key"]
+    if request.blueprint == DEEPSTACK_BLUEPRINT and request.mimetype == "multipart/form-data":
+        return request.form.get("api_key")
+    return None
 
 
 def key_matches(presented: str | None, keys: tuple[str, ...]) -> bool:
@@ -31,8 +40,15 @@ def key_matches(presented: str | None, keys: tuple[str, ...]) -> bool:
     return ok
 
 
+def is_open(path: str) -> bool:
+    """Paths served without a key even when keys are configured."""
+    if path.startswith(PROBE_PATHS):
+        return True
+    return path == INFO_PATH and not current_app.extensions["edge_mm"]["settings"]["server.info_requires_key"]
+
+
 def require_key(keys: tuple[str, ...]) -> None:
-    if not keys or request.path.startswith(OPEN_PATHS):
+    if not keys or is_open(request.path):
         return
     if not key_matches(_presented(), keys):
         raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")

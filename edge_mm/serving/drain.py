@@ -1,0 +1,103 @@
+"""Graceful shutdown. SIGTERM or SIGINT: stop accepting connections, answer GET /health/ready
+with 503, let the requests already received finish within ``server.drain_timeout_s``, then
+return so the process exits 0. A second signal ends the wait at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from waitress import wasyncore
+
+from edge_mm.serving.waitress_server import GuardedServer
+
+log = logging.getLogger("edge_mm.server")
+
+READY_PATH = "/health/ready"
+
+
+class Drain:
+    """Set by the first signal (``requested``) and by a second one (``hurry``)."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.hurry = threading.Event()
+        self.signal_name = ""
+        self.wake: Callable[[], None] = lambda: None  # interrupts the poll loop; set once the server exists
+
+    def install(self) -> None:
+        """Handle SIGTERM and SIGINT (main thread only: Python runs signal handlers there)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # no logging here: the main thread may hold the logging lock when the signal lands
+        if self.requested.is_set():
+            self.hurry.set()
+        self.signal_name = signal.Signals(signum).name
+        self.requested.set()
+        self.wake()
+
+
+def ready_503_while_draining(app: Any, draining: threading.Event) -> Any:
+    """WSGI wrapper: GET /health/ready answers 503 once draining, so load balancers stop sending."""
+    body = json.dumps({"status": "draining", "detail": "the server is shutting down"}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if draining.is_set() and environ.get("PATH_INFO") == READY_PATH:
+            start_response("503 Service Unavailable", headers)
+            return [body]
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def _accept_backlog(server: GuardedServer, most: int = 4096) -> None:
+    for _ in range(most):
+        before = len(server.active_channels)
+        server.handle_accept()
+        if len(server.active_channels) == before:
+            return
+
+
+def serve_until_drained(server: GuardedServer, drain: Drain, timeout_s: float) -> int:
+    """Run the server's loop until a signal, then drain; the number of requests left unfinished."""
+    socket_map = server._map
+    while not drain.requested.is_set():
+        wasyncore.poll2(server.adj.asyncore_loop_timeout, socket_map)
+    _accept_backlog(server)  # handshakes the kernel completed: their clients have sent requests
+    wasyncore.dispatcher.close(server)  # stop listening; keep the trigger that wakes this loop
+    for _ in range(3):
+        wasyncore.poll2(0, socket_map)  # read requests already in socket buffers before judging idleness
+    log.info("%s: not accepting connections; draining for up to %.0f s", drain.signal_name, timeout_s)
+    t0 = time.monotonic()
+    while True:
+        busy = server.busy()
+        keep = {id(ch) for ch in busy}
+        for channel in list(server.active_channels.values()):
+            if id(channel) not in keep:
+                channel.handle_close()  # idle keep-alive: nothing in flight
+        if not busy or drain.hurry.is_set() or time.monotonic() - t0 >= timeout_s:
+            break
+        server.maintenance(time.time())  # header timeouts and lingering still apply
+        wasyncore.poll2(0.05, socket_map)
+    left = sum(len(ch.requests) for ch in busy)
+    if busy:
+        log.warning(
+            "drain ended after %.1f s with %d request(s) unfinished on %d connection(s)",
+            time.monotonic() - t0,
+            left,
+            len(busy),
+        )
+    else:
+        log.info("drained in %.2f s", time.monotonic() - t0)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+    wasyncore.close_all(socket_map)
+    return left
