@@ -21,7 +21,7 @@ from edge_mm.build.vision_common import max_abs, sample_images, save_variant, wr
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry
-from edge_mm.media.preprocess_spec import SquashPreprocess, preprocess_to_dict
+from edge_mm.media.image_preprocess import SquashPreprocess, preprocess_to_dict
 from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
 
 

@@ -28,8 +28,13 @@ from edge_mm.build.vision_common import SAMPLE_NAMES, max_abs, sample_images, sa
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import FileRef, ModelEntry, Variant
-from edge_mm.media.image_preprocess import EFFICIENTNET_LITE0_PREPROCESS, ImagePreprocess
-from edge_mm.media.preprocess_spec import SquashPreprocess, input_size, preprocess_to_dict
+from edge_mm.media.image_preprocess import (
+    EFFICIENTNET_LITE0_PREPROCESS,
+    ImagePreprocess,
+    SquashPreprocess,
+    input_size,
+    preprocess_to_dict,
+)
 from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
 
 CL = torch.channels_last

@@ -31,7 +31,7 @@ from edge_mm.build.vision_common import file_ref, max_abs, sample_images, save_v
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry, Variant
-from edge_mm.media.preprocess_spec import input_size, preprocess_to_dict
+from edge_mm.media.image_preprocess import input_size, preprocess_to_dict
 from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
