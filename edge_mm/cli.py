@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("keygen", help="make an Ed25519 key pair for signed artifacts: OUT (private), OUT.pub")
     g.add_argument("out", type=Path, metavar="OUT")
     sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
+    from edge_mm.build.finetune.options import add_arguments as finetune_arguments  # argparse only, no torch
+
+    finetune_arguments(sub.add_parser("finetune", help="fine-tune a token or text classifier on labelled data"))
     return p
 
 
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(settings_markdown({kind: k.help for kind, k in MODEL_KINDS.items()}))
         return 0
-    if getattr(sys, "frozen", False) and args.command in ("build", "package", "keygen"):
+    if getattr(sys, "frozen", False) and args.command in ("build", "package", "keygen", "finetune"):
         print(f"edge-mm: '{args.command}' runs from a source checkout, not from the bundle", file=sys.stderr)
         return 2
     try:
@@ -94,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
             sign = _signer(args.sign)
             build_all(settings, only=args.only, force=args.force)
             sign(settings.path("runtime.artifacts_dir"))
+        elif args.command == "finetune":
+            from edge_mm.build.finetune.options import from_args
+            from edge_mm.build.finetune.run import finetune
+
+            finetune(
+                from_args(args),
+                packages_dir=settings.path("build.packages_dir"),
+                base_dir=settings.base_dir,
+                settings_path=args.config or default_config(),
+            )
         elif args.command == "serve":
             from edge_mm.server import serve
 
