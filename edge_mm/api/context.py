@@ -10,12 +10,12 @@ from edge_mm.tasks.payload import Limits
 
 
 def registry() -> Registry:
-    return current_app.extensions["edge_mm"]["registry"]  # type: ignore[no-any-return]
+    return current_app.extensions["edge_mm"]["registry"]
 
 
 def settings() -> Settings:
-    return current_app.extensions["edge_mm"]["settings"]  # type: ignore[no-any-return]
+    return current_app.extensions["edge_mm"]["settings"]
 
 
 def limits() -> Limits:
-    return current_app.extensions["edge_mm"]["limits"]  # type: ignore[no-any-return]
+    return current_app.extensions["edge_mm"]["limits"]

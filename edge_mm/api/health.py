@@ -11,12 +11,12 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/health/live")
-def live():  # type: ignore[no-untyped-def]
+def live():
     return jsonify({"status": "alive"})
 
 
 @bp.get("/health/ready")
-def ready():  # type: ignore[no-untyped-def]
+def ready():
     reg = registry()
     if reg.ready:
         return jsonify({"status": "ready", "models": list(reg.models)})
@@ -28,7 +28,7 @@ def ready():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/v1/models")
-def models():  # type: ignore[no-untyped-def]
+def models():
     tasks = current_app.extensions["edge_mm"]["tasks"]
     return jsonify(
         {
@@ -41,7 +41,7 @@ def models():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/info")
-def info():  # type: ignore[no-untyped-def]
+def info():
     reg = registry()
     body = dict(reg.info)
     body["ready"] = reg.ready

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ def _verify_batches(tok: TextTokenizer, sentences: list[str], max_length: int) -
         sentences[3],
         sentences[4],
     ]
-    batches = []
+    batches: list[tuple[torch.Tensor, ...]] = []
     for size in (1, 3, 8):
         enc = tok.encode(pieces[:size] if size > 1 else [sentences[5]])
         batches.append((enc.input_ids, enc.attention_mask))
@@ -165,14 +165,14 @@ def _misses(spec: ModelSpec, figures: dict[str, float]) -> list[str]:
     ]
 
 
-def _padded_mask(batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+def _padded_mask(batches: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
     """The attention masks of ``batches`` stacked, right-padded to the widest (matches :func:`_run`)."""
     width = max(b[1].shape[1] for b in batches)
     return torch.cat([nn.functional.pad(b[1], (0, width - b[1].shape[1])) for b in batches])
 
 
 @torch.inference_mode()
-def _run(forward: Callable[..., torch.Tensor], batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+def _run(forward: Callable[..., torch.Tensor], batches: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
     outs = [forward(*b) for b in batches]
     if outs[0].dim() == 3:  # pad per-token outputs to one width before concatenating
         width = max(o.shape[1] for o in outs)

@@ -79,9 +79,10 @@ class Registry:
                 if served.kind in kinds:
                     return served
             raise NotFound(f"no model serving {route} is configured")
-        served = self.models.get(name)
-        if served is None:
+        named = self.models.get(name)
+        if named is None:
             raise NotFound(f"model {name!r} is not served here; GET /v1/models lists them")
+        served = named
         if served.kind not in kinds:
             raise NotFound(f"model {name!r} is a {served.kind} model and does not serve {route}")
         return served

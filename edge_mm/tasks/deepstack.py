@@ -31,7 +31,7 @@ def min_confidence(fields: Mapping[str, Any], default: float) -> float:
 
 
 def face_predictions(faces: list[Face], threshold: float, limit: int = MAX_PREDICTIONS) -> list[dict[str, Any]]:
-    preds = [
+    preds: list[dict[str, Any]] = [
         {
             "label": "face",
             "confidence": round(f.confidence, 6),

@@ -64,7 +64,9 @@ def token_predictions(windows: list[Encoding], logits: list[torch.Tensor], label
             if end <= start:
                 continue
             score, idx = probs[t].max(-1)
-            pred = TokenPrediction(start, end, int(enc.word_ids[t]), labels[int(idx)], float(score), min(t, n - 1 - t))
+            word = enc.word_ids[t]
+            assert word is not None  # checked above
+            pred = TokenPrediction(start, end, word, labels[int(idx)], float(score), min(t, n - 1 - t))
             old = best.get((start, end))
             if old is None or pred.edge_distance > old.edge_distance:
                 best[(start, end)] = pred
