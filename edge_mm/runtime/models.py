@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from edge_mm.errors import NotFound
 from edge_mm.runtime.deadline import Deadline
@@ -20,8 +20,7 @@ from edge_mm.runtime.registry import Registry, Served
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Use:
+class Use(NamedTuple):
     """One model call: which model, on which device, for how long (ms, inside its slot)."""
 
     model: str
