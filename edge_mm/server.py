@@ -51,7 +51,7 @@ def serve(settings: Settings) -> None:
     warn_if_open(host, settings["server.api_keys"])
     server = create_server(ready_503_while_draining(create_app(settings, registry), drain.requested), settings)
     server.draining = drain.requested
-    drain.wake = server.pull_trigger
+    drain.attach(server.pull_trigger)
     warm_up = threading.Thread(target=registry.warm_all, name="warm-up", daemon=True)
     warm_up.start()
     log.info("serving on http://%s:%s (ready once warm-up ends: GET /health/ready)", host, server.effective_port)

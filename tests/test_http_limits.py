@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import threading
 import time
@@ -27,7 +28,7 @@ def live_server(settings, registry, **overrides):  # type: ignore[no-untyped-def
     drain = Drain()
     server = create_server(ready_503_while_draining(create_app(settings, registry), drain.requested), settings)
     server.draining = drain.requested
-    drain.wake = server.pull_trigger
+    drain.attach(server.pull_trigger)
     loop = threading.Thread(target=serve_until_drained, args=(server, drain, 5.0), daemon=True)
     loop.start()
     try:
@@ -186,3 +187,15 @@ def test_drain_answers_in_flight_requests_and_refuses_new_connections(tiny_setti
         assert "Connection: close" in answer
         for s in (upload, probe, idle):
             s.close()
+
+
+def test_first_signal_drains_second_ends_the_wait():
+    drain, woke = Drain(), []
+    drain.attach(lambda: woke.append(1))
+    drain._on_signal(signal.SIGTERM, None)
+    assert drain.requested.is_set()
+    assert not drain.hurry.is_set()
+    assert drain.signal_name == "SIGTERM"
+    drain._on_signal(signal.SIGINT, None)
+    assert drain.hurry.is_set()
+    assert woke == [1, 1]

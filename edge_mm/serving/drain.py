@@ -1,11 +1,13 @@
 """Graceful shutdown. SIGTERM or SIGINT: stop accepting connections, answer GET /health/ready
 with 503, let the requests already received finish within ``server.drain_timeout_s``, then
-return so the process exits 0. A second signal ends the wait at once."""
+return so the process exits 0. A second signal ends the wait at once (while models are
+still loading: exits at once with 128 + the signal number)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -28,7 +30,8 @@ class Drain:
         self.requested = threading.Event()
         self.hurry = threading.Event()
         self.signal_name = ""
-        self.wake: Callable[[], None] = lambda: None  # interrupts the poll loop; set once the server exists
+        self.wake: Callable[[], None] = lambda: None  # interrupts the poll loop once serving
+        self.serving = False
 
     def install(self) -> None:
         """Handle SIGTERM and SIGINT (main thread only: Python runs signal handlers there)."""
@@ -36,9 +39,16 @@ class Drain:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
 
+    def attach(self, wake: Callable[[], None]) -> None:
+        """Serving has begun: a signal now wakes the poll loop with ``wake``."""
+        self.wake = wake
+        self.serving = True
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         # no logging here: the main thread may hold the logging lock when the signal lands
         if self.requested.is_set():
+            if not self.serving:
+                os._exit(128 + signum)  # a second signal while models load: do not wait for them
             self.hurry.set()
         self.signal_name = signal.Signals(signum).name
         self.requested.set()
