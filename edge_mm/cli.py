@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_mm.config import load_settings, settings_markdown
+from edge_mm.config import Settings, load_settings, settings_markdown
 from edge_mm.errors import ConfigError
 
 
@@ -67,6 +67,28 @@ def _signer(key: Path | None) -> Callable[[Path], None]:
     return lambda root: print(f"edge-mm: signed {sign(root)}")
 
 
+def _build(args: argparse.Namespace, settings: Settings) -> None:
+    from edge_mm.build.pipeline import build_all
+
+    if args.allow_download:
+        settings = settings.replace(build__allow_download=True)
+    sign = _signer(args.sign)
+    build_all(settings, only=args.only, force=args.force)
+    sign(settings.path("runtime.artifacts_dir"))
+
+
+def _finetune(args: argparse.Namespace, settings: Settings) -> None:
+    from edge_mm.build.finetune.options import from_args
+    from edge_mm.build.finetune.run import finetune
+
+    finetune(
+        from_args(args),
+        packages_dir=settings.path("build.packages_dir"),
+        base_dir=settings.base_dir,
+        settings_path=args.config or default_config(),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -90,23 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
         check_models(settings)
         if args.command == "build":
-            from edge_mm.build.pipeline import build_all
-
-            if args.allow_download:
-                settings = settings.replace(build__allow_download=True)
-            sign = _signer(args.sign)
-            build_all(settings, only=args.only, force=args.force)
-            sign(settings.path("runtime.artifacts_dir"))
+            _build(args, settings)
         elif args.command == "finetune":
-            from edge_mm.build.finetune.options import from_args
-            from edge_mm.build.finetune.run import finetune
-
-            finetune(
-                from_args(args),
-                packages_dir=settings.path("build.packages_dir"),
-                base_dir=settings.base_dir,
-                settings_path=args.config or default_config(),
-            )
+            _finetune(args, settings)
         elif args.command == "serve":
             from edge_mm.server import serve
 

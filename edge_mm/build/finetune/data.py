@@ -114,7 +114,9 @@ def _conll(text: str, path: str) -> list[TokenExample]:
     def flush() -> None:
         if tokens:
             out.append(TokenExample(tokens.copy(), tags.copy(), path, lines.copy()))
-        tokens.clear(), tags.clear(), lines.clear()
+        tokens.clear()
+        tags.clear()
+        lines.clear()
 
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a build machine

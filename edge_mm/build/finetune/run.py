@@ -130,7 +130,7 @@ class Run:
                     self.sched.step()
                     self.opt.zero_grad(set_to_none=True)
                 size = batch["input_ids"].shape[0]
-                loss_sum += float(loss) * size
+                loss_sum += float(loss.detach()) * size
                 seen += size
                 elapsed = time.perf_counter() - t0
                 bar.update(1)

@@ -183,13 +183,14 @@ class Device:
             raise ConfigError("--device cuda: CUDA is not available on this machine; use --device cpu or auto")
         self.cuda = name in ("auto", "cuda") and torch.cuda.is_available()
         self.device = torch.device("cuda" if self.cuda else "cpu")
+        self.amp_dtype: torch.dtype | None = None
         if self.cuda:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             self.name = f"cuda ({torch.cuda.get_device_name(0)}, {str(self.amp_dtype).removeprefix('torch.')} autocast)"
         else:
             torch.set_num_threads(threads or os.cpu_count() or 1)
-            self.amp_dtype = None
-            self.name = f"cpu ({torch.get_num_threads()} threads)"
+            n = torch.get_num_threads()
+            self.name = f"cpu ({n} thread{'s' if n > 1 else ''})"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
 
     def autocast(self) -> Any:
@@ -204,7 +205,8 @@ class Device:
 def optimizer(model: torch.nn.Module, o: FinetuneOptions, total_steps: int) -> tuple[Any, Any]:
     from transformers import get_linear_schedule_with_warmup
 
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
     opt = torch.optim.AdamW(
