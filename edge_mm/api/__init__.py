@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from flask import Flask, Response, g
 
-from edge_mm.api import deepstack, errors, health, metrics
+from edge_mm.api import deepstack, errors, health, metrics, open_inference
 from edge_mm.api.auth import require_key
 from edge_mm.api.routes import task_blueprint
 from edge_mm.config import Settings
@@ -37,6 +37,7 @@ def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = T
     app.register_blueprint(health.bp)
     app.register_blueprint(task_blueprint(t for t in tasks if t.dialect == "edge-mm"))
     app.register_blueprint(deepstack.blueprint(t for t in tasks if t.dialect == deepstack.NAME))
+    app.register_blueprint(open_inference.bp)
     metrics.install(app, registry)  # first hook: requests answered by auth are counted too
     keys = tuple(settings["server.api_keys"])
     app.before_request(lambda: require_key(keys))
