@@ -1,7 +1,7 @@
 """Optional API keys: Bearer token or X-API-Key, compared in constant time.
 
-Liveness and readiness probes (/health/*) never need a key; /info does unless
-``server.info_requires_key`` is false. The multipart ``api_key`` form field is a DeepStack
+Liveness and readiness probes (/health/*, /v2/health/*) never need a key; /info and /metrics
+do unless ``server.info_requires_key`` / ``server.metrics_requires_key`` is false. The multipart ``api_key`` form field is a DeepStack
 convention, accepted on the DeepStack blueprint only.
 """
 
@@ -13,8 +13,8 @@ from flask import current_app, request
 
 from edge_mm.errors import Unauthorized
 
-PROBE_PATHS = ("/health/",)
-INFO_PATH = "/info"
+PROBE_PATHS = ("/health/", "/v2/health/")
+KEY_OPTIONAL = {"/info": "server.info_requires_key", "/metrics": "server.metrics_requires_key"}  # path -> setting
 DEEPSTACK_BLUEPRINT = "deepstack"
 
 
@@ -44,7 +44,8 @@ def is_open(path: str) -> bool:
     """Paths served without a key even when keys are configured."""
     if path.startswith(PROBE_PATHS):
         return True
-    return path == INFO_PATH and not current_app.extensions["edge_mm"]["settings"]["server.info_requires_key"]
+    setting = KEY_OPTIONAL.get(path)
+    return setting is not None and not current_app.extensions["edge_mm"]["settings"][setting]
 
 
 def require_key(keys: tuple[str, ...]) -> None:

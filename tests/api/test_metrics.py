@@ -176,9 +176,6 @@ def test_metrics_need_the_key_when_keys_are_set(tiny_config, tiny_registry):
     assert value(m, "edge_mm_requests_total", route="/metrics", method="GET", status="401") == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="api/auth.py: is_open() must open /metrics when server.metrics_requires_key is false"
-)
 def test_metrics_can_be_opened_by_a_setting(tiny_config, tiny_registry):
     from edge_mm.config import load_settings
 
