@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend
+from edge_mm.build.entries import built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.image_classifier import IMAGENET_MEAN, IMAGENET_STD, TRACE_TOLERANCE
 from edge_mm.build.text import BuildError, Progress
-from edge_mm.build.vision_common import max_abs, sample_images, save_variant, write_reference
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry
@@ -75,11 +75,10 @@ def build_object_detector(spec: ModelSpec, source: Path, out: Path, progress: Pr
     reference = write_reference(
         out / "reference.json", inputs, [torch.cat([logits[0].flatten(), boxes[0].flatten()]).tolist()]
     )
-    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants={"cpu": variant},
         inputs=[{"name": "pixel_values", "dtype": "float32", "shape": ["batch", 3, size, size]}],
         outputs=[
@@ -89,6 +88,5 @@ def build_object_detector(spec: ModelSpec, source: Path, out: Path, progress: Pr
         labels=labels,
         preprocessing={**preprocess_to_dict(pre), "box_format": "cxcywh normalised", "no_object_class": "last"},
         files={"reference": reference},
-        verification=figures,
         options=dict(spec.options),
     )

@@ -1,8 +1,10 @@
-"""Helpers the image, face, audio and zero-shot builders share (build time only)."""
+"""What the builders share to write a manifest entry: sample photos, the reference sample,
+saved variants, file references, and the entry itself (build time only)."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ import torch
 from PIL import Image
 
 from edge_mm.build import artifact_backend
-from edge_mm.manifest import FileRef, Variant, sha256_file
+from edge_mm.config import ModelSpec
+from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
 
 DATA = Path(__file__).with_name("data")
 # Small thumbnails of scikit-image's public-domain photos (cat, coffee, astronaut, camera).
@@ -42,3 +45,9 @@ def max_abs(a: torch.Tensor | tuple[torch.Tensor, ...], b: torch.Tensor | tuple[
     xs = a if isinstance(a, tuple) else (a,)
     ys = b if isinstance(b, tuple) else (b,)
     return max(float((x.float() - y.float()).abs().max()) if x.numel() else 0.0 for x, y in zip(xs, ys, strict=True))
+
+
+def built_entry(spec: ModelSpec, t0: float, figures: dict[str, Any], **fields: Any) -> ModelEntry:
+    """The model's manifest entry, with the build's figures (and its time since ``t0``, s) as verification."""
+    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
+    return ModelEntry(task=spec.task, source=spec.source, content_hash="", verification=figures, **fields)

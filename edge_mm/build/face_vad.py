@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from edge_mm.build.accelerator import resolve_accelerator
+from edge_mm.build.entries import built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
 from edge_mm.build.text import BuildError, Progress
-from edge_mm.build.vision_common import file_ref, sample_images, write_reference
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry, Variant
@@ -88,17 +88,15 @@ def build_face_detector(
         variants["cuda"] = Variant(files=dict(files), dtype="float32", notes=[*notes, "same files, loaded on CUDA"])
     ref_out = mtcnn_probe_outputs(loaded, MTCNN_PROBES)
     reference = write_reference(out / "reference.json", MTCNN_PROBES, [t.tolist() for t in ref_out])
-    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants=variants,
         inputs=[{"name": "image", "dtype": "uint8", "shape": ["H", "W", 3], "note": "RGB; pyramid built at run time"}],
         outputs=[{"name": "faces", "fields": ["box", "confidence", "landmarks"]}],
         preprocessing={"pixel_scale": "(x - 127.5) / 128", "pyramid_factor": 0.709, "thresholds": [0.6, 0.7, 0.7]},
         files={"reference": reference},
-        verification=figures,
         options=dict(spec.options),
     )
 
@@ -129,17 +127,15 @@ def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Pro
     progress(
         f"silero VAD copied (silence max p {figures['silence_max_prob']}, noise max p {figures['white_noise_max_prob']})"
     )
-    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
     notes = ["shipped TorchScript, unchanged", "CPU only: stateful 32 ms windows, one clip at a time"]
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants={"cpu": Variant(files={"model": file_ref(target, out)}, dtype="float32", notes=notes)},
         inputs=[{"name": "audio", "dtype": "float32", "shape": [1, VAD_WINDOW], "sample_rate": VAD_RATE}],
         outputs=[{"name": "speech_probability", "dtype": "float32", "shape": [1, 1]}],
         preprocessing={"sample_rate": VAD_RATE, "window": VAD_WINDOW, "mono": True},
         files={"reference": reference},
-        verification=figures,
         options=dict(spec.options),
     )

@@ -21,10 +21,10 @@ from torch import nn
 
 from edge_mm.build import artifact_backend, verify
 from edge_mm.build.accelerator import Accelerator, resolve_accelerator
+from edge_mm.build.entries import SAMPLE_NAMES, built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.imagenet import load_imagenet_labels
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.text import BuildError, Progress
-from edge_mm.build.vision_common import SAMPLE_NAMES, max_abs, sample_images, save_variant, write_reference
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import FileRef, ModelEntry, Variant
@@ -218,11 +218,10 @@ def build_image_classifier(
         progress("no CUDA on this machine: CUDA variant skipped")
     reference = _reference(cpu_module, pre, out)
     h, w = input_size(pre)
-    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants=variants,
         inputs=[{"name": "pixel_values", "dtype": "float32", "shape": ["batch", 3, h, w], "layout": "channels_last"}],
         outputs=[
@@ -232,7 +231,6 @@ def build_image_classifier(
         labels=labels,
         preprocessing={**preprocess_to_dict(pre), "kind": kind},
         files={"reference": reference},
-        verification=figures,
         options=dict(spec.options),
     )
 

@@ -15,6 +15,8 @@ from torch import nn
 
 from edge_mm.build import artifact_backend, verify
 from edge_mm.build.accelerator import Accelerator, resolve_accelerator
+from edge_mm.build.entries import built_entry
+from edge_mm.build.progress import bar
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.smoothing import smooth_linear_inputs
 from edge_mm.config import ModelSpec
@@ -172,8 +174,11 @@ def _padded_mask(batches: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _run(forward: Callable[..., torch.Tensor], batches: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
-    outs = [forward(*b) for b in batches]
+def _run(
+    forward: Callable[..., torch.Tensor], batches: Sequence[tuple[torch.Tensor, ...]], desc: str | None = None
+) -> torch.Tensor:
+    """``desc``: draw a progress bar under that name (the long passes over every sample sentence)."""
+    outs = [forward(*b) for b in (bar(batches, desc, unit="batch") if desc else batches)]
     if outs[0].dim() == 3:  # pad per-token outputs to one width before concatenating
         width = max(o.shape[1] for o in outs)
         outs = [nn.functional.pad(o, (0, 0, 0, width - o.shape[1])) for o in outs]
@@ -213,12 +218,12 @@ def build_text_model(
             raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
     progress(f"traced fp32 (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
 
-    reference = _run(model, fidelity_batches)
+    reference = _run(model, fidelity_batches, "verify: fp32 reference")
     cpu_module, cpu_dtype, notes = traced_fp32, "float32", ["traced", "frozen"]
     if spec.quantization == "int8":
 
-        def fid(m: nn.Module) -> dict[str, float]:
-            return _fidelity(spec, reference, _run(m, fidelity_batches), fid_mask)
+        def fid(m: nn.Module, desc: str = "int8 guard: fidelity") -> dict[str, float]:
+            return _fidelity(spec, reference, _run(m, fidelity_batches, desc), fid_mask)
 
         probe = fidelity_batches[:2]  # 64 sentences: damage runs once per Linear layer
         probe_ref, probe_mask = _run(model, probe), _padded_mask(probe)
@@ -244,7 +249,7 @@ def build_text_model(
             progress=progress,
         )
         traced_int8 = artifact_backend.trace_and_freeze(guarded.model, batches[-1])
-        int8_figures = fid(traced_int8)
+        int8_figures = fid(traced_int8, "verify: int8 vs fp32")
         figures["int8_vs_fp32"] = int8_figures
         figures["int8_traced_vs_eager_max_abs"] = verify.max_abs_diff(guarded.model, traced_int8, batches)
         figures["int8_samples"] = len(sentences)
@@ -274,11 +279,10 @@ def build_text_model(
         "text-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "labels"]}],
         "token-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "seq", "labels"]}],
     }[spec.task]
-    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants=variants,
         inputs=[
             {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
@@ -288,7 +292,6 @@ def build_text_model(
         labels=labels,
         preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
         files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file},
-        verification=figures,
         options=dict(spec.options),
     )
 

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend
+from edge_mm.build.entries import built_entry, file_ref, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.image_classifier import TRACE_TOLERANCE, hf_preprocess
 from edge_mm.build.imagenet import load_imagenet_labels
+from edge_mm.build.progress import bar
 from edge_mm.build.text import BuildError, Progress, _load, _save_tokenizer, sample_sentences
-from edge_mm.build.vision_common import file_ref, max_abs, sample_images, save_variant, write_reference
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry, Variant
@@ -61,7 +62,7 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
     template = str(options["class_template"])
     vectors = []
     with torch.inference_mode():
-        for i in range(0, len(labels), 64):
+        for i in bar(range(0, len(labels), 64), "ConSE: class names", unit="batch"):
             enc = tok.encode([template.format(x) for x in labels[i : i + 64]])
             vectors.append(encoder(enc.input_ids, enc.attention_mask))
     table = torch.cat(vectors).float().numpy()
@@ -69,10 +70,15 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
     np.save(out / "class_embeddings.npy", table)
     progress(f"embedded {len(labels)} class names ({time.perf_counter() - t0:.1f} s)")
     reference = write_reference(out / "reference.json", [0, 281, 967], [table[i].tolist() for i in (0, 281, 967)])
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    figures = {
+        "class_names": len(labels),
+        "dim": int(table.shape[1]),
+        "norm_min": round(float(np.linalg.norm(table, axis=1).min()), 5),
+    }
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants={
             "cpu": Variant(
                 files={"class_embeddings": file_ref(out / "class_embeddings.npy", out)},
@@ -85,12 +91,6 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
         labels=labels,
         preprocessing={"pooling": extra["pooling"], "class_template": template, "dim": int(table.shape[1])},
         files={"reference": reference},
-        verification={
-            "class_names": len(labels),
-            "dim": int(table.shape[1]),
-            "norm_min": round(float(np.linalg.norm(table, axis=1).min()), 5),
-            "build_seconds": round(time.perf_counter() - t0, 1),
-        },
         options=options,
     )
 
@@ -168,11 +168,10 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
         iv = image_traced(pre([image_from_base64(ref_inputs[2]["image"])]))
     reference = write_reference(out / "reference.json", ref_inputs, [tv[0].tolist(), tv[1].tolist(), iv[0].tolist()])
     h, w = input_size(pre)
-    figures["build_seconds"] = round(time.perf_counter() - t0, 1)
-    return ModelEntry(
-        task=spec.task,
-        source=spec.source,
-        content_hash="",
+    return built_entry(
+        spec,
+        t0,
+        figures,
         variants={"cpu": Variant(files=files, dtype="float32", notes=["text and image towers traced + frozen, fp32"])},
         inputs=[
             {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
@@ -190,6 +189,5 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
             "logit_scale": float(clip.logit_scale.detach().exp()),
         },
         files={"tokenizer": file_ref(tok_path, out), "reference": reference},
-        verification=figures,
         options={"method": "clip", "hypothesis_template": "a photo of {}.", **spec.options},
     )
