@@ -9,25 +9,52 @@ the form-field API key live with the blueprint (api/deepstack.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from edge_mm.errors import BadInput, NotImplementedHere, Unprocessable
+from pydantic import BaseModel, Field
+
+from edge_mm.errors import BadInput, NotImplementedHere
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.mtcnn import Face
 from edge_mm.tasks import face_detection, image_classification, object_detection
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.schemas import ImageInput, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 MAX_PREDICTIONS = 20
 
 
+class Body(ImageInput):
+    """DeepStack's form: one image, an optional threshold, and its ``api_key`` field."""
+
+    min_confidence: float | None = Field(None, ge=0, le=1, description="default 0.4 (face), 0.45 (detection)")
+    api_key: str | None = Field(None, description="DeepStack's form field for the API key")
+
+
+class Prediction(BaseModel):
+    label: str
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+
+class Predictions(BaseModel):
+    success: Literal[True]
+    predictions: list[Prediction]
+
+
+class Scene(BaseModel):
+    success: Literal[True]
+    label: str
+    confidence: float
+
+
 def min_confidence(fields: Mapping[str, Any], default: float) -> float:
-    value = fields.get("min_confidence")
-    value = default if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise Unprocessable("'min_confidence' must be a number between 0 and 1")
-    return float(value)
+    value = validate(Body, fields).min_confidence
+    return default if value is None else value
 
 
 def face_predictions(faces: list[Face], threshold: float, limit: int = MAX_PREDICTIONS) -> list[dict[str, Any]]:
@@ -79,6 +106,7 @@ def run_face(models: Models, request: Request, deadline: Deadline) -> dict[str, 
 
 def parse_scene(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(image_classification.KINDS, "/v1/vision/scene")
+    validate(Body, payload.fields)
     return Request(served, _one_image(payload, limits), 0.0)
 
 
@@ -106,12 +134,22 @@ def run_detection(models: Models, request: Request, deadline: Deadline) -> dict[
     return success(preds)
 
 
-def _task(name: str, route: str, kinds: tuple[str, ...], parse: Any, run: Any, summary: str) -> Task:
-    return Task(name, (route,), kinds, parse, run, summary, media=("image",), dialect="deepstack")
+def _task(
+    name: str, route: str, kinds: tuple[str, ...], parse: Any, run: Any, summary: str, answer: type[BaseModel]
+) -> Task:
+    return Task(name, (route,), kinds, parse, run, summary, ("image",), "deepstack", Body, answer)
 
 
 TASKS = (
-    _task("deepstack-face", "/v1/vision/face", face_detection.KINDS, parse_face, run_face, "DeepStack face detection."),
+    _task(
+        "deepstack-face",
+        "/v1/vision/face",
+        face_detection.KINDS,
+        parse_face,
+        run_face,
+        "DeepStack face detection.",
+        Predictions,
+    ),
     _task(
         "deepstack-scene",
         "/v1/vision/scene",
@@ -119,6 +157,7 @@ TASKS = (
         parse_scene,
         run_scene,
         "DeepStack scene recognition (top ImageNet label).",
+        Scene,
     ),
     _task(
         "deepstack-detection",
@@ -127,5 +166,6 @@ TASKS = (
         parse_detection,
         run_detection,
         "DeepStack object detection (needs an object-detection model).",
+        Predictions,
     ),
 )

@@ -10,22 +10,63 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import int_field, str_field, texts_field
 from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.schemas import Options, Texts, check_texts, nullable_options, validate
 from edge_mm.tasks.task import Task
 
 ROUTE = "/v1/embeddings"
 KINDS = ("embeddings",)
 ENCODINGS = ("float", "base64")
+
+
+def _one_of_inputs(schema: dict[str, Any]) -> None:
+    nullable_options(schema)
+    schema["anyOf"] = [{"required": ["inputs"]}, {"required": ["input"]}]
+
+
+class Body(Options):
+    """The texts in ``inputs`` (edge-mm) or ``input`` (OpenAI), not both."""
+
+    model_config = ConfigDict(json_schema_extra=_one_of_inputs)
+
+    inputs: Texts | None = None
+    input: Texts | None = Field(None, description="OpenAI's name for 'inputs'")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: little-endian float32 bytes, as OpenAI sends them"
+    )
+    dimensions: int | None = Field(None, ge=1, le=1_000_000, description="must equal the model's size if sent")
+    user: str | None = Field(None, description="OpenAI's end-user id; ignored")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 with encoding_format=base64")
+    tokens: int
+    truncated: bool
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Answer(BaseModel):
+    object: Literal["list"]
+    model: str
+    dim: int
+    data: list[Embedding]
+    usage: Usage
 
 
 @dataclass(frozen=True)
@@ -41,11 +82,13 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     fields = payload.fields
     if "inputs" in fields and "input" in fields:
         raise Unprocessable("send the texts in 'inputs' or in 'input' (OpenAI's name), not both")
-    texts = texts_field(fields, limits, key="input" if "input" in fields else "inputs")
-    encoding = str_field(fields, "encoding_format", "float")
-    if encoding not in ENCODINGS:
-        raise Unprocessable(f"'encoding_format' must be 'float' or 'base64', got {encoding!r}")
-    return Request(served, texts, encoding, int_field(fields, "dimensions", None, 1, 1_000_000))
+    body = validate(Body, fields)
+    key = "input" if "input" in fields else "inputs"
+    texts = body.input if key == "input" else body.inputs
+    if texts is None:
+        raise Unprocessable(f"'{key}' is required: a string or a list of strings")
+    check_texts(texts, key, limits.max_items, limits.max_text_chars)
+    return Request(served, texts, body.encoding_format, body.dimensions)
 
 
 def base64_vector(values: np.ndarray) -> str:
@@ -89,4 +132,13 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     return body
 
 
-TASK = Task("embeddings", (ROUTE,), KINDS, parse, run, "Sentence embeddings (L2-normalised; OpenAI-compatible).")
+TASK = Task(
+    "embeddings",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Sentence embeddings (L2-normalised; OpenAI-compatible).",
+    body=Body,
+    answer=Answer,
+)

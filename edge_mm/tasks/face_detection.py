@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image
+from pydantic import BaseModel, Field
 
-from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.face_detector import FaceDetector
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.mtcnn import Face
-from edge_mm.tasks.fields import float_field, int_field, with_defaults
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.schemas import ImageInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/face-detection"
@@ -32,31 +32,59 @@ class FaceOptions:
     max_faces: int
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class Body(Options, ImageInput):
+    min_face_size: float = Field(20, ge=4, le=10000, description="px; the floor grows with the searched image size")
+    threshold: Probability | None = Field(None, description="the final (O-Net) stage's cut-off")
+    thresholds: list[Probability] | None = Field(None, min_length=3, max_length=3, description="P-, R- and O-Net")
+    max_side: int = Field(1280, ge=64, le=MAX_SIDE, description="px; larger images are searched scaled down")
+    min_confidence: Probability = 0.0
+    max_faces: int = Field(100, ge=1, le=1000)
+
+
+class Box(BaseModel):
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+
+class FaceJson(BaseModel):
+    box: Box
+    confidence: float
+    landmarks: dict[str, list[float]] = Field(description=f"{', '.join(LANDMARKS)}: [x, y] px")
+
+
+class ImageFaces(BaseModel):
+    width: int
+    height: int
+    faces: list[FaceJson]
+
+
+class Answer(BaseModel):
+    model: str
+    results: list[ImageFaces]
+
+
+def _thresholds(body: Body, fields: Mapping[str, Any]) -> list[float]:
+    """The request's ``thresholds``, else its ``threshold`` for the last stage, else the model's."""
+    if fields.get("thresholds") is None and fields.get("threshold") is not None:
+        return [0.6, 0.7, body.threshold or 0.0]
+    if body.thresholds is not None:
+        return body.thresholds
+    return [0.6, 0.7, 0.7 if body.threshold is None else body.threshold]
+
+
 def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> FaceOptions:
     """Options: ``min_face_size`` (px), ``threshold`` (the final O-Net cut-off) or ``thresholds``
     (three), ``max_side`` (px, up to 4096; larger images are searched scaled down), ``min_confidence``,
     ``max_faces``. The smallest ``min_face_size`` allowed grows with the searched image size.
     ``defaults`` are the model's options from settings."""
-    merged = with_defaults(fields, defaults)
-    if fields.get("thresholds") is not None:
-        thresholds = fields["thresholds"]
-    elif fields.get("threshold") is not None:
-        thresholds = [0.6, 0.7, fields["threshold"]]
-    else:
-        thresholds = defaults.get("thresholds", [0.6, 0.7, defaults.get("threshold", 0.7)])
-    if (
-        not isinstance(thresholds, list | tuple)
-        or len(thresholds) != 3
-        or not all(isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds)
-    ):
-        raise Unprocessable("'thresholds' must be three numbers in [0, 1] ('threshold': one, the final stage)")
-    return FaceOptions(
-        min_face_size=float_field(merged, "min_face_size", 20, 4, 10000),
-        thresholds=(float(thresholds[0]), float(thresholds[1]), float(thresholds[2])),
-        max_side=int_field(merged, "max_side", 1280, 64, MAX_SIDE) or 1280,
-        min_confidence=float_field(merged, "min_confidence", 0.0, 0.0, 1.0),
-        max_faces=int_field(merged, "max_faces", 100, 1, 1000) or 100,
-    )
+    body = validate(Body, fields, defaults)
+    t1, t2, t3 = _thresholds(body, fields)
+    return FaceOptions(body.min_face_size, (t1, t2, t3), body.max_side, body.min_confidence, body.max_faces)
 
 
 Request = ModelRequest[Images, FaceOptions]
@@ -107,4 +135,14 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     )
 
 
-TASK = Task("face-detection", (ROUTE,), KINDS, parse, run, "Face boxes and five landmarks (MTCNN).", media=("image",))
+TASK = Task(
+    "face-detection",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Face boxes and five landmarks (MTCNN).",
+    media=("image",),
+    body=Body,
+    answer=Answer,
+)

@@ -7,16 +7,33 @@ from typing import Any
 
 import torch
 from PIL import Image
+from pydantic import BaseModel, Field
 
+from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.models import Models
-from edge_mm.tasks.fields import int_field
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.schemas import ImageInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/image-classification"
 KINDS = ("image-classification",)
+
+
+class Body(Options, ImageInput):
+    top_k: int | None = Field(None, ge=1, description="labels per image (at most the model's); default: the model's, 5")
+
+
+class Label(BaseModel):
+    label: str
+    score: float
+    index: int
+
+
+class Answer(BaseModel):
+    model: str
+    results: list[list[Label]]
 
 
 Request = ModelRequest[Images, int]  # options: top_k
@@ -24,7 +41,12 @@ Request = ModelRequest[Images, int]  # options: top_k
 
 def parse_top_k(fields: Any, n_labels: int, default: int = 5) -> int:
     """``top_k`` in 1..n_labels; by default ``default`` capped by the label count."""
-    return int_field(fields, "top_k", min(default, n_labels), 1, n_labels) or 1
+    top_k = validate(Body, fields).top_k
+    if top_k is None:
+        return max(1, min(default, n_labels))
+    if top_k > n_labels:
+        raise Unprocessable(f"'top_k' must be at most {n_labels}, the model's label count (got {top_k})")
+    return top_k
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
@@ -57,4 +79,14 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     )
 
 
-TASK = Task("image-classification", (ROUTE,), KINDS, parse, run, "ImageNet-style labels for images.", media=("image",))
+TASK = Task(
+    "image-classification",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "ImageNet-style labels for images.",
+    media=("image",),
+    body=Body,
+    answer=Answer,
+)

@@ -6,15 +6,32 @@ from typing import Any
 
 import torch
 from PIL import Image
+from pydantic import BaseModel
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.schemas import ImageInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/image-embeddings"
 KINDS = ("image-classification",)
+
+
+class Body(Options, ImageInput):
+    pass
+
+
+class Vector(BaseModel):
+    index: int
+    embedding: list[float]
+
+
+class Answer(BaseModel):
+    model: str
+    dim: int
+    data: list[Vector]
 
 
 Request = ModelRequest[Images, None]
@@ -22,6 +39,7 @@ Request = ModelRequest[Images, None]
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
+    validate(Body, payload.fields)
     return Request(served, images_from(payload, limits), None)
 
 
@@ -44,4 +62,14 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     return models.call(request.model, deadline, lambda m: embed(m, request.inputs.decode(), deadline))
 
 
-TASK = Task("image-embeddings", (ROUTE,), KINDS, parse, run, "L2-normalised image feature vectors.", media=("image",))
+TASK = Task(
+    "image-embeddings",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "L2-normalised image feature vectors.",
+    media=("image",),
+    body=Body,
+    answer=Answer,
+)

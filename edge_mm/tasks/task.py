@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
+
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.registry import Served
@@ -45,6 +47,8 @@ class Task:
     summary: str
     media: tuple[str, ...] = ()  # upload fields it reads ("image", "audio", "video"); () = JSON only
     dialect: str = "edge-mm"  # "deepstack": DeepStack's body and error shapes
+    body: type[BaseModel] | None = None  # the request model ``parse`` validates the fields with
+    answer: type[BaseModel] | None = None  # the 200 body's shape, for /openapi.json
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import BaseModel, Field
 
+from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import int_field, texts_field
 from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.schemas import Options, Texts, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/text-classification"
 KINDS = ("text-classification",)
+
+
+class Body(Options):
+    inputs: Texts
+    top_k: int | None = Field(None, ge=1, description="labels per text, best first (at most the model's); default: all")
+
+
+class Label(BaseModel):
+    label: str
+    score: float
+
+
+class Result(BaseModel):
+    labels: list[Label]
+    truncated: bool
+
+
+class Answer(BaseModel):
+    model: str
+    results: list[Result]
 
 
 Request = ModelRequest[list[str], int | None]  # options: top_k (None: every label)
@@ -23,7 +45,10 @@ Request = ModelRequest[list[str], int | None]  # options: top_k (None: every lab
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
     n_labels = len(served.entry.labels or [])
-    return Request(served, texts_field(payload.fields, limits), int_field(payload.fields, "top_k", None, 1, n_labels))
+    body = validate(Body, payload.fields)
+    if body.top_k is not None and body.top_k > n_labels:
+        raise Unprocessable(f"'top_k' must be at most {n_labels}, the model's label count (got {body.top_k})")
+    return Request(served, check_texts(body.inputs, "inputs", limits.max_items, limits.max_text_chars), body.top_k)
 
 
 def scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -49,4 +74,13 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     return models.call(request.model, deadline, lambda m: classify(m, request.inputs, request.options, deadline))
 
 
-TASK = Task("text-classification", (ROUTE,), KINDS, parse, run, "Labels for texts from a fine-tuned classifier.")
+TASK = Task(
+    "text-classification",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Labels for texts from a fine-tuned classifier.",
+    body=Body,
+    answer=Answer,
+)

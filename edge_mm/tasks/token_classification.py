@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from tokenizers import Encoding
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
-from edge_mm.tasks.fields import texts_field
 from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.schemas import Options, Texts, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/token-classification"
@@ -34,12 +35,35 @@ class TokenPrediction:
     edge_distance: int  # tokens to the nearer window edge: larger is better context
 
 
+class Body(Options):
+    inputs: Texts
+
+
+class Entity(BaseModel):
+    label: str
+    start: int  # character offsets in the text
+    end: int
+    score: float
+    text: str
+
+
+class Result(BaseModel):
+    entities: list[Entity]
+    windows: int
+
+
+class Answer(BaseModel):
+    model: str
+    results: list[Result]
+
+
 Request = ModelRequest[list[str], None]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    return Request(served, texts_field(payload.fields, limits), None)
+    texts = validate(Body, payload.fields).inputs
+    return Request(served, check_texts(texts, "inputs", limits.max_items, limits.max_text_chars), None)
 
 
 def _split(tag: str) -> tuple[str, str]:
@@ -121,4 +145,13 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     return models.call(request.model, deadline, lambda m: entities(m, request.inputs, deadline))
 
 
-TASK = Task("token-classification", (ROUTE,), KINDS, parse, run, "Named entities with character offsets.")
+TASK = Task(
+    "token-classification",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Named entities with character offsets.",
+    body=Body,
+    answer=Answer,
+)

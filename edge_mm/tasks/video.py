@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field
 
 from edge_mm.errors import Unprocessable
 from edge_mm.media.video import Clip, Sampling, decode_video
@@ -17,8 +19,8 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.tasks import face_detection, image_classification, voice_activity
-from edge_mm.tasks.fields import float_field, int_field
 from edge_mm.tasks.payload import Limits, Payload, file_from
+from edge_mm.tasks.schemas import VideoInput, validate
 from edge_mm.tasks.task import Task
 
 ROUTE = "/v1/video"
@@ -38,24 +40,51 @@ class VideoRequest:
     top_k: int
 
 
+def _task_list(value: Any) -> Any:
+    """``"faces, voice"`` (a form field) -> ``["faces", "voice"]``; empty -> None (every served one)."""
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    return value or None
+
+
+class Body(VideoInput):
+    every_seconds: float | None = Field(None, ge=0.04, le=3600, description="sample a frame every so many s; default 1")
+    every_frames: int | None = Field(None, ge=1, le=100000, description="or every so many frames (not both)")
+    max_frames: int | None = Field(None, ge=1, description="at most the server's max_video_frames; default 16")
+    tasks: Annotated[list[Literal["classification", "faces", "voice"]] | None, BeforeValidator(_task_list)] = Field(
+        None, description="a list or a comma-separated string; default: every one with a model served"
+    )
+    top_k: int = Field(3, ge=1, le=20, description="labels per frame")
+    classifier: str | None = Field(None, description="the image-classification model's name")
+    face_model: str | None = Field(None, description="the face-detection model's name")
+    vad_model: str | None = Field(None, description="the voice-activity model's name")
+
+
+class Answer(BaseModel):
+    video: dict[str, Any] = Field(description="duration_s, fps, width, height, frames_decoded, frames_sampled, ...")
+    tasks: list[str]
+    frames: list[dict[str, Any]] = Field(description="index, time_s, and labels / faces per sub-task")
+    aggregate: dict[str, Any]
+    voice_activity: dict[str, Any] | None = None  # null: the clip has no audio track
+    models: list[str]
+
+
 def parse_options(fields: Mapping[str, Any], max_frames_cap: int, available: tuple[str, ...]) -> VideoRequest:
     """``every_seconds`` or ``every_frames`` (not both; default every 1 s), ``max_frames`` (capped by
     the server setting), ``tasks`` (subset of classification, faces, voice; default all served), ``top_k``."""
-    if fields.get("every_seconds") is not None and fields.get("every_frames") is not None:
+    body = validate(Body, fields)
+    if body.every_seconds is not None and body.every_frames is not None:
         raise Unprocessable("send 'every_seconds' or 'every_frames', not both")
-    every_frames = int_field(fields, "every_frames", None, 1, 100000)
-    every_seconds = None if every_frames else float_field(fields, "every_seconds", 1.0, 0.04, 3600)
-    max_frames = int_field(fields, "max_frames", min(16, max_frames_cap), 1, max_frames_cap) or 1
-    tasks = fields.get("tasks") or list(available)
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t in SUBTASKS for t in tasks):
-        raise Unprocessable(f"'tasks' must be a non-empty list drawn from {list(SUBTASKS)}")
+    every_seconds = None if body.every_frames else (body.every_seconds or 1.0)
+    if body.max_frames is not None and body.max_frames > max_frames_cap:
+        raise Unprocessable(f"'max_frames' must be at most {max_frames_cap} (got {body.max_frames})")
+    max_frames = body.max_frames or min(16, max_frames_cap)
+    tasks: list[str] = list(body.tasks or available)
     missing = [t for t in tasks if t not in available]
     if missing:
         raise Unprocessable(f"'tasks' asks for {missing}, but no model for it is served here")
-    top_k = int_field(fields, "top_k", 3, 1, 20) or 3
-    return VideoRequest(Sampling(every_seconds, every_frames, max_frames), tuple(dict.fromkeys(tasks)), top_k)
+    sampling = Sampling(every_seconds, body.every_frames, max_frames)
+    return VideoRequest(sampling, tuple(dict.fromkeys(tasks)), body.top_k)
 
 
 @dataclass(frozen=True)
@@ -180,4 +209,6 @@ TASK = Task(
     run,
     "Sampled frames -> labels and faces per frame, speech on the audio track.",
     media=("video",),
+    body=Body,
+    answer=Answer,
 )

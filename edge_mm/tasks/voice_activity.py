@@ -7,28 +7,52 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.silero_vad import SAMPLE_RATE, SegmentRules
 from edge_mm.runtime.voice_detector import VoiceDetector
-from edge_mm.tasks.fields import float_field, with_defaults
 from edge_mm.tasks.payload import Limits, Payload, file_from
+from edge_mm.tasks.schemas import AudioInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/voice-activity"
 KINDS = ("voice-activity",)
 
 
+class Body(Options, AudioInput):
+    threshold: float = Field(0.5, ge=0.01, le=0.99, description="speech probability cut-off")
+    min_speech_ms: float = Field(250, ge=0, le=60000)
+    min_silence_ms: float = Field(100, ge=0, le=60000)
+    speech_pad_ms: float = Field(30, ge=0, le=10000)
+
+
+class Segment(BaseModel):
+    start_s: float
+    end_s: float
+
+
+class Speech(BaseModel):
+    duration_s: float
+    speech_ratio: float
+    segments: list[Segment]
+
+
+class Answer(Speech):
+    model: str
+    sample_rate: int
+
+
 def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> SegmentRules:
     """``threshold``, ``min_speech_ms``, ``min_silence_ms``, ``speech_pad_ms`` over the model's defaults."""
-    merged = with_defaults(fields, defaults)
+    body = validate(Body, fields, defaults)
     return SegmentRules(
-        threshold=float_field(merged, "threshold", 0.5, 0.01, 0.99),
-        min_speech_ms=float_field(merged, "min_speech_ms", 250, 0, 60000),
-        min_silence_ms=float_field(merged, "min_silence_ms", 100, 0, 60000),
-        speech_pad_ms=float_field(merged, "speech_pad_ms", 30, 0, 10000),
+        threshold=body.threshold,
+        min_speech_ms=body.min_speech_ms,
+        min_silence_ms=body.min_silence_ms,
+        speech_pad_ms=body.speech_pad_ms,
     )
 
 
@@ -77,5 +101,13 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
 
 
 TASK = Task(
-    "voice-activity", (ROUTE,), KINDS, parse, run, "Speech segments in a WAV clip (silero VAD).", media=("audio",)
+    "voice-activity",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Speech segments in a WAV clip (silero VAD).",
+    media=("audio",),
+    body=Body,
+    answer=Answer,
 )

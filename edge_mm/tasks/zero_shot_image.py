@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from pydantic import BaseModel, Field
 
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry
@@ -24,10 +25,10 @@ from edge_mm.runtime.clip import ClipModel
 from edge_mm.runtime.conse import ConseTable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.tasks.fields import float_field, int_field
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
+from edge_mm.tasks.schemas import ImageInput, validate
 from edge_mm.tasks.task import ModelRequest, Task
-from edge_mm.tasks.zero_shot_text import LabelOptions, label_vectors, parse_labels, ranked
+from edge_mm.tasks.zero_shot_text import LabelFields, LabelOptions, Score, label_vectors, parse_labels, ranked
 
 ROUTE = "/v1/zero-shot-image-classification"
 KINDS = ("zero-shot-image",)
@@ -43,13 +44,24 @@ def load(name: str, entry: ModelEntry, root: Path, device: str, variant: str, ma
     raise ConfigError(f"model {name!r}: unknown zero-shot-image method {method!r}; rebuild")
 
 
+class Body(LabelFields, ImageInput):
+    top_t: int | None = Field(None, ge=1, le=1000, description="ConSE: ImageNet classes mixed into the image's vector")
+
+
+class Answer(BaseModel):
+    model: str
+    method: str  # conse | clip
+    results: list[list[Score]]
+
+
 def parse_options(fields: Mapping[str, Any], limits: Limits, defaults: Mapping[str, Any]) -> LabelOptions:
     """``labels``, ``hypothesis_template``, ``temperature``, ``top_t``; ``defaults``: the model's options."""
+    body = validate(Body, fields)
     default_template = str(defaults.get("hypothesis_template", "{}"))
-    labels, hypotheses = parse_labels(fields, limits, default_template, "a photo of {}.")
+    labels, hypotheses = parse_labels(body, limits, default_template, "a photo of {}.")
     default_t = 1.0 if defaults.get("method") == "clip" else float(defaults.get("temperature", 0.05))
-    temperature = float_field(fields, "temperature", default_t, 0.001, 100.0)
-    top_t = int_field(fields, "top_t", int(defaults.get("top_t", 10)), 1, 1000) or 10
+    temperature = default_t if body.temperature is None else body.temperature
+    top_t = int(defaults.get("top_t", 10)) if body.top_t is None else body.top_t
     return LabelOptions(labels, hypotheses, temperature, top_t)
 
 
@@ -113,4 +125,6 @@ TASK = Task(
     run,
     "Rank candidate text labels for images (ConSE or CLIP).",
     media=("image",),
+    body=Body,
+    answer=Answer,
 )

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import BaseModel, Field
 
 from edge_mm.errors import RequestTooLarge, Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.runtime.vector_cache import VectorCache
-from edge_mm.tasks.fields import float_field, str_field, texts_field
 from edge_mm.tasks.payload import Limits, Payload
+from edge_mm.tasks.schemas import Options, Texts, UnicodeStr, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/zero-shot-classification"
@@ -37,16 +38,41 @@ class LabelOptions:
     top_t: int = 10  # zero-shot images (ConSE): classes mixed into the image's vector
 
 
+class LabelFields(Options):
+    """Candidate labels and how they are compared (zero-shot text and image)."""
+
+    labels: Texts = Field(description="candidate labels, distinct")
+    hypothesis_template: UnicodeStr | None = Field(
+        None, description="plain text with one '{}' where the label goes; default: the model's"
+    )
+    temperature: float | None = Field(None, ge=0.001, le=100.0, description="softmax temperature over the labels")
+
+
+class Body(LabelFields):
+    inputs: Texts
+
+
+class Score(BaseModel):
+    label: str
+    score: float
+    similarity: float
+
+
+class Answer(BaseModel):
+    model: str
+    results: list[list[Score]]
+
+
 Request = ModelRequest[list[str], LabelOptions]
 
 
-def parse_labels(fields: Any, limits: Limits, default_template: str, example: str) -> tuple[list[str], list[str]]:
+def parse_labels(body: LabelFields, limits: Limits, default_template: str, example: str) -> tuple[list[str], list[str]]:
     """(labels, hypotheses): distinct labels, each put into the template; 413 when a hypothesis
     is longer than ``max_text_chars`` (the template counts against it)."""
-    labels = texts_field(fields, limits, key="labels", max_chars=limits.max_label_chars)
+    labels = check_texts(body.labels, "labels", limits.max_items, limits.max_label_chars)
     if len(set(labels)) != len(labels):
         raise Unprocessable("'labels' has duplicates")
-    template = str_field(fields, "hypothesis_template", default_template)
+    template = default_template if body.hypothesis_template is None else body.hypothesis_template
     if template.count("{}") != 1:
         raise Unprocessable(f"'hypothesis_template' must contain '{{}}' exactly once, e.g. {example!r}")
     hypotheses = [fill(template, label) for label in labels]
@@ -66,10 +92,11 @@ def fill(template: str, label: str) -> str:
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    texts = texts_field(payload.fields, limits)
+    body = validate(Body, payload.fields)
+    texts = check_texts(body.inputs, "inputs", limits.max_items, limits.max_text_chars)
     default_template = str(served.options.get("hypothesis_template", "{}"))
-    labels, hypotheses = parse_labels(payload.fields, limits, default_template, "This text is about {}.")
-    temperature = float_field(payload.fields, "temperature", 0.05, 0.001, 100.0)
+    labels, hypotheses = parse_labels(body, limits, default_template, "This text is about {}.")
+    temperature = 0.05 if body.temperature is None else body.temperature
     return Request(served, texts, LabelOptions(labels, hypotheses, temperature))
 
 
@@ -105,4 +132,13 @@ def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     return models.call(request.model, deadline, lambda m: classify(m, request, deadline))
 
 
-TASK = Task("zero-shot-classification", (ROUTE,), KINDS, parse, run, "Rank candidate labels for texts by similarity.")
+TASK = Task(
+    "zero-shot-classification",
+    (ROUTE,),
+    KINDS,
+    parse,
+    run,
+    "Rank candidate labels for texts by similarity.",
+    body=Body,
+    answer=Answer,
+)
