@@ -3,7 +3,7 @@
 The three small conv nets of MTCNN (Zhang et al. 2016) with parameter names that
 match the state_dicts shipped in the ``facenet-pytorch`` wheel
 (``facenet_pytorch/data/{pnet,rnet,onet}.pt``), so they load with ``strict=True``.
-Every ``forward`` returns a tuple of tensors, so the nets trace and script.
+Every ``forward`` returns a tuple of tensors; PNet is scripted, RNet and ONet are traced.
 
 Inputs are float32 RGB images scaled to about [-1, 1] (``(x - 127.5) / 128``).
 
@@ -52,40 +52,49 @@ class PNet(nn.Module):
         return reg, prob
 
 
-class RNet(nn.Module):
+Stage = tuple[int, int, int, tuple[int, int] | None]  # in channels, out channels, kernel, (pool kernel, stride)
+
+
+class _StagedNet(nn.Module):
+    """``conv{i} -> prelu{i} [-> pool{i}]`` stages, named as in the shipped state_dicts, then
+    flattened in (W, H, C) order: the weights were converted from Caffe/TF. Traced, not scripted."""
+
+    def __init__(self, stages: list[Stage]) -> None:
+        super().__init__()
+        self._stage_names: list[str] = []
+        for i, (cin, cout, kernel, pool) in enumerate(stages, start=1):
+            self.add_module(f"conv{i}", nn.Conv2d(cin, cout, kernel_size=kernel))
+            self.add_module(f"prelu{i}", nn.PReLU(cout))
+            self._stage_names += [f"conv{i}", f"prelu{i}"]
+            if pool is not None:
+                self.add_module(f"pool{i}", nn.MaxPool2d(*pool, ceil_mode=True))
+                self._stage_names.append(f"pool{i}")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self._stage_names:
+            x = getattr(self, name)(x)
+        return x.permute(0, 3, 2, 1).flatten(1)
+
+
+class RNet(_StagedNet):
     """Refinement net.
 
     ``forward(x: (N, 3, 24, 24) float32) -> (reg: (N, 4), prob: (N, 2))``.
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
-        self.prelu3 = nn.PReLU(64)
+        super().__init__([(3, 28, 3, (3, 2)), (28, 48, 3, (3, 2)), (48, 64, 2, None)])
         self.dense4 = nn.Linear(576, 128)
         self.prelu4 = nn.PReLU(128)
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))
-        # The weights were converted from Caffe/TF: flatten in (W, H, C) order.
-        x = x.permute(0, 3, 2, 1).flatten(1)
-        x = self.prelu4(self.dense4(x))
-        prob = torch.softmax(self.dense5_1(x), dim=1)
-        reg = self.dense5_2(x)
-        return reg, prob
+        x = self.prelu4(self.dense4(self.features(x)))
+        return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)
 
 
-class ONet(nn.Module):
+class ONet(_StagedNet):
     """Output net.
 
     ``forward(x: (N, 3, 48, 48) float32)
@@ -94,18 +103,7 @@ class ONet(nn.Module):
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
-        self.prelu4 = nn.PReLU(128)
+        super().__init__([(3, 32, 3, (3, 2)), (32, 64, 3, (3, 2)), (64, 64, 3, (2, 2)), (64, 128, 2, None)])
         self.dense5 = nn.Linear(1152, 256)
         self.prelu5 = nn.PReLU(256)
         self.dense6_1 = nn.Linear(256, 2)
@@ -113,16 +111,8 @@ class ONet(nn.Module):
         self.dense6_3 = nn.Linear(256, 10)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))
-        x = x.permute(0, 3, 2, 1).flatten(1)
-        x = self.prelu5(self.dense5(x))
-        prob = torch.softmax(self.dense6_1(x), dim=1)
-        reg = self.dense6_2(x)
-        landmarks = self.dense6_3(x)
-        return reg, landmarks, prob
+        x = self.prelu5(self.dense5(self.features(x)))
+        return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)
 
 
 def load_mtcnn_nets(data_dir: str | Path) -> tuple[PNet, RNet, ONet]:
