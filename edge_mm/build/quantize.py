@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from edge_mm.build.progress import bar
+
 
 def linear_layer_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -72,7 +74,7 @@ def guard_int8(
     progress(f"int8 misses its target; measuring the damage of {len(names)} layers one by one")
     all_linear = linear_layer_names(model)
     sensitivity = {}
-    for name in names:
+    for name in bar(names, "int8 guard: layer damage", unit="layer"):
         alone, _ = quantize_linear_layers(model, [n for n in all_linear if n != name])
         sensitivity[name] = damage(alone)
     ranked = sorted(sensitivity, key=sensitivity.__getitem__, reverse=True)

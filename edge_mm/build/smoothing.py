@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from edge_mm.build.progress import bar
 from edge_mm.build.quantize import is_kept
 
 
@@ -50,7 +51,7 @@ def input_channel_max(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ..
 
             hooks.append(module.register_forward_hook(hook))
     try:
-        for batch in batches:
+        for batch in bar(batches, "smoothing: calibration", unit="batch"):
             model(*batch)
     finally:
         for h in hooks:
