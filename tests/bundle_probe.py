@@ -103,6 +103,27 @@ SAMPLES = {
 }
 
 
+def _check_pages(base: str, report: dict) -> None:
+    """The API document and its interactive page, with the page's assets: served offline."""
+    for path in ("/openapi.json", "/docs", "/docs/swagger-ui-bundle.js"):
+        status, size = _fetch(base + path)
+        report["routes"][path] = status
+        if status != 200 or size < 1000:
+            report["problems"].append(f"GET {path} -> {status}, {size} bytes")
+
+
+def _fetch(url: str) -> tuple[int, int]:
+    """(status, body bytes) of a GET whose body need not be JSON."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, len(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, 0
+
+
 def _cos(body: dict, i: int, j: int) -> float:
     a, b = body["data"][i]["embedding"], body["data"][j]["embedding"]
     dot = sum(x * y for x, y in zip(a, b, strict=True))
@@ -143,6 +164,7 @@ def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path 
             report["routes"][path] = status
             if status != 200:
                 report["problems"].append(f"GET {path} -> {status}")
+        _check_pages(base, report)
         _, _, info = request(base + "/info")
         report["info"] = {k: info.get(k) for k in ("device", "cuda_available", "torch_version", "artifacts")}
         _, _, listed = request(base + "/v1/models")
