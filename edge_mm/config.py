@@ -115,6 +115,13 @@ SETTINGS: tuple[Setting, ...] = (
         "With api_keys set, /metrics needs a key too (Prometheus sends it from its scrape config); false opens it.",
     ),
     Setting(
+        "server.cors_origins",
+        [],
+        list,
+        "Origins (e.g. 'http://192.168.1.20:3000') whose browser pages may call the API (CORS); "
+        "'*' allows any. Empty: CORS off.",
+    ),
+    Setting(
         "server.connection_limit",
         1000,
         int,

@@ -4,11 +4,12 @@
 #   curl     every README example (tests/test_readme.py runs them)
 #   strace   the offline proof in `make test-slow` (scripts/offline_check.sh, tests/test_bundle.py)
 #   ip       the same proof brings loopback up in its network namespace (iproute2)
+#   chromium, chromedriver   the playground page test in a headless browser (tests/api/test_playground.py)
 # Without root or apt-get it only names what is missing and exits 0: the tests that need a missing
 # tool then skip in a plain pytest run and fail under EDGE_MM_REQUIRE_FIXTURES=1 (`make test`, CI).
 set -euo pipefail
 missing=()
-for pair in curl:curl strace:strace ip:iproute2; do
+for pair in curl:curl strace:strace ip:iproute2 chromium:chromium chromedriver:chromium-driver; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -19,6 +19,8 @@ import math
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from tests.serving import ROOT, request, running_server
@@ -149,6 +151,19 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith("127.") or addr in ("::1", "AF_UNIX", "AF_LOCAL", "AF_NETLINK")
 
 
+def _probe_pages(base: str, report: dict) -> None:
+    """The playground page and its script: package data, which the frozen executable must carry."""
+    for path, marker in (("/", b"edge-mm playground"), ("/playground/playground.js", b"/v1/models")):
+        try:
+            with urllib.request.urlopen(base + path, timeout=30) as page:
+                status, served = page.status, page.read()
+        except urllib.error.HTTPError as e:
+            status, served = e.code, e.read()
+        report["routes"][path] = status
+        if status != 200 or marker not in served:
+            report["problems"].append(f"GET {path} -> {status}, {len(served)} bytes without {marker!r}")
+
+
 def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path | None = None) -> dict:
     """``chroot``: run ``exe`` (a path inside that root) there with ``chroot``; the network is shared."""
     cmd = ["chroot", str(chroot), str(exe)] if chroot else [str(exe)]
@@ -164,6 +179,7 @@ def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path 
             report["routes"][path] = status
             if status != 200:
                 report["problems"].append(f"GET {path} -> {status}")
+        _probe_pages(base, report)
         _check_pages(base, report)
         _, _, info = request(base + "/info")
         report["info"] = {k: info.get(k) for k in ("device", "cuda_available", "torch_version", "artifacts")}

@@ -1,0 +1,400 @@
+// edge-mm playground: plain JS over the public API only (GET /v1/models, POST /v1/<route>).
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+const KEY_STORE = "edge-mm-api-key";
+
+// ------------------------------------------------------------------ the API
+
+function authHeaders() {
+  const key = $("#api-key").value.trim();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
+/** POST or GET ``path``; ``json`` (an object) or ``form`` (FormData) is the body. Throws with the server's message. */
+async function api(path, { json, form } = {}) {
+  const init = { method: json || form ? "POST" : "GET", headers: authHeaders() };
+  if (json) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (form) {
+    init.body = form;
+  }
+  const response = await fetch(path, init);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message || body.error : response.statusText;
+    throw new Error(`${response.status}: ${message}`);
+  }
+  return body;
+}
+
+function chosenModel(route, root = document) {
+  const select = $(`select.model[data-route="${route}"]`, root);
+  return select && select.value ? select.value : undefined;
+}
+
+function formWith(field, file, options) {
+  const form = new FormData();
+  form.append(field, file, file.name);
+  for (const [name, value] of Object.entries(options)) {
+    if (value !== undefined && value !== "") form.append(name, value);
+  }
+  return form;
+}
+
+/** Run ``work`` for a panel: clears its error, disables its buttons, shows a failure in the panel. */
+async function inPanel(panel, work) {
+  const error = $(":scope > .error", panel);
+  const buttons = $$("button", panel);
+  error.textContent = "";
+  panel.dataset.state = "running";
+  buttons.forEach((b) => (b.disabled = true));
+  try {
+    await work();
+    panel.dataset.state = "done";
+  } catch (exc) {
+    error.textContent = exc.message;
+    panel.dataset.state = "error";
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "style") Object.assign(node.style, value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+/** A list of {label, score} as horizontal bars (scores in 0..1). */
+function bars(container, rows) {
+  container.replaceChildren(
+    ...rows.map((r) =>
+      el(
+        "div",
+        { class: "bar" },
+        el("span", { class: "label", title: r.label }, r.label),
+        el("span", { class: "fill", style: { width: `${Math.max(1, Math.round(r.score * 100))}%` } }),
+        el("span", { class: "num" }, r.score.toFixed(3)),
+      ),
+    ),
+  );
+}
+
+// ------------------------------------------------------------------ models and status
+
+async function loadModels() {
+  const errorLine = $("#models-error");
+  errorLine.textContent = "";
+  const status = $("#status");
+  try {
+    const ready = await fetch("/health/ready").then((r) => r.json());
+    status.textContent = ready.status === "ready" ? "ready" : `${ready.status}: ${ready.detail || ""}`;
+    status.dataset.ready = String(ready.status === "ready");
+  } catch (exc) {
+    status.textContent = "server unreachable";
+    status.dataset.ready = "false";
+  }
+  let models = [];
+  try {
+    models = (await api("/v1/models")).models;
+  } catch (exc) {
+    errorLine.textContent = exc.message + (exc.message.startsWith("401") ? " (enter the API key above)" : "");
+  }
+  $("#model-table tbody").replaceChildren(
+    ...models.map((m) =>
+      el("tr", {}, el("td", {}, m.name), el("td", {}, m.task), el("td", {}, m.device || ""),
+         el("td", {}, m.dtype || ""), el("td", {}, m.routes.join(", "))),
+    ),
+  );
+  const served = new Set(models.flatMap((m) => m.routes));
+  for (const select of $$("select.model")) {
+    const keep = select.value;
+    const names = models.filter((m) => m.routes.includes(select.dataset.route)).map((m) => m.name);
+    select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+    if (names.includes(keep)) select.value = keep;
+  }
+  for (const part of $$("[data-route]:not(select)")) {
+    part.hidden = !part.dataset.route.split(" ").some((r) => served.has(r));
+  }
+  document.body.dataset.models = String(models.length);
+}
+
+// ------------------------------------------------------------------ text
+
+function cosine(a, b) {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+async function runSimilarity() {
+  const panel = $("#similarity-panel");
+  const out = $("#similarity-score");
+  out.textContent = "";
+  delete out.dataset.score;
+  await inPanel(panel, async () => {
+    const body = await api("/v1/embeddings", {
+      json: { model: chosenModel("embeddings", panel), inputs: [$("#sentence-a").value, $("#sentence-b").value] },
+    });
+    const score = cosine(body.data[0].embedding, body.data[1].embedding);
+    out.textContent = score.toFixed(4);
+    out.dataset.score = String(score);
+  });
+}
+
+function labelList(text) {
+  return text.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+async function runZeroShot() {
+  const panel = $("#zero-shot-panel");
+  await inPanel(panel, async () => {
+    const json = {
+      model: chosenModel("zero-shot-classification", panel),
+      inputs: $("#zero-shot-text").value,
+      labels: labelList($("#zero-shot-labels").value),
+    };
+    const template = $("#zero-shot-template").value.trim();
+    if (template) json.hypothesis_template = template;
+    const body = await api("/v1/zero-shot-classification", { json });
+    bars($("#zero-shot-result"), body.results[0]);
+  });
+}
+
+async function runTextClassification() {
+  const panel = $("#text-classification-panel");
+  await inPanel(panel, async () => {
+    const body = await api("/v1/text-classification", {
+      json: { model: chosenModel("text-classification", panel), inputs: $("#text-classification-text").value },
+    });
+    bars($("#text-classification-result"), body.results[0].labels);
+  });
+}
+
+async function runTokenClassification() {
+  const panel = $("#token-classification-panel");
+  await inPanel(panel, async () => {
+    const text = $("#token-classification-text").value;
+    const body = await api("/v1/token-classification", {
+      json: { model: chosenModel("token-classification", panel), inputs: text },
+    });
+    const out = $("#token-classification-result");
+    const parts = [];
+    let at = 0;
+    for (const e of body.results[0].entities) {
+      parts.push(text.slice(at, e.start));
+      parts.push(el("mark", { title: `${e.label} ${e.score.toFixed(3)}` }, text.slice(e.start, e.end),
+                    el("sub", {}, e.label)));
+      at = e.end;
+    }
+    parts.push(text.slice(at));
+    out.replaceChildren(...parts);
+  });
+}
+
+// ------------------------------------------------------------------ image
+
+let imageFile = null;
+
+function served(route) {
+  return !!$(`select.model[data-route="${route}"]`) && $(`select.model[data-route="${route}"]`).options.length > 0;
+}
+
+/** The photo scaled into the canvas; returns the scale (canvas px per image px) and draws nothing else. */
+async function drawPhoto(canvas, file) {
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, 720 / bitmap.width, 540 / bitmap.height);
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return bitmap;
+}
+
+function drawFaces(canvas, result) {
+  const ctx = canvas.getContext("2d");
+  const sx = canvas.width / result.width, sy = canvas.height / result.height;
+  ctx.lineWidth = 2;
+  ctx.font = "12px system-ui, sans-serif";
+  for (const face of result.faces) {
+    const b = face.box;
+    ctx.strokeStyle = "#00e676";
+    ctx.strokeRect(b.x_min * sx, b.y_min * sy, (b.x_max - b.x_min) * sx, (b.y_max - b.y_min) * sy);
+    ctx.fillStyle = "#00e676";
+    ctx.fillText(face.confidence.toFixed(3), b.x_min * sx, Math.max(10, b.y_min * sy - 4));
+    ctx.fillStyle = "#ff1744";
+    for (const [x, y] of Object.values(face.landmarks || {})) {
+      ctx.beginPath();
+      ctx.arc(x * sx, y * sy, 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+  }
+}
+
+async function runImage() {
+  const panel = $("#image-panel");
+  const canvas = $("#face-canvas");
+  const file = imageFile;
+  if (!file) return;
+  canvas.dataset.state = "running";
+  canvas.dataset.faces = "";
+  await inPanel(panel, async () => {
+    await drawPhoto(canvas, file);
+    const jobs = [];
+    if (served("image-classification")) {
+      jobs.push(
+        api("/v1/image-classification", {
+          form: formWith("image", file, { model: chosenModel("image-classification"), top_k: 5 }),
+        }).then((body) => bars($("#image-labels"), body.results[0])),
+      );
+    }
+    if (served("face-detection")) {
+      jobs.push(
+        api("/v1/face-detection", { form: formWith("image", file, { model: chosenModel("face-detection") }) }).then(
+          (body) => {
+            const result = body.results[0];
+            drawFaces(canvas, result);
+            canvas.dataset.faces = String(result.faces.length);
+            $("#face-summary").textContent =
+              `${result.faces.length} face(s) in ${result.width}×${result.height} px` +
+              (result.faces.length ? `; confidences ${result.faces.map((f) => f.confidence.toFixed(3)).join(", ")}` : "");
+          },
+        ),
+      );
+    }
+    if (served("image-embeddings")) {
+      jobs.push(
+        api("/v1/image-embeddings", { form: formWith("image", file, { model: chosenModel("image-embeddings") }) }).then(
+          (body) => {
+            const v = body.data[0].embedding;
+            $("#image-embedding").textContent = `${body.dim} dims: [${v.slice(0, 6).map((x) => x.toFixed(3)).join(", ")}, …]`;
+          },
+        ),
+      );
+    }
+    if (served("zero-shot-image-classification")) jobs.push(zeroShotImage());
+    const outcomes = await Promise.allSettled(jobs);
+    const failed = outcomes.filter((o) => o.status === "rejected").map((o) => o.reason.message);
+    if (failed.length) throw new Error(failed.join("\n"));
+  });
+  canvas.dataset.state = panel.dataset.state;
+}
+
+async function zeroShotImage() {
+  if (!imageFile) throw new Error("choose an image first");
+  const body = await api("/v1/zero-shot-image-classification", {
+    form: formWith("image", imageFile, {
+      model: chosenModel("zero-shot-image-classification"),
+      labels: JSON.stringify(labelList($("#zero-shot-image-labels").value)),
+    }),
+  });
+  bars($("#zero-shot-image-result"), body.results[0]);
+}
+
+// ------------------------------------------------------------------ audio and video
+
+function timeline(container, duration, segments) {
+  container.replaceChildren(
+    ...segments.map((s) =>
+      el("div", {
+        class: "segment",
+        title: `${s.start_s.toFixed(2)}–${s.end_s.toFixed(2)} s`,
+        style: { left: `${(100 * s.start_s) / duration}%`, width: `${(100 * (s.end_s - s.start_s)) / duration}%` },
+      }),
+    ),
+  );
+  container.dataset.segments = String(segments.length);
+}
+
+async function runAudio(file) {
+  const panel = $("#audio-panel");
+  const player = $("#audio-player");
+  player.src = URL.createObjectURL(file);
+  player.hidden = false;
+  await inPanel(panel, async () => {
+    const body = await api("/v1/voice-activity", {
+      form: formWith("audio", file, { model: chosenModel("voice-activity", panel) }),
+    });
+    timeline($("#audio-timeline"), body.duration_s, body.segments);
+    $("#audio-summary").textContent =
+      `${body.segments.length} speech segment(s) in ${body.duration_s.toFixed(2)} s; speech ratio ${body.speech_ratio.toFixed(2)}`;
+  });
+}
+
+async function runVideo(file) {
+  const panel = $("#video-panel");
+  const player = $("#video-player");
+  player.src = URL.createObjectURL(file);
+  player.hidden = false;
+  await inPanel(panel, async () => {
+    const body = await api("/v1/video", {
+      form: formWith("video", file, {
+        every_seconds: $("#video-every").value,
+        max_frames: $("#video-max-frames").value,
+      }),
+    });
+    const v = body.video;
+    $("#video-summary").textContent =
+      `${v.duration_s.toFixed(2)} s, ${v.width}×${v.height}, ${v.frames_sampled} frames sampled (${v.sampling}); ` +
+      `models ${body.models.join(", ")}` +
+      (body.aggregate.labels && body.aggregate.labels.length ? `; overall: ${body.aggregate.labels[0].label}` : "");
+    const track = $("#video-timeline");
+    const speech = body.voice_activity ? body.voice_activity.segments : [];
+    timeline(track, v.duration_s, speech);
+    track.append(
+      ...body.frames.map((f) =>
+        el("div", { class: "tick", title: `${f.time_s} s`, style: { left: `${(100 * f.time_s) / v.duration_s}%` } }),
+      ),
+    );
+    const rows = body.frames.map((f) => {
+      const labels = (f.labels || []).slice(0, 3).map((l) => `${l.label} ${l.score.toFixed(2)}`).join(", ");
+      const row = el("tr", {}, el("td", {}, f.time_s.toFixed(2)), el("td", {}, labels),
+                     el("td", {}, f.faces ? String(f.faces.length) : "–"));
+      row.addEventListener("click", () => { player.currentTime = f.time_s; });
+      return row;
+    });
+    $("#video-frames tbody").replaceChildren(...rows);
+    $("#video-frames").dataset.frames = String(rows.length);
+  });
+}
+
+// ------------------------------------------------------------------ wiring
+
+function init() {
+  const key = $("#api-key");
+  key.value = sessionStorage.getItem(KEY_STORE) || "";
+  key.addEventListener("change", () => {
+    sessionStorage.setItem(KEY_STORE, key.value.trim());
+    loadModels();
+  });
+  $("#reload").addEventListener("click", loadModels);
+  $("#similarity-run").addEventListener("click", runSimilarity);
+  $("#zero-shot-run").addEventListener("click", runZeroShot);
+  $("#text-classification-run").addEventListener("click", runTextClassification);
+  $("#token-classification-run").addEventListener("click", runTokenClassification);
+  $("#zero-shot-image-run").addEventListener("click", () => inPanel($("#image-panel"), zeroShotImage));
+  $("#image-input").addEventListener("change", (e) => {
+    imageFile = e.target.files[0] || null;
+    runImage();
+  });
+  $("#audio-input").addEventListener("change", (e) => e.target.files[0] && runAudio(e.target.files[0]));
+  $("#video-input").addEventListener("change", (e) => e.target.files[0] && runVideo(e.target.files[0]));
+  loadModels();
+}
+
+document.addEventListener("DOMContentLoaded", init);
