@@ -14,6 +14,7 @@ from flask import Flask, Response, g
 from edge_mm.api import deepstack, errors, health, metrics, open_inference
 from edge_mm.api.auth import require_key
 from edge_mm.api.cors import install as install_cors
+from edge_mm.api.openapi import bp as openapi_bp
 from edge_mm.api.playground import bp as playground_bp
 from edge_mm.api.routes import task_blueprint
 from edge_mm.config import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = T
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi_bp)  # /openapi.json, /docs
     app.register_blueprint(task_blueprint(t for t in tasks if t.dialect == "edge-mm"))
     app.register_blueprint(deepstack.blueprint(t for t in tasks if t.dialect == deepstack.NAME))
     app.register_blueprint(open_inference.bp)
