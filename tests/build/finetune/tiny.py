@@ -75,3 +75,16 @@ def make_base(folder: Path, seed: int = 0) -> Path:
     )
     tf.BertModel(config).save_pretrained(folder)
     return folder
+
+
+def example_data_module():  # type: ignore[no-untyped-def]
+    """examples/ner_data.py (a script, not a package), loaded from its file."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "ner_data.py"
+    spec = importlib.util.spec_from_file_location("ner_data", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
