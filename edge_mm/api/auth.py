@@ -1,6 +1,6 @@
 """Optional API keys: Bearer token or X-API-Key, compared in constant time.
 
-Liveness and readiness probes (/health/*, /v2/health/*) never need a key; /info and /metrics
+Liveness and readiness probes (/health/*, /v2/health/*) and the playground page never need a key; /info and /metrics
 do unless ``server.info_requires_key`` / ``server.metrics_requires_key`` is false. The multipart ``api_key`` form field is a DeepStack
 convention, accepted on the DeepStack blueprint only.
 """
@@ -11,6 +11,7 @@ import hmac
 
 from flask import current_app, request
 
+from edge_mm.api.playground import OPEN_PATHS as PLAYGROUND_PATHS
 from edge_mm.errors import Unauthorized
 
 PROBE_PATHS = ("/health/", "/v2/health/")
@@ -41,8 +42,9 @@ def key_matches(presented: str | None, keys: tuple[str, ...]) -> bool:
 
 
 def is_open(path: str) -> bool:
-    """Paths served without a key even when keys are configured."""
-    if path.startswith(PROBE_PATHS):
+    """Paths served without a key even when keys are configured (the playground page holds no
+    data: the API calls it makes carry the key typed into it)."""
+    if path.startswith(PROBE_PATHS) or path in PLAYGROUND_PATHS:
         return True
     setting = KEY_OPTIONAL.get(path)
     return setting is not None and not current_app.extensions["edge_mm"]["settings"][setting]

@@ -66,3 +66,21 @@ def test_form_field_key_refused_elsewhere(tiny_settings, tiny_registry):
     assert r.get_json()["error"]["code"] == "unauthorized"
     r = c.post("/info", data={"api_key": "s3cret"}, content_type="multipart/form-data")
     assert r.status_code == 401
+
+
+def test_playground_page_is_open_but_its_api_calls_need_the_key(tiny_settings, tiny_registry):
+    c = keyed_client(tiny_settings, tiny_registry)
+    page = c.get("/")
+    assert page.status_code == 200
+    assert b"<html" in page.data.lower()
+    assert c.get("/playground/playground.js").status_code == 200
+    assert c.get("/v1/models").status_code == 401
+    assert c.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
+
+
+def test_v2_probes_stay_open_and_metrics_follow_their_setting(tiny_settings, tiny_registry):
+    c = keyed_client(tiny_settings, tiny_registry)
+    assert c.get("/v2/health/live").status_code == 200
+    assert c.get("/metrics").status_code == 401
+    opened = keyed_client(tiny_settings, tiny_registry, server__metrics_requires_key=False)
+    assert opened.get("/metrics").status_code == 200
