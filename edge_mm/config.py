@@ -143,21 +143,9 @@ SETTINGS: tuple[Setting, ...] = (
         "An idle connection (no bytes in or out, no request running) is closed after this long (s).",
         minimum=1,
     ),
-    Setting(
-        "server.cleanup_interval_s",
-        1,
-        int,
-        "How often the header and idle timeouts are checked (s).",
-        minimum=1,
-    ),
+    Setting("server.cleanup_interval_s", 1, int, "How often the header and idle timeouts are checked (s).", minimum=1),
     Setting("server.backlog", 1024, int, "Listen backlog: connections the kernel queues before accept.", minimum=1),
-    Setting(
-        "server.max_header_bytes",
-        65536,
-        int,
-        "Longest request line plus headers; longer gets 431.",
-        minimum=4096,
-    ),
+    Setting("server.max_header_bytes", 65536, int, "Longest request line plus headers; longer gets 431.", minimum=4096),
     Setting("server.recv_bytes", 65536, int, "Bytes read from a socket per call.", minimum=4096),
     Setting(
         "server.inbuf_overflow_bytes",

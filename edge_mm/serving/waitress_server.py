@@ -63,6 +63,7 @@ class BoundedChunks(ChunkedReceiver):
 
 class BoundedParser(HTTPRequestParser):
     body_rcv: Any = None
+
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
         if self.chunked:
