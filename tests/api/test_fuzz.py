@@ -14,7 +14,7 @@ from tests.conftest import need_import
 from tests.serving import running_server
 from tests.vision_fixtures import *  # noqa: F403
 
-EXAMPLES = 12  # per operation and body media type
+EXAMPLES = 25  # per operation and body media type
 MEDIA_ROUTES = ("/v1/vision/", "/v1/image-", "/v1/face-", "/v1/zero-shot-image-", "/v1/voice-", "/v1/video")
 
 
