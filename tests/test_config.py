@@ -86,7 +86,9 @@ MODEL_KIND_HELP = {kind: k.help for kind, k in MODEL_KINDS.items()}
 
 def test_every_setting_is_documented():
     doc = (ROOT / "docs" / "settings.md").read_text()
-    assert doc == settings_markdown(MODEL_KIND_HELP), "docs/settings.md is stale: run `edge-mm settings-doc > docs/settings.md`"
+    assert doc == settings_markdown(MODEL_KIND_HELP), (
+        "docs/settings.md is stale: run `edge-mm settings-doc > docs/settings.md`"
+    )
     for s in SETTINGS:
         assert s.help
         assert s.env in doc

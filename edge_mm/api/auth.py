@@ -1,6 +1,6 @@
 """Optional API keys: Bearer token or X-API-Key, compared in constant time.
 
-Liveness and readiness probes (/health/*, /v2/health/*) and the playground page never need a key; /info and /metrics
+Liveness and readiness probes (/health/*, /v2/health/*) the playground page and the API docs (/openapi.json, /docs) never need a key; /info and /metrics
 do unless ``server.info_requires_key`` / ``server.metrics_requires_key`` is false. The multipart ``api_key`` form field is a DeepStack
 convention, accepted on the DeepStack blueprint only.
 """
@@ -15,6 +15,7 @@ from edge_mm.api.playground import OPEN_PATHS as PLAYGROUND_PATHS
 from edge_mm.errors import Unauthorized
 
 PROBE_PATHS = ("/health/", "/v2/health/")
+DOC_PATHS = ("/openapi.json", "/docs")  # and /docs/<asset>: the API's description, no data
 KEY_OPTIONAL = {"/info": "server.info_requires_key", "/metrics": "server.metrics_requires_key"}  # path -> setting
 DEEPSTACK_BLUEPRINT = "deepstack"
 
@@ -44,7 +45,7 @@ def key_matches(presented: str | None, keys: tuple[str, ...]) -> bool:
 def is_open(path: str) -> bool:
     """Paths served without a key even when keys are configured (the playground page holds no
     data: the API calls it makes carry the key typed into it)."""
-    if path.startswith(PROBE_PATHS) or path in PLAYGROUND_PATHS:
+    if path.startswith(PROBE_PATHS) or path in PLAYGROUND_PATHS or path in DOC_PATHS or path.startswith("/docs/"):
         return True
     setting = KEY_OPTIONAL.get(path)
     return setting is not None and not current_app.extensions["edge_mm"]["settings"][setting]

@@ -84,3 +84,9 @@ def test_v2_probes_stay_open_and_metrics_follow_their_setting(tiny_settings, tin
     assert c.get("/metrics").status_code == 401
     opened = keyed_client(tiny_settings, tiny_registry, server__metrics_requires_key=False)
     assert opened.get("/metrics").status_code == 200
+
+
+def test_api_docs_are_open(tiny_settings, tiny_registry):
+    c = keyed_client(tiny_settings, tiny_registry)
+    assert c.get("/openapi.json").status_code == 200
+    assert c.get("/docs").status_code == 200

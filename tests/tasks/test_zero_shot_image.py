@@ -79,7 +79,9 @@ def test_clip_ranks_with_both_towers(tiny_vision_client, tiny_vision_registry):
 
 
 @pytest.mark.real_models
-def test_conse_calls_the_text_model_and_the_classifier_through_their_own_admission(vision_client, vision_registry, photos):
+def test_conse_calls_the_text_model_and_the_classifier_through_their_own_admission(
+    vision_client, vision_registry, photos
+):
     """ConSE composes three served models; each call goes through that model's slot (and shows in the headers)."""
     seen = []
     for name in ("minilm", "efficientnet"):
