@@ -15,7 +15,7 @@ from edge_mm.runtime.models import Models
 from edge_mm.runtime.mtcnn import Face
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, Options, validate
-from edge_mm.tasks.task import ModelRequest, Task
+from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/face-detection"
 KINDS = ("face-detection",)
@@ -129,18 +129,12 @@ def find_faces(
     return {"model": model.name, "results": results}
 
 
-def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(
-        request.model, deadline, lambda m: find_faces(m, request.inputs.decode(), request.options, deadline)
-    )
-
-
 TASK = Task(
     "face-detection",
     (ROUTE,),
     KINDS,
     parse,
-    run,
+    one_model_run(find_faces, decode=True),
     "Face boxes and five landmarks (MTCNN).",
     media=("image",),
     body=Body,

@@ -15,7 +15,7 @@ from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, Options, validate
-from edge_mm.tasks.task import ModelRequest, Task
+from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/image-classification"
 KINDS = ("image-classification",)
@@ -73,18 +73,12 @@ def classify(
     return {"model": model.name, "results": [top_labels(logits, model.labels, top_k) for logits, _ in outputs]}
 
 
-def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(
-        request.model, deadline, lambda m: classify(m, request.inputs.decode(), request.options, deadline)
-    )
-
-
 TASK = Task(
     "image-classification",
     (ROUTE,),
     KINDS,
     parse,
-    run,
+    one_model_run(classify, decode=True),
     "ImageNet-style labels for images.",
     media=("image",),
     body=Body,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from PIL import Image
@@ -38,17 +38,8 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
-        return cls(
-            max_text_chars=settings["server.max_text_chars"],
-            max_items=settings["server.max_items"],
-            max_label_chars=settings["server.max_label_chars"],
-            max_upload_bytes=settings["server.max_upload_bytes"],
-            max_image_pixels=settings["server.max_image_pixels"],
-            max_request_pixels=settings["server.max_request_pixels"],
-            max_audio_seconds=settings["server.max_audio_seconds"],
-            max_video_seconds=settings["server.max_video_seconds"],
-            max_video_frames=settings["server.max_video_frames"],
-        )
+        """Each field from the ``server.<field>`` setting of the same name."""
+        return cls(**{f.name: settings[f"server.{f.name}"] for f in fields(cls)})
 
 
 @dataclass(frozen=True)

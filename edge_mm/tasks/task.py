@@ -35,6 +35,22 @@ class ModelRequest(Generic[In, Opt]):
 
 
 Run = Callable[[Models, Any, Deadline], dict[str, Any]]
+Work = Callable[[Any, Any, Any, Deadline], dict[str, Any]]  # (runner, inputs, options, deadline) -> body
+
+
+def one_model_run(work: Work, *, decode: bool = False) -> Run:
+    """``run`` for a task that calls one model with a :class:`ModelRequest`: ``work(runner, inputs, options,
+    deadline)`` inside that model's admission slot; with ``decode`` the inputs (encoded media) are decoded
+    there first, so decoded memory is bounded by admission too."""
+
+    def run(models: Models, request: ModelRequest[Any, Any], deadline: Deadline) -> dict[str, Any]:
+        def call(runner: Any) -> dict[str, Any]:
+            inputs = request.inputs.decode() if decode else request.inputs
+            return work(runner, inputs, request.options, deadline)
+
+        return models.call(request.model, deadline, call)
+
+    return run
 
 
 @dataclass(frozen=True)

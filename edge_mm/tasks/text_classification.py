@@ -13,7 +13,7 @@ from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.payload import Limits, Payload
 from edge_mm.tasks.schemas import Options, Texts, check_texts, validate
-from edge_mm.tasks.task import ModelRequest, Task
+from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/text-classification"
 KINDS = ("text-classification",)
@@ -70,16 +70,12 @@ def classify(model: TextModel, texts: list[str], top_k: int | None, deadline: De
     return {"model": model.name, "results": results}
 
 
-def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: classify(m, request.inputs, request.options, deadline))
-
-
 TASK = Task(
     "text-classification",
     (ROUTE,),
     KINDS,
     parse,
-    run,
+    one_model_run(classify),
     "Labels for texts from a fine-tuned classifier.",
     body=Body,
     answer=Answer,

@@ -16,7 +16,7 @@ from edge_mm.runtime.silero_vad import SAMPLE_RATE, SegmentRules
 from edge_mm.runtime.voice_detector import VoiceDetector
 from edge_mm.tasks.payload import Limits, Payload, file_from
 from edge_mm.tasks.schemas import AudioInput, Options, validate
-from edge_mm.tasks.task import ModelRequest, Task
+from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/voice-activity"
 KINDS = ("voice-activity",)
@@ -90,14 +90,11 @@ def segments(
     }
 
 
-def detect(model: VoiceDetector, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
-    samples, rate = request.inputs.decode()
+def detect(model: VoiceDetector, wav: Wav, rules: SegmentRules, deadline: Deadline | None = None) -> dict[str, Any]:
+    """Decode (inside the model's slot), resample to 16 kHz, find the speech."""
+    samples, rate = wav.decode()
     samples_16k = resample(samples, rate, SAMPLE_RATE)
-    return {"model": model.name, "sample_rate": rate, **segments(model, samples_16k, request.options, deadline)}
-
-
-def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: detect(m, request, deadline))
+    return {"model": model.name, "sample_rate": rate, **segments(model, samples_16k, rules, deadline)}
 
 
 TASK = Task(
@@ -105,7 +102,7 @@ TASK = Task(
     (ROUTE,),
     KINDS,
     parse,
-    run,
+    one_model_run(detect),
     "Speech segments in a WAV clip (silero VAD).",
     media=("audio",),
     body=Body,

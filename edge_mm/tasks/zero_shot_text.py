@@ -22,7 +22,7 @@ from edge_mm.runtime.text_model import TextModel
 from edge_mm.runtime.vector_cache import VectorCache
 from edge_mm.tasks.payload import Limits, Payload
 from edge_mm.tasks.schemas import Options, Texts, UnicodeStr, check_texts, validate
-from edge_mm.tasks.task import ModelRequest, Task
+from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/zero-shot-classification"
 KINDS = ("embeddings",)
@@ -118,18 +118,15 @@ def ranked(labels: list[str], similarity: torch.Tensor, scores: torch.Tensor) ->
     return [{"label": lab, "score": round(s, 6), "similarity": round(c, 6)} for lab, s, c in rows]
 
 
-def classify(model: TextModel, request: Request, deadline: Deadline | None = None) -> dict[str, Any]:
-    opts = request.options
+def classify(
+    model: TextModel, texts: list[str], opts: LabelOptions, deadline: Deadline | None = None
+) -> dict[str, Any]:
     labels = label_vectors(model, opts.hypotheses, deadline)  # (labels, dim)
-    texts = torch.stack(model.forward(model.tokenizer.encode(request.inputs).encodings, deadline))  # (texts, dim)
-    similarity = texts @ labels.T
+    vectors = torch.stack(model.forward(model.tokenizer.encode(texts).encodings, deadline))  # (texts, dim)
+    similarity = vectors @ labels.T
     scores = (similarity / opts.temperature).softmax(-1)
     results = [ranked(opts.labels, sim, sc) for sim, sc in zip(similarity, scores, strict=True)]
     return {"model": model.name, "results": results}
-
-
-def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    return models.call(request.model, deadline, lambda m: classify(m, request, deadline))
 
 
 TASK = Task(
@@ -137,7 +134,7 @@ TASK = Task(
     (ROUTE,),
     KINDS,
     parse,
-    run,
+    one_model_run(classify),
     "Rank candidate labels for texts by similarity.",
     body=Body,
     answer=Answer,
