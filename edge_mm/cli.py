@@ -50,9 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("keygen", help="make an Ed25519 key pair for signed artifacts: OUT (private), OUT.pub")
     g.add_argument("out", type=Path, metavar="OUT")
     sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
-    from edge_mm.build.finetune.options import add_arguments as finetune_arguments  # argparse only, no torch
-
-    finetune_arguments(sub.add_parser("finetune", help="fine-tune a token or text classifier on labelled data"))
+    f = sub.add_parser("finetune", help="fine-tune a token or text classifier on labelled data")
+    try:
+        from edge_mm.build.finetune.options import add_arguments  # argparse only, no torch
+    except ImportError:  # the bundle carries no build code: main() says where finetune runs
+        f.add_argument("rest", nargs=argparse.REMAINDER)
+    else:
+        add_arguments(f)
     return p
 
 
