@@ -17,7 +17,7 @@ one entity, there is no MISC type, and names never nest or span a line. A score 
 the fine-tuning loop works and roughly how well a small encoder generalises to unseen names;
 it is not a CoNLL-2003 score and predicts nothing about news, mail or chat text.
 
-Usage: python examples/ner_data.py --out examples/data/ner   (needs `pip install faker`)
+Usage: python examples/ner_data.py --out build/examples/ner   (needs `pip install faker`)
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def generate(out: Path, *, train: int = 1500, dev: int = 200, test: int = 400, s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("examples/data/ner"))
+    p.add_argument("--out", type=Path, default=Path("build/examples/ner"))
     p.add_argument("--train", type=int, default=1500)
     p.add_argument("--dev", type=int, default=200)
     p.add_argument("--test", type=int, default=400)
