@@ -94,6 +94,14 @@ SAMPLES = {
         lambda: {"audio": _tone_wav()},
         lambda b: None if "segments" in b and 0.9 < b["duration_s"] < 1.1 else f"vad {str(b)[:200]}",
     ),
+    "video": (
+        lambda: {"video": _still_clip(MEDIA / "sample_astronaut.jpg"), "every_seconds": 1, "tasks": ["faces"]},
+        lambda b: (
+            None
+            if b["video"]["frames_sampled"] == 2 and b["aggregate"]["faces"]["frames_with_faces"] == 2
+            else f"video {str(b)[:300]}"
+        ),
+    ),
     "vision/face": (  # DeepStack-compatible routes
         lambda: {"image": _b64(MEDIA / "sample_astronaut.jpg")},
         lambda b: None if b.get("success") and len(b["predictions"]) == 1 else f"deepstack face {str(b)[:200]}",
@@ -105,12 +113,53 @@ SAMPLES = {
 }
 
 
+def _still_clip(photo: Path, seconds: int = 2, fps: int = 2) -> str:
+    """Base64 of an MP4 (MPEG-4 part 2, no audio) showing one photo for ``seconds``."""
+    import av
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        frame = av.VideoFrame.from_image(image.convert("RGB").resize((192, 192)))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 192, 192, "yuv420p", 2_000_000
+        for _ in range(seconds * fps):
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+# Other surfaces the executable must serve offline: path -> the least body size (bytes) that is right.
+PAGES = {
+    "/openapi.json": 1000,
+    "/docs": 100,
+    "/docs/swagger-ui-bundle.js": 1000,
+    "/metrics": 1000,  # Prometheus text (edge_mm_* families)
+    "/v2": 20,  # Open Inference Protocol server metadata
+    "/v2/health/ready": 0,
+}
+
+
+def _probe_v2_infer(base: str, models: list[dict], report: dict) -> None:
+    """One Open Inference v2 inference (a BYTES text tensor to the first embeddings model)."""
+    name = next((m["name"] for m in models if m["task"] == "embeddings"), None)
+    if name is None:
+        return
+    tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello from the edge"]}
+    status, _, answer = request(f"{base}/v2/models/{name}/infer", {"inputs": [tensor]})
+    report["routes"][f"/v2/models/{name}/infer"] = status
+    outputs = answer.get("outputs") or [{}]
+    if status != 200 or outputs[0].get("datatype") != "FP32":
+        report["problems"].append(f"POST /v2/models/{name}/infer -> {status}: {str(answer)[:200]}")
+
+
 def _check_pages(base: str, report: dict) -> None:
-    """The API document and its interactive page, with the page's assets: served offline."""
-    for path in ("/openapi.json", "/docs", "/docs/swagger-ui-bundle.js"):
+    """The API document and its page (with assets), /metrics and the Open Inference v2 routes: served offline."""
+    for path, least in PAGES.items():
         status, size = _fetch(base + path)
         report["routes"][path] = status
-        if status != 200 or size < 1000:
+        if status != 200 or size < least:
             report["problems"].append(f"GET {path} -> {status}, {size} bytes")
 
 
@@ -199,6 +248,7 @@ def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path 
                 problem = problem or f"X-Edge-Device {headers.get('X-Edge-Device')!r}"
             if problem:
                 report["problems"].append(f"POST /v1/{route}: {problem}")
+        _probe_v2_infer(base, listed["models"], report)
         # A route with no model behind it answers 404 with the one error body (the error path works frozen).
         status, _, answer = request(base + "/v1/token-classification", {"inputs": "x"})
         report["routes"]["/v1/token-classification (unserved)"] = status
