@@ -209,7 +209,10 @@ def test_signal_drains_in_flight_requests_then_exits_0(tiny_config, sig):
     assert f"{sig.name}: not accepting connections" in out
     assert "drained in" in out
     assert outcomes.count("200") > 0
-    assert set(outcomes) <= {"200", "ConnectionRefusedError"}, outcomes  # no reset, no 5xx
+    # No 5xx. A connection whose handshake completes in the instant the listener closes is reset by
+    # the kernel before the server ever sees it (at most once per load thread: the next connect is refused).
+    assert set(outcomes) <= {"200", "ConnectionRefusedError", "ConnectionResetError"}, outcomes
+    assert outcomes.count("ConnectionResetError") <= 6, outcomes
 
 
 def test_drain_timeout_bounds_the_wait(tiny_config):

@@ -69,12 +69,22 @@ def ready_503_while_draining(app: Any, draining: threading.Event) -> Any:
     return wsgi
 
 
-def _accept_backlog(server: GuardedServer, most: int = 4096) -> None:
+def _accept_backlog(server: GuardedServer, most: int = 4096, quiet_s: float = 0.02, within_s: float = 0.25) -> None:
+    """Accept the handshakes the kernel completed (their clients have sent requests), until none came
+    for ``quiet_s`` or ``within_s`` passed. Closing a listener resets what is still queued: a client
+    connecting in that last instant sees a reset and retries, as it would a refused connection."""
+    end = time.monotonic() + within_s
+    quiet_since = time.monotonic()
     for _ in range(most):
         before = len(server.active_channels)
         server.handle_accept()
-        if len(server.active_channels) == before:
+        now = time.monotonic()
+        if len(server.active_channels) != before:
+            quiet_since = now
+        elif now - quiet_since >= quiet_s or now >= end:
             return
+        else:
+            time.sleep(0.002)
 
 
 def serve_until_drained(server: GuardedServer, drain: Drain, timeout_s: float) -> int:
