@@ -28,9 +28,9 @@ VENV_CPU = ROOT / ".venv-cpu"
 
 def servable(settings: Settings) -> Settings:
     """The configured models whose task this checkout's runtime can load (others are work in progress)."""
-    from edge_mm.runtime.registry import _loaders
+    from edge_mm.tasks.table import LOADERS
 
-    tasks = set(_loaders())
+    tasks = set(LOADERS)
     return Settings(settings.values, tuple(m for m in settings.models if m.task in tasks), settings.base_dir)
 
 
