@@ -71,9 +71,28 @@ def _open(data: bytes, max_bytes: int) -> Image.Image:
         raise BadInput(f"image header is corrupt: {exc}") from None
 
 
-def image_size(data: bytes, *, max_bytes: int) -> tuple[int, int]:
-    """``(width, height)`` from the header, before any pixel is decoded."""
-    return _open(data, max_bytes).size
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """The image with only its header read, ``width * height`` checked against ``max_pixels``;
+    :func:`load_rgb` decodes it. The errors are those of :func:`decode_image`."""
+    image = _open(data, max_bytes)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise RequestTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def load_rgb(image: Image.Image) -> Image.Image:
+    """Decode an opened image to RGB, orientation fixed from EXIF (see :func:`decode_image`)."""
+    try:
+        image.load()
+    except _DECODE_ERRORS as exc:
+        raise BadInput(f"image data is corrupt or truncated: {exc}") from None
+    upright: Image.Image = image
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except (*_DECODE_ERRORS, KeyError, TypeError):
+        pass  # a damaged EXIF block should not cost the user the picture: keep it unrotated
+    return _to_rgb(upright)
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
@@ -85,20 +104,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     white. Pillow's global ``Image.MAX_IMAGE_PIXELS`` guard still applies on top
     of ``max_pixels`` and also answers 413. Returns a fully loaded ``"RGB"`` image.
     """
-    image = _open(data, max_bytes)
-    width, height = image.size
-    if width * height > max_pixels:
-        raise RequestTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
-    try:
-        image.load()
-    except _DECODE_ERRORS as exc:
-        raise BadInput(f"image data is corrupt or truncated: {exc}") from None
-    upright: Image.Image = image
-    try:
-        upright = ImageOps.exif_transpose(image)
-    except (*_DECODE_ERRORS, KeyError, TypeError):
-        pass  # a damaged EXIF block should not cost the user the picture: keep it unrotated
-    return _to_rgb(upright)
+    return load_rgb(open_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from edge_mm.errors import BadInput, RequestTooLarge, Unprocessable
 from edge_mm.media.base64_data import decode_base64
-from edge_mm.media.images import decode_image, image_size
+from edge_mm.media.images import load_rgb, open_image
 
 RAW = "raw"  # the field name of a body sent as the file itself (Content-Type image/jpeg, audio/wav...)
 
@@ -92,13 +92,13 @@ class Images:
 
     def decode(self) -> list[Image.Image]:
         """RGB images; 413 before anything is decoded when their headers add up to too many pixels."""
-        sizes = [image_size(b, max_bytes=self.max_bytes) for b in self.blobs]
-        total = sum(w * h for w, h in sizes)
+        opened = [open_image(b, max_bytes=self.max_bytes, max_pixels=self.max_pixels) for b in self.blobs]
+        total = sum(im.width * im.height for im in opened)
         if total > self.max_total_pixels:
             raise RequestTooLarge(
                 f"the request's images hold {total} pixels; the limit per request is {self.max_total_pixels}"
             )
-        return [decode_image(b, max_bytes=self.max_bytes, max_pixels=self.max_pixels) for b in self.blobs]
+        return [load_rgb(im) for im in opened]
 
     def __len__(self) -> int:
         return len(self.blobs)

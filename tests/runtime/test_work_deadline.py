@@ -73,13 +73,13 @@ def test_images_are_decoded_inside_the_model_slot(vision_client, vision_registry
 
     admission = vision_registry.models["efficientnet"].admission
     running_at_decode = []
-    real = payload.decode_image
+    real = payload.load_rgb
 
     def spy(*args, **kwargs):
         running_at_decode.append(admission.stats()["running"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(payload, "decode_image", spy)
+    monkeypatch.setattr(payload, "load_rgb", spy)
     data = {"image": (io.BytesIO((photos / "coffee.png").read_bytes()), "c.png")}
     r = vision_client.post("/v1/image-classification", data=data, content_type="multipart/form-data")
     assert r.status_code == 200
