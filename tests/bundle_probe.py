@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.serving import ROOT, request, running_server
+from tests.vision_fixtures import still_clip
 
 MEDIA = ROOT / "edge_mm" / "build" / "data"  # sample images the repo ships (the probe runs from a checkout)
 
@@ -95,7 +96,11 @@ SAMPLES = {
         lambda b: None if "segments" in b and 0.9 < b["duration_s"] < 1.1 else f"vad {str(b)[:200]}",
     ),
     "video": (
-        lambda: {"video": _still_clip(MEDIA / "sample_astronaut.jpg"), "every_seconds": 1, "tasks": ["faces"]},
+        lambda: {
+            "video": base64.b64encode(still_clip(MEDIA / "sample_astronaut.jpg", 2, fps=2, side=192)).decode(),
+            "every_seconds": 1,
+            "tasks": ["faces"],
+        },
         lambda b: (
             None
             if b["video"]["frames_sampled"] == 2 and b["aggregate"]["faces"]["frames_with_faces"] == 2
@@ -111,23 +116,6 @@ SAMPLES = {
         lambda b: None if b.get("success") and b.get("label") else f"deepstack scene {str(b)[:200]}",
     ),
 }
-
-
-def _still_clip(photo: Path, seconds: int = 2, fps: int = 2) -> str:
-    """Base64 of an MP4 (MPEG-4 part 2, no audio) showing one photo for ``seconds``."""
-    import av
-    from PIL import Image
-
-    with Image.open(photo) as image:
-        frame = av.VideoFrame.from_image(image.convert("RGB").resize((192, 192)))
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 192, 192, "yuv420p", 2_000_000
-        for _ in range(seconds * fps):
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 # Other surfaces the executable must serve offline: path -> the least body size (bytes) that is right.

@@ -49,6 +49,24 @@ def videos() -> Path:
     return d
 
 
+def still_clip(photo: Path, seconds: int, fps: int = 5, side: int | None = None) -> bytes:
+    """An MP4 (MPEG-4 part 2, no audio) showing one photo (resized to ``side`` x ``side`` if given) for ``seconds``."""
+    import av
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        rgb = image.convert("RGB")
+        frame = av.VideoFrame.from_image(rgb.resize((side, side)) if side else rgb)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = frame.width, frame.height, "yuv420p", 4_000_000
+        for _ in range(seconds * fps):
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return buf.getvalue()
+
+
 def wav_bytes(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
     """float samples in [-1, 1] -> 16-bit PCM WAV bytes (``samples`` (n,) or (n, channels))."""
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 
@@ -11,29 +10,13 @@ from edge_mm.errors import RequestTooLarge, Unprocessable
 from edge_mm.media.video import Sampling, decode_video
 from edge_mm.tasks import video
 from tests.vision_fixtures import *  # noqa: F403
+from tests.vision_fixtures import still_clip
 
 BIG = 10**9
 
 
 def decode(data, **kw):
     return decode_video(data, sampling=Sampling(**kw), max_bytes=BIG, max_seconds=1000, max_pixels=BIG)
-
-
-def still_clip(photo: Path, seconds: int, fps: int = 5) -> bytes:
-    """An MP4 (MPEG-4 part 2, no audio) showing one photo for ``seconds``."""
-    import av
-    from PIL import Image
-
-    with Image.open(photo) as image:
-        frame = av.VideoFrame.from_image(image.convert("RGB"))
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = frame.width, frame.height, "yuv420p", 4_000_000
-        for _ in range(seconds * fps):
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return buf.getvalue()
 
 
 def test_sampling_every_seconds_and_frames(videos):
