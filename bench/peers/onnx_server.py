@@ -1,5 +1,5 @@
-"""ONNX Runtime int8 MiniLM behind the same thin Flask wrapper as the tutorial baseline
-(one request at a time). Run in .venv-onnx:
+"""ONNX Runtime int8 MiniLM behind Flask + waitress (4 threads): what a user would write instead of
+edge-mm, with ONNX Runtime's default session options. Run in .venv-onnx:
     python bench/peers/onnx_server.py --model minilm-int8.onnx --tokenizer tokenizer.json --port 8092"""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 from flask import Flask, jsonify, request
 from tokenizers import Tokenizer
+from waitress import serve
 
 
 def create_app(model: str, tokenizer: str) -> Flask:
@@ -46,5 +47,6 @@ if __name__ == "__main__":
     p.add_argument("--model", required=True)
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--port", type=int, default=8092)
+    p.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     a = p.parse_args()
-    create_app(a.model, a.tokenizer).run(host="127.0.0.1", port=a.port, threaded=False)
+    serve(create_app(a.model, a.tokenizer), host="127.0.0.1", port=a.port, threads=a.threads)
