@@ -202,3 +202,14 @@ def test_first_signal_drains_second_ends_the_wait():
     drain._on_signal(signal.SIGINT, None)
     assert drain.hurry.is_set()
     assert woke == [1, 1]
+
+
+def test_a_signal_after_the_drain_finished_is_harmless(tiny_settings, tiny_registry):
+    with live_server(tiny_settings, tiny_registry) as (server, _, drain):
+        drain.requested.set()
+        drain.wake()
+        deadline = time.monotonic() + 10
+        while not server.trigger._closed and time.monotonic() < deadline:
+            time.sleep(0.05)  # the loop closes every socket, its wake-up trigger included
+        assert server.trigger._closed
+        drain._on_signal(signal.SIGTERM, None)  # was: OSError EBADF writing to the closed trigger

@@ -44,6 +44,10 @@ class Drain:
         self.wake = wake
         self.serving = True
 
+    def detach(self) -> None:
+        """The loop is closing its sockets: a late signal must not write to a closed trigger."""
+        self.wake = lambda: None
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         # no logging here: the main thread may hold the logging lock when the signal lands
         if self.requested.is_set():
@@ -119,5 +123,6 @@ def serve_until_drained(server: GuardedServer, drain: Drain, timeout_s: float) -
     else:
         log.info("drained in %.2f s", time.monotonic() - t0)
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+    drain.detach()
     wasyncore.close_all(socket_map)
     return left
