@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from flask import Flask, Response, g
 
-from edge_mm.api import deepstack, errors, health, metrics, open_inference
+from edge_mm.api import deepstack, errors, health, json_provider, metrics, open_inference
 from edge_mm.api.auth import require_key
 from edge_mm.api.cors import install as install_cors
 from edge_mm.api.openapi import bp as openapi_bp
@@ -35,7 +35,7 @@ def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = T
         "limits": Limits.from_settings(settings),
         "tasks": tuple(tasks),
     }
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    json_provider.install(app)
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi_bp)  # /openapi.json, /docs

@@ -1,10 +1,13 @@
 """Micro-batching: requests queued for one model are run together in one forward pass.
 
-A worker takes the oldest waiting job, then everything else already waiting (and,
-with ``max_wait_ms`` > 0, what arrives within that time) up to ``max_batch`` items,
-sorts the items by length so padding stays small, and runs them as one or more
-batches. With ``max_wait_ms`` = 0 nothing waits on purpose: batches form only from
-requests that queued while the model was busy, so a lone request pays no delay.
+At most ``workers`` forward passes run at once (one slot each). A caller that finds a
+free slot and nobody queued runs its own items at once, in its own thread: a lone
+request pays no hand-off to another thread (bench/results/request_profile.md).
+Otherwise it queues; a worker takes the oldest waiting job, waits for a free slot,
+then takes everything else already waiting (and, with ``max_wait_ms`` > 0, what
+arrives within that time) up to ``max_batch`` items and runs them as one pass. With
+``max_wait_ms`` = 0 nothing waits on purpose: batches form only from requests that
+queued while every slot was busy.
 """
 
 from __future__ import annotations
@@ -46,12 +49,23 @@ class Batcher:
         self.items = 0
         self._sizes: Counter[int] = Counter()  # items per forward call -> calls (the metrics' batch-size histogram)
         self._stats = threading.Lock()  # several workers count
+        self._slots = threading.BoundedSemaphore(workers)  # forward passes running at once
         for i in range(workers):
             threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True).start()
 
     def submit(self, items: Sequence[Any], deadline: Deadline | None = None) -> list[Any]:
         """Run ``items`` (possibly together with other callers' items); blocks for the result,
         at most until ``deadline`` (the request's own, not a second one)."""
+        if self._queue.empty() and self._slots.acquire(blocking=False):
+            try:  # an idle model: run here, no hand-off (a caller cannot be left behind in the queue)
+                if deadline is not None:
+                    deadline.check("inference")
+                outputs = self._run_counted(list(items))
+            finally:
+                self._slots.release()
+            if deadline is not None:
+                deadline.check("inference")  # as a queued caller would have given up
+            return outputs
         job = _Job(items, deadline)
         self._queue.put(job)
         try:
@@ -65,8 +79,18 @@ class Batcher:
         with self._stats:
             return dict(self._sizes)
 
+    def _run_counted(self, flat: list[Any]) -> list[Any]:
+        outputs = self._run(flat)
+        with self._stats:
+            self.batches += 1
+            self.items += len(flat)
+            self._sizes[len(flat)] += 1
+        return outputs
+
     def _collect(self) -> list[_Job]:
+        """The oldest job, then (holding a slot) what else is waiting; the caller releases the slot."""
         first = self._queue.get()
+        self._slots.acquire()
         jobs, count = [first], len(first.items)
         deadline = time.monotonic() + self.max_wait_s
         while count < self.max_batch:
@@ -88,20 +112,19 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            jobs = [j for j in self._collect() if self._still_wanted(j)]
-            if not jobs:
-                continue
-            flat = [item for j in jobs for item in j.items]
             try:
-                outputs = self._run(flat)
-            except Exception as exc:  # the callers get the error; the worker lives on
-                for j in jobs:
-                    j.future.set_exception(exc)
-                continue
-            with self._stats:
-                self.batches += 1
-                self.items += len(flat)
-                self._sizes[len(flat)] += 1
+                jobs = [j for j in self._collect() if self._still_wanted(j)]
+                if not jobs:
+                    continue
+                flat = [item for j in jobs for item in j.items]
+                try:
+                    outputs = self._run_counted(flat)
+                except Exception as exc:  # the callers get the error; the worker lives on
+                    for j in jobs:
+                        j.future.set_exception(exc)
+                    continue
+            finally:
+                self._slots.release()
             start = 0
             for j in jobs:
                 j.future.set_result(outputs[start : start + len(j.items)])

@@ -102,7 +102,8 @@ def embed(
     encoded = model.tokenizer.encode(texts)
     vectors = model.forward(encoded.encodings, deadline)
     assert len(vectors) == len(texts)
-    rounded = [v.numpy().round(6) for v in vectors]  # both encodings carry the same float32 values
+    # rounded in float64: 6 decimals print short (float32 rounding printed 17 digits); base64 sends them as float32
+    rounded = [v.numpy().astype(np.float64).round(6) for v in vectors]
     tokens = sum(encoded.lengths)
     return {
         "object": "list",

@@ -57,3 +57,48 @@ def test_deadline_gives_504_error():
     with pytest.raises(DeadlineExceeded):
         b.submit([1], deadline=Deadline.after(0.05))
     assert b.submit([2], deadline=Deadline.after(5)) == [2]
+
+
+def test_a_lone_caller_runs_in_its_own_thread():
+    threads: list[threading.Thread] = []
+
+    def run(items):
+        threads.append(threading.current_thread())
+        return items
+
+    b = Batcher(run, max_batch=4, max_wait_ms=0, workers=2, name="t")
+    assert b.submit([1], deadline=Deadline.after(5)) == [1]
+    assert threads == [threading.current_thread()]  # no hand-off to a worker
+    assert b.batch_sizes() == {1: 1}
+
+
+def test_callers_and_workers_never_run_more_passes_than_workers():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def run(items):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return [x * 2 for x in items]
+
+    b = Batcher(run, max_batch=8, max_wait_ms=0, workers=2, name="t")
+    results: dict[int, list[int]] = {}
+
+    def caller(i):
+        for k in range(5):
+            results[i * 10 + k] = b.submit([i * 10 + k], deadline=Deadline.after(10))
+
+    callers = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(results) == 40
+    assert results == {k: [k * 2] for k in results}
+    assert most[0] <= 2
+    assert b.items == 40
+    assert b.batches < 40  # callers that found both passes busy were batched together
