@@ -8,7 +8,6 @@ and for how long is kept for the response headers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -48,8 +47,6 @@ class Models:
 
     def call(self, served: Served, deadline: Deadline, work: Callable[[Any], T]) -> T:
         """``work(runner)`` inside ``served``'s admission slot, waiting at most until ``deadline``."""
-        with served.admission.slot(deadline):
-            t0 = time.perf_counter()
-            result = work(served.runner)
-            self.used.append(Use(served.name, served.device, (time.perf_counter() - t0) * 1000))
+        result, ms = served.run(deadline, work)
+        self.used.append(Use(served.name, served.device, ms))
         return result

@@ -10,9 +10,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -22,9 +22,11 @@ from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 from edge_mm.runtime.admission import Admission
+from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.runner import BatchedRunner, Loader
 
 log = logging.getLogger("edge_mm.registry")
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +46,16 @@ class Served:
     def options(self) -> Mapping[str, Any]:
         """The model's task options from settings (recorded in the manifest)."""
         return self.entry.options
+
+    def run(self, deadline: Deadline, work: Callable[[Any], T]) -> tuple[T, float]:
+        """``work(runner)`` inside the admission slot, waiting at most until ``deadline``; with its ms in the slot.
+
+        A pool's ingress (edge_mm/ray_serve) overrides this to run ``work`` where the model's replicas are.
+        """
+        with self.admission.slot(deadline):
+            t0 = time.perf_counter()
+            result = work(self.runner)
+            return result, (time.perf_counter() - t0) * 1000
 
     def describe(self) -> dict[str, Any]:
         return {
