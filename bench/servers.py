@@ -46,10 +46,11 @@ def server(
     env: dict[str, str] | None = None,
     ready_path: str = "/health/ready",
     timeout: float = 300,
+    cwd: Path = ROOT,
 ):
-    """Start ``argv``; yield (base URL, pid) once ``ready_path`` answers 200."""
+    """Start ``argv`` in ``cwd``; yield (base URL, pid) once ``ready_path`` answers 200."""
     log = open(ROOT / "bench" / "results" / f"server-{port}.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -77,3 +78,16 @@ def server(
 
 def edge_mm_argv(config: Path) -> list[str]:
     return [sys.executable, "-m", "edge_mm", "--config", str(config), "--log-level", "WARNING", "serve"]
+
+
+def edge_mm_tree(rev: str) -> Path:
+    """A folder holding the edge_mm package as of git revision ``rev`` (extracted once under
+    build/work/bench-rev/), for measuring before and after a change in one run: run
+    ``python -m edge_mm`` there (``-m`` puts the working directory first on sys.path)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True)
+    dest = ROOT / "build" / "work" / "bench-rev" / sha.stdout.strip()
+    if not (dest / "edge_mm").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", rev, "edge_mm"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
