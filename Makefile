@@ -10,7 +10,7 @@ export EDGE_MM_REQUIRE_FIXTURES ?= 1
 
 VENV_CPU := .venv-cpu
 
-.PHONY: setup system-deps models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-figures soak clean
+.PHONY: setup system-deps models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-figures image soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -70,6 +70,9 @@ bundle-cuda: build  ## torch 2.14.1 CUDA build -> dist/cuda/edge-mm/ (~4.5 GB)
 
 bundle-figures: bundle-cpu
 	$(BIN)/python -m bench.bundle_figures
+
+image: bundle-cpu system-deps  ## container image edge-mm:cpu from dist/edge-mm/ (podman; scripts/image.sh)
+	bash scripts/image.sh dist/edge-mm
 
 clean:
 	rm -rf build/artifacts build/work dist

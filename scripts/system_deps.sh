@@ -5,11 +5,15 @@
 #   strace   the offline proof in `make test-slow` (scripts/offline_check.sh, tests/test_bundle.py)
 #   ip       the same proof brings loopback up in its network namespace (iproute2)
 #   chromium, chromedriver   the playground page test in a headless browser (tests/api/test_playground.py)
+#   debootstrap   the minbase root filesystem with no Python (scripts/minbase.sh): the no-Python
+#                 proof and the container image's base
+#   podman, runc  the container image (scripts/image.sh, `make image`, tests/deploy/test_image.py)
 # Without root or apt-get it only names what is missing and exits 0: the tests that need a missing
 # tool then skip in a plain pytest run and fail under EDGE_MM_REQUIRE_FIXTURES=1 (`make test`, CI).
 set -euo pipefail
 missing=()
-for pair in curl:curl strace:strace ip:iproute2 chromium:chromium chromedriver:chromium-driver; do
+for pair in curl:curl strace:strace ip:iproute2 chromium:chromium chromedriver:chromium-driver \
+  debootstrap:debootstrap podman:podman runc:runc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

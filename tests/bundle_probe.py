@@ -201,6 +201,42 @@ def _probe_pages(base: str, report: dict) -> None:
             report["problems"].append(f"GET {path} -> {status}, {len(served)} bytes without {marker!r}")
 
 
+def probe_routes(base: str, report: dict) -> None:
+    """Call every route of the server at ``base`` (http://host:port); fills ``report`` (routes,
+    problems, info, served_routes). Also used for the container image (tests/deploy/test_image.py)."""
+    for path in ("/health/live", "/health/ready", "/v1/models", "/info"):
+        status, headers, body = request(base + path)
+        report["routes"][path] = status
+        if status != 200:
+            report["problems"].append(f"GET {path} -> {status}")
+    _probe_pages(base, report)
+    _check_pages(base, report)
+    _, _, info = request(base + "/info")
+    report["info"] = {k: info.get(k) for k in ("device", "cuda_available", "torch_version", "artifacts")}
+    _, _, listed = request(base + "/v1/models")
+    routes = sorted({r for m in listed["models"] for r in m["routes"]})
+    report["served_routes"] = routes
+    for route in routes:
+        if route not in SAMPLES:
+            report["problems"].append(f"route {route}: no sample request in tests/bundle_probe.py SAMPLES")
+            continue
+        body, check = SAMPLES[route]
+        body = body() if callable(body) else body
+        status, headers, answer = request(f"{base}/v1/{route}", body)
+        report["routes"][f"/v1/{route}"] = status
+        problem = f"status {status}: {answer}" if status != 200 else check(answer)
+        if headers.get("X-Edge-Device") != info["device"]:
+            problem = problem or f"X-Edge-Device {headers.get('X-Edge-Device')!r}"
+        if problem:
+            report["problems"].append(f"POST /v1/{route}: {problem}")
+    _probe_v2_infer(base, listed["models"], report)
+    # A route with no model behind it answers 404 with the one error body (the error path works frozen).
+    status, _, answer = request(base + "/v1/token-classification", {"inputs": "x"})
+    report["routes"]["/v1/token-classification (unserved)"] = status
+    if "token-classification" not in routes and (status != 404 or "error" not in answer):
+        report["problems"].append(f"unserved route answered {status} {answer}")
+
+
 def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path | None = None) -> dict:
     """``chroot``: run ``exe`` (a path inside that root) there with ``chroot``; the network is shared."""
     cmd = ["chroot", str(chroot), str(exe)] if chroot else [str(exe)]
@@ -211,37 +247,7 @@ def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path 
     t0 = time.monotonic()
     with running_server(config, cmd=cmd, ready_timeout=300) as base:
         report["ready_s"] = round(time.monotonic() - t0, 2)
-        for path in ("/health/live", "/health/ready", "/v1/models", "/info"):
-            status, headers, body = request(base + path)
-            report["routes"][path] = status
-            if status != 200:
-                report["problems"].append(f"GET {path} -> {status}")
-        _probe_pages(base, report)
-        _check_pages(base, report)
-        _, _, info = request(base + "/info")
-        report["info"] = {k: info.get(k) for k in ("device", "cuda_available", "torch_version", "artifacts")}
-        _, _, listed = request(base + "/v1/models")
-        routes = sorted({r for m in listed["models"] for r in m["routes"]})
-        report["served_routes"] = routes
-        for route in routes:
-            if route not in SAMPLES:
-                report["problems"].append(f"route {route}: no sample request in tests/bundle_probe.py SAMPLES")
-                continue
-            body, check = SAMPLES[route]
-            body = body() if callable(body) else body
-            status, headers, answer = request(f"{base}/v1/{route}", body)
-            report["routes"][f"/v1/{route}"] = status
-            problem = f"status {status}: {answer}" if status != 200 else check(answer)
-            if headers.get("X-Edge-Device") != info["device"]:
-                problem = problem or f"X-Edge-Device {headers.get('X-Edge-Device')!r}"
-            if problem:
-                report["problems"].append(f"POST /v1/{route}: {problem}")
-        _probe_v2_infer(base, listed["models"], report)
-        # A route with no model behind it answers 404 with the one error body (the error path works frozen).
-        status, _, answer = request(base + "/v1/token-classification", {"inputs": "x"})
-        report["routes"]["/v1/token-classification (unserved)"] = status
-        if "token-classification" not in routes and (status != 404 or "error" not in answer):
-            report["problems"].append(f"unserved route answered {status} {answer}")
+        probe_routes(base, report)
     if strace_log is not None:
         seen = peers(strace_log)
         report["peers"] = sorted(set(seen))

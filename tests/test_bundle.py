@@ -1,4 +1,4 @@
-"""The executable bundle (CPU flavour), built once for this module: offline, frozen sub-commands, layout.
+"""The executable bundle (CPU flavour), built once per session (tests/bundles.py): offline, frozen sub-commands, layout.
 
 Slow (a few minutes on 2 cores: .venv-cpu if missing, artifacts if missing, PyInstaller): CI runs
 it once through `make test-slow`. The offline proof needs root (unshare -n) and strace.
@@ -16,31 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from edge_mm.build.package import BUILD_ONLY, INFO_NAME, package
-from edge_mm.config import Settings, load_settings
+from edge_mm.build.package import BUILD_ONLY, INFO_NAME
 from tests.bundle_probe import is_loopback, peers
+from tests.bundles import cpu_bundle
 from tests.serving import ROOT, processes_with, request, running_server
 
 pytestmark = pytest.mark.slow
 
-VENV_CPU = ROOT / ".venv-cpu"
-
-
-def servable(settings: Settings) -> Settings:
-    """The configured models whose task this checkout's runtime can load (others are work in progress)."""
-    from edge_mm.tasks.table import LOADERS
-
-    tasks = set(LOADERS)
-    return Settings(settings.values, tuple(m for m in settings.models if m.task in tasks), settings.base_dir)
-
 
 @pytest.fixture(scope="module")
 def bundle() -> Path:
-    subprocess.run(["bash", str(ROOT / "scripts" / "venv_cpu.sh")], check=True, timeout=1200)
-    settings = servable(load_settings(ROOT / "settings.toml"))
-    assert settings.models, "no servable model in settings.toml"
-    dist = ROOT / "build" / "work" / "test-bundle"
-    return package(settings, dist=dist, python=str(VENV_CPU / "bin" / "python"))
+    return cpu_bundle()
 
 
 def test_layout_and_flavour(bundle):
