@@ -8,6 +8,10 @@
 A model entry records its task, source, content hash, files per device variant
 (path relative to the artifacts folder + sha256), input/output spec, labels,
 preprocessing constants, tokenizer file and the verification figures.
+
+Variants are keyed by device; a key may name a backend after the device
+(``cpu-onnxruntime``): :func:`variant_device` gives the device. ``backends`` records
+what the build measured for each CPU backend and which one serves, and why.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from edge_mm.signing import verify_manifest
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+BACKENDS = ("torchscript", "onnxruntime")
+ORT_VARIANT = "cpu-onnxruntime"  # the ONNX Runtime CPU variant's key
+
+
+def variant_device(key: str) -> str:
+    """The device a variant key is for: ``cpu`` for ``cpu`` and ``cpu-onnxruntime``."""
+    return key.partition("-")[0]
 
 
 def sha256_file(path: Path) -> str:
@@ -57,11 +68,15 @@ class FileRef:
 
 @dataclass
 class Variant:
-    """One loadable form of a model for one device: ``cpu`` (int8 or fp32) or ``cuda`` (fp16)."""
+    """One loadable form of a model for one device: ``cpu`` (int8 or fp32) or ``cuda`` (fp16).
+
+    ``backend``: what loads ``files["model"]``: ``torchscript`` or ``onnxruntime``.
+    """
 
     files: dict[str, FileRef]
     dtype: str
     notes: list[str] = field(default_factory=list)
+    backend: str = "torchscript"
 
 
 @dataclass
@@ -77,6 +92,14 @@ class ModelEntry:
     files: dict[str, FileRef] = field(default_factory=dict)  # shared by all variants: tokenizer, samples
     verification: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    # {"setting", "serves", "reason", "criterion", "threads", "candidates": {backend: figures}}; {} = TorchScript only
+    backends: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_backend(self) -> str:
+        """The backend the build chose to serve on CPU (TorchScript when none was recorded)."""
+        serves = self.backends.get("serves", "torchscript")
+        return serves if serves == "torchscript" or ORT_VARIANT in self.variants else "torchscript"
 
     def all_files(self, variants: Collection[str] | None = None) -> list[FileRef]:
         """The shared files, then those of ``variants`` (default: every variant)."""
@@ -109,7 +132,7 @@ class Manifest:
 # any other dict an object whose keys are required unless they end in "?" (then None is allowed too).
 _FILE_REF = {"path": str, "sha256": str}
 _FILES = {str: _FILE_REF}
-_VARIANT = {"files": _FILES, "dtype": str, "notes?": [str]}
+_VARIANT = {"files": _FILES, "dtype": str, "notes?": [str], "backend?": str}
 _ENTRY = {
     "task": str,
     "source": str,
@@ -122,6 +145,7 @@ _ENTRY = {
     "files?": _FILES,
     "verification?": dict,
     "options?": dict,
+    "backends?": dict,
 }
 _MANIFEST = {"format": int, "edge_mm_version": str, "torch_version": str, "flavour": str, "models": {str: _ENTRY}}
 
@@ -199,7 +223,12 @@ def read_manifest(root: Path, verify_key: Path | None = None) -> Manifest:
     models = {}
     for name, m in raw["models"].items():
         variants = {
-            dev: Variant(files=_file_refs(v["files"]), dtype=v["dtype"], notes=v.get("notes") or [])
+            dev: Variant(
+                files=_file_refs(v["files"]),
+                dtype=v["dtype"],
+                notes=v.get("notes") or [],
+                backend=v.get("backend") or "torchscript",
+            )
             for dev, v in m["variants"].items()
         }
         models[name] = ModelEntry(
@@ -214,6 +243,7 @@ def read_manifest(root: Path, verify_key: Path | None = None) -> Manifest:
             files=_file_refs(m.get("files") or {}),
             verification=m.get("verification") or {},
             options=m.get("options") or {},
+            backends=m.get("backends") or {},
         )
     return Manifest(
         edge_mm_version=raw["edge_mm_version"],

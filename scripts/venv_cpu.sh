@@ -13,5 +13,5 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q -r requirements/cpu.txt
-"$VENV/bin/python" -c "import torch; assert torch.version.cuda is None, torch.__version__; print('.venv-cpu: torch', torch.__version__)"
+"$VENV/bin/python" -c "import torch, onnxruntime; assert torch.version.cuda is None, torch.__version__; print('.venv-cpu: torch', torch.__version__, 'onnxruntime', onnxruntime.__version__)"
 touch "$VENV/.deps"

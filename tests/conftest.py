@@ -68,6 +68,8 @@ needs_minilm = pytest.mark.needs(MINILM.is_dir(), "MiniLM package not installed:
 
 
 def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
+    """Tiny text models; each pins ``artifact_backend`` so both runtime paths (TorchScript: the
+    classifiers; ONNX Runtime: tiny-embed and tiny-ner) are served whatever the build measures."""
     return (
         textwrap.dedent(
             f"""
@@ -82,27 +84,32 @@ def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
         task = "embeddings"
         source = "{ckpts / "bert-embeddings"}"
         max_length = 32
+        artifact_backend = "onnxruntime"
         [[models]]
         name = "tiny-sentiment"
         task = "text-classification"
         source = "{ckpts / "bert-seq"}"
         max_length = 32
+        artifact_backend = "torchscript"
         [[models]]
         name = "tiny-ner"
         task = "token-classification"
         source = "{ckpts / "distilbert-token"}"
         max_length = 16
         options = {{ stride = 4 }}
+        artifact_backend = "onnxruntime"
         [[models]]
         name = "tiny-sentiment-distil"
         task = "text-classification"
         source = "{ckpts / "distilbert-seq"}"
         max_length = 32
+        artifact_backend = "torchscript"
         [[models]]
         name = "tiny-ner-bert"
         task = "token-classification"
         source = "{ckpts / "bert-token"}"
         max_length = 16
+        artifact_backend = "torchscript"
         """
         )
         + extra

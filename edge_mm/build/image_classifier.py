@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_mm.build import artifact_backend, verify
+from edge_mm.build import artifact_backend, onnx_backend, verify
 from edge_mm.build.accelerator import Accelerator, resolve_accelerator
 from edge_mm.build.entries import SAMPLE_NAMES, built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.imagenet import load_imagenet_labels
@@ -42,6 +42,7 @@ TRACE_TOLERANCE = 2e-3  # fp32 traced (conv+BN folded) vs eager, max abs logit d
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INT8_MIN_LINEAR_SHARE = 0.5  # quantize Linear layers only when they hold at least this share of weights
+LATENCY_ROUNDS = {"batch_1": 12, "batch_8": 4}  # timed forwards per backend (medians)
 
 
 class _Capture(nn.Module):
@@ -200,10 +201,11 @@ def build_image_classifier(
         if figures[key] > TRACE_TOLERANCE:
             raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
     progress(f"traced fp32 channels-last (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
-    cpu_module, dtype = traced, "float32"
+    cpu_module, dtype, kept = traced, "float32", None
     notes = ["traced", "frozen (conv+BN folded)", "channels_last"]
     if spec.quantization == "int8" and figures["linear_weight_share"] >= INT8_MIN_LINEAR_SHARE:
-        cpu_module, dtype = _int8(spec, model, x, eager[0], figures, progress), "int8-dynamic"
+        cpu_module, kept = _int8(spec, model, x, eager[0], figures, progress)
+        dtype = "int8-dynamic"
         notes.append("int8 dynamic Linear layers")
     elif spec.quantization == "int8":
         notes.append(
@@ -211,12 +213,13 @@ def build_image_classifier(
             "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
         )
     variants = {"cpu": save_variant(cpu_module, out / "cpu.pt", dtype, notes)}
+    backends, serving = _cpu_backends(spec, (model, kept), cpu_module, x, eager, out, figures, variants, progress)
     accel = resolve_accelerator(accelerator)
     if accel is not None:
         variants["cuda"] = _accelerated_variant(model, x, eager, out, figures, accel)
     else:
         progress("no CUDA on this machine: CUDA variant skipped")
-    reference = _reference(cpu_module, pre, out)
+    reference = _reference(serving, pre, out)
     h, w = input_size(pre)
     return built_entry(
         spec,
@@ -232,7 +235,75 @@ def build_image_classifier(
         preprocessing={**preprocess_to_dict(pre), "kind": kind},
         files={"reference": reference},
         options=dict(spec.options),
+        backends=backends,
     )
+
+
+def _cpu_backends(
+    spec: ModelSpec,
+    export: tuple[nn.Module, list[str] | None],
+    torchscript: torch.jit.ScriptModule,
+    x: torch.Tensor,
+    eager: tuple[torch.Tensor, ...],
+    out: Path,
+    figures: dict[str, Any],
+    variants: dict[str, Variant],
+    progress: Progress,
+) -> tuple[dict[str, Any], Any]:
+    """The ONNX Runtime candidate (NCHW, same weights; int8 with the same kept layers), timed against
+    TorchScript at batch 1 and 8; returns (the manifest's backends record, the serving forward)."""
+    module, kept = export
+    one, eight = x[:1], torch.cat([x, x])  # the model's input size (224 x 224 for EfficientNet-Lite0)
+    cl = {"batch_1": (one.contiguous(memory_format=CL),), "batch_8": (eight.contiguous(memory_format=CL),)}
+    nchw = {"batch_1": (one.contiguous(),), "batch_8": (eight.contiguous(),)}
+    candidates = {"torchscript": onnx_backend.Candidate("cpu", True, [], figures.get("int8_vs_fp32", {}))}
+    runs: dict[str, Any] = {"torchscript": (torchscript, cl)}
+    threads = onnx_backend.build_threads()
+    if spec.artifact_backend != "torchscript":
+
+        def check_fp32(f: Any) -> tuple[dict[str, Any], list[str]]:
+            got = f(x)
+            single = [f(x[i : i + 1]) for i in range(len(x))]
+            figs = {
+                "exported_vs_eager_fp32_max_abs": max_abs(got, eager),
+                "batch_vs_single_fp32_max_abs": max(
+                    max_abs(s, tuple(t[i : i + 1] for t in got)) for i, s in enumerate(single)
+                ),
+            }
+            return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
+
+        def fidelity(f: Any) -> tuple[dict[str, Any], list[str]]:
+            figs = verify.classifier_figures(eager[0], f(x)[0])
+            missed = figs["top1_agreement"] < spec.min_top1_agreement or figs["max_prob_diff"] > spec.max_prob_diff
+            return figs, [
+                f"{figs} misses top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
+            ] * missed
+
+        ort = onnx_backend.build_candidate(
+            module,
+            (x,),
+            out / "cpu.onnx",
+            (["pixel_values"], ["logits", "features"]),
+            {"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
+            keep_fp32=kept,
+            check_fp32=check_fp32,
+            fidelity=fidelity,
+            threads=threads,
+            strict=spec.artifact_backend == "onnxruntime",
+        )
+        candidates["onnxruntime"] = ort.candidate
+        figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
+        if ort.variant is not None:
+            variants[onnx_backend.ORT_VARIANT] = ort.variant
+            runs["onnxruntime"] = (ort.forward, nchw)
+        refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
+        progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
+    try:
+        backends = onnx_backend.decide(spec.artifact_backend, candidates, runs, threads, LATENCY_ROUNDS)
+    except ValueError as exc:
+        raise BuildError(f"model {spec.name}: {exc}") from None
+    progress(f"serves {backends['serves']}: {backends['reason']}")
+    return backends, runs[backends["serves"]][0]
 
 
 def _top(logits: torch.Tensor, labels: list[str], k: int) -> list[str]:
@@ -246,7 +317,9 @@ def _int8(
     ref_logits: torch.Tensor,
     figures: dict[str, Any],
     progress: Progress,
-) -> torch.jit.ScriptModule:
+) -> tuple[torch.jit.ScriptModule, list[str]]:
+    """The int8 trace and the Linear layers kept in fp32."""
+
     def figs(m: nn.Module) -> dict[str, float]:
         with torch.inference_mode():
             return verify.classifier_figures(ref_logits, m(x)[0])
@@ -268,7 +341,7 @@ def _int8(
     if not passes(traced):
         raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {figures['int8_vs_fp32']}")
     progress(f"int8 {figures['int8_vs_fp32']}")
-    return traced
+    return traced, guarded.kept_fp32
 
 
 def _accelerated_variant(
@@ -292,9 +365,9 @@ def _accelerated_variant(
     return save_variant(traced, out / "cuda.pt", accel.dtype_name, notes)
 
 
-def _reference(module: torch.jit.ScriptModule, pre: Any, out: Path) -> FileRef:
+def _reference(module: Any, pre: Any, out: Path) -> FileRef:
     inputs = [png_base64(probe_pixels(90, 120, 1)), png_base64(probe_pixels(120, 90, 2))]
     with torch.inference_mode():
-        logits, features = module(pre([image_from_base64(s) for s in inputs]))
+        logits, features = (torch.as_tensor(t) for t in module(pre([image_from_base64(s) for s in inputs])))
     outputs = [torch.cat([logits[i], features[i]]).tolist() for i in range(len(inputs))]
     return write_reference(out / "reference.json", inputs, outputs)

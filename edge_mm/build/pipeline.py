@@ -23,7 +23,7 @@ from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 
-BUILDER_VERSION = 3  # bump when build code changes what it writes
+BUILDER_VERSION = 4  # bump when build code changes what it writes (4: ONNX Runtime variants, backends record)
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 
 
@@ -112,6 +112,11 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         entry = build(spec, source, staging, progress)
+        if spec.artifact_backend == "onnxruntime" and entry.backends.get("serves") != "onnxruntime":
+            raise ConfigError(
+                f"model {spec.name!r}: artifact_backend = onnxruntime, but {spec.task} models have no "
+                "ONNX Runtime backend in this version; use auto or torchscript"
+            )
         entry.content_hash = digest
         final = root / spec.name
         shutil.rmtree(final, ignore_errors=True)

@@ -6,6 +6,7 @@ import copy
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_mm.build import artifact_backend, verify
+from edge_mm.build import artifact_backend, onnx_backend, verify
 from edge_mm.build.accelerator import Accelerator, resolve_accelerator
 from edge_mm.build.entries import built_entry
 from edge_mm.build.progress import bar
@@ -26,6 +27,18 @@ from edge_mm.runtime.text_tokenizer import TextTokenizer
 
 Progress = Callable[[str], None]
 TRACE_TOLERANCE = 1e-4  # fp32 traced vs eager, max abs difference
+_OUTPUTS: dict[str, list[dict[str, Any]]] = {
+    "embeddings": [{"name": "embeddings", "dtype": "float32", "shape": ["batch", "dim"]}],
+    "text-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "labels"]}],
+    "token-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "seq", "labels"]}],
+}
+_INPUT_AXES = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+_OUTPUT_AXES = {  # ONNX export: which output axes vary
+    "embeddings": {"embeddings": {0: "batch"}},
+    "text-classification": {"logits": {0: "batch"}},
+    "token-classification": {"logits": {0: "batch", 1: "seq"}},
+}
+_LATENCY_ROUNDS = {"batch_1": 25, "batch_8": 8}  # timed forwards per backend (medians)
 
 
 class BuildError(Exception):
@@ -220,6 +233,7 @@ def build_text_model(
 
     reference = _run(model, fidelity_batches, "verify: fp32 reference")
     cpu_module, cpu_dtype, notes = traced_fp32, "float32", ["traced", "frozen"]
+    to_export, kept = model, None  # what ONNX Runtime exports, and its fp32 layers (None: not quantized)
     if spec.quantization == "int8":
 
         def fid(m: nn.Module, desc: str = "int8 guard: fidelity") -> dict[str, float]:
@@ -257,6 +271,7 @@ def build_text_model(
         if missed:
             raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {'; '.join(missed)}")
         cpu_module, cpu_dtype = traced_int8, "int8-dynamic"
+        to_export, kept = to_quantize, guarded.kept_fp32
         notes += [f"int8 Linear layers: {len(guarded.quantized)}", f"fp32 Linear layers kept: {len(guarded.kept_fp32)}"]
         figures["kept_fp32"] = guarded.kept_fp32
         if guarded.sensitivity:
@@ -264,7 +279,11 @@ def build_text_model(
         progress(f"int8 {int8_figures} (kept fp32: {len(guarded.kept_fp32)})")
 
     variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
-    reference_file = _write_reference(cpu_module, tok, sentences[:4], out / "reference.json")
+    samples = _Samples(batches, fidelity_batches, fid_mask, reference)
+    backends, serving = _cpu_backends(
+        spec, samples, cpu_module, (to_export, kept), tok, out, figures, variants, progress
+    )
+    reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json")
     accel = resolve_accelerator(accelerator)
     if accel is not None:
         variants["cuda"] = _build_accelerated(
@@ -274,11 +293,6 @@ def build_text_model(
     else:
         progress("no CUDA on this machine: CUDA variant skipped (build on a CUDA machine to add it)")
 
-    outputs = {
-        "embeddings": [{"name": "embeddings", "dtype": "float32", "shape": ["batch", "dim"]}],
-        "text-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "labels"]}],
-        "token-classification": [{"name": "logits", "dtype": "float32", "shape": ["batch", "seq", "labels"]}],
-    }[spec.task]
     return built_entry(
         spec,
         t0,
@@ -288,19 +302,108 @@ def build_text_model(
             {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
             {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
         ],
-        outputs=outputs,
+        outputs=_OUTPUTS[spec.task],
         labels=labels,
         preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
         files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file},
         options=dict(spec.options),
+        backends=backends,
     )
 
 
-def _write_reference(module: torch.jit.ScriptModule, tok: TextTokenizer, texts: list[str], path: Path) -> FileRef:
+@dataclass
+class _Samples:
+    """What one build's checks run on: verify batches (1, 3, 8), fidelity batches, their mask, fp32 outputs."""
+
+    batches: Sequence[tuple[torch.Tensor, ...]]
+    fidelity_batches: Sequence[tuple[torch.Tensor, ...]]
+    fid_mask: torch.Tensor
+    reference: torch.Tensor  # the fp32 eager outputs over fidelity_batches
+
+
+def _cpu_backends(
+    spec: ModelSpec,
+    samples: _Samples,
+    torchscript: torch.jit.ScriptModule,
+    export: tuple[nn.Module, list[str] | None],
+    tok: TextTokenizer,
+    out: Path,
+    figures: dict[str, Any],
+    variants: dict[str, Variant],
+    progress: Progress,
+) -> tuple[dict[str, Any], Callable[..., Any]]:
+    """Build the ONNX Runtime candidate (unless the setting is torchscript), time both, choose.
+
+    ``export``: (the fp32 model int8 was made from, its fp32-kept layers or None when not quantized).
+    Adds the ONNX variant to ``variants`` when it passes; returns (the manifest's backends record,
+    the serving forward).
+    """
+    candidates = {"torchscript": onnx_backend.Candidate("cpu", True, [], figures.get("int8_vs_fp32", {}))}
+    latency_inputs = _latency_inputs(tok, sample_sentences())
+    runs: dict[str, Any] = {"torchscript": (torchscript, latency_inputs)}
+    threads = onnx_backend.build_threads()
+    if spec.artifact_backend != "torchscript":
+        ort = _onnx_candidate(spec, samples, export, out / "cpu.onnx", threads)
+        candidates["onnxruntime"] = ort.candidate
+        figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
+        if ort.variant is not None:
+            variants[onnx_backend.ORT_VARIANT] = ort.variant
+            runs["onnxruntime"] = (ort.forward, latency_inputs)
+        refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
+        progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
+    try:
+        backends = onnx_backend.decide(spec.artifact_backend, candidates, runs, threads, _LATENCY_ROUNDS)
+    except ValueError as exc:
+        raise BuildError(f"model {spec.name}: {exc}") from None
+    progress(f"serves {backends['serves']}: {backends['reason']}")
+    return backends, runs[backends["serves"]][0]
+
+
+def _onnx_candidate(
+    spec: ModelSpec, samples: _Samples, export: tuple[nn.Module, list[str] | None], path: Path, threads: int
+) -> onnx_backend.OnnxBuild:
+    """Export, quantize with the same kept layers, and check with the same tolerances and gates as TorchScript."""
+    module, kept = export
+
+    def check_fp32(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
+        figs = {
+            "exported_vs_eager_fp32_max_abs": verify.max_abs_diff(module, f, samples.batches),
+            "batch_vs_single_fp32_max_abs": verify.batch_vs_single(f, samples.batches[-1]),
+        }
+        return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
+
+    def fidelity(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
+        test = _run(f, samples.fidelity_batches, "verify: onnxruntime vs fp32")
+        figs = _fidelity(spec, samples.reference, test, samples.fid_mask)
+        return figs, _misses(spec, figs)
+
+    return onnx_backend.build_candidate(
+        module,
+        samples.batches[-1],
+        path,
+        (["input_ids", "attention_mask"], [o["name"] for o in _OUTPUTS[spec.task]]),
+        {**_INPUT_AXES, **_OUTPUT_AXES[spec.task]},
+        keep_fp32=kept,
+        check_fp32=check_fp32,
+        fidelity=fidelity,
+        threads=threads,
+        strict=spec.artifact_backend == "onnxruntime",
+    )
+
+
+def _latency_inputs(tok: TextTokenizer, sentences: list[str]) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Batch 1 and batch 8 of sample sentences of 21-32 tokens (the issue's benchmark sentence length)."""
+    lengths = [len(e.ids) for e in tok.encode(sentences).encodings]
+    picked = [s for s, n in zip(sentences, lengths, strict=True) if 21 <= n <= 32] or sentences
+    one, eight = tok.encode(picked[:1]), tok.encode((picked * 8)[:8])
+    return {"batch_1": (one.input_ids, one.attention_mask), "batch_8": (eight.input_ids, eight.attention_mask)}
+
+
+def _write_reference(module: Callable[..., Any], tok: TextTokenizer, texts: list[str], path: Path) -> FileRef:
     """Sample inputs and the CPU artifact's outputs, for `edge-mm check` on the target machine."""
     enc = tok.encode(texts)
     with torch.inference_mode():
-        out = module(enc.input_ids, enc.attention_mask).float()
+        out = torch.as_tensor(module(enc.input_ids, enc.attention_mask)).float()
     outputs = [(out[i, : enc.lengths[i]] if out.dim() == 3 else out[i]).tolist() for i in range(len(texts))]
     path.write_text(json.dumps({"inputs": texts, "outputs": outputs}))
     return FileRef(path.name, sha256_file(path))

@@ -1,11 +1,30 @@
-"""Loading TorchScript artifacts (the other half of build/artifact_backend.py)."""
+"""Loading artifacts (the other half of build/artifact_backend.py and build/onnx_backend.py).
+
+A variant's ``backend`` says what loads its model file: a TorchScript module, or an
+ONNX Runtime session (runtime/onnx_session.py) with the same positional call. Which
+CPU variant serves is the build's choice, recorded in the manifest (``backends``).
+"""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import BACKENDS, ORT_VARIANT, ModelEntry, Variant
+from edge_mm.runtime.onnx_session import OnnxSession
+
+_cpu_threads = 1  # intra-op threads per inference; set once at start-up by set_cpu_threads
+
+
+def set_cpu_threads(intra: int) -> None:
+    """Intra-op threads per inference, for torch and for every ONNX Runtime session loaded after this."""
+    global _cpu_threads
+    _cpu_threads = max(1, intra)
+    torch.set_num_threads(_cpu_threads)
 
 
 def load_module(path: Path, device: str) -> torch.jit.ScriptModule:
@@ -13,3 +32,37 @@ def load_module(path: Path, device: str) -> torch.jit.ScriptModule:
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript deprecation notice (torch >= 2.14)
         module = torch.jit.load(str(path), map_location=device)
     return module.eval()
+
+
+def load_artifact(variant: Variant, root: Path, device: str) -> Any:
+    """The variant's ``model`` file as a callable: ``artifact(*inputs) -> output or tuple of outputs``.
+
+    Outputs are tensors (TorchScript) or numpy arrays (ONNX Runtime): wrap them in ``torch.as_tensor``.
+    """
+    path = variant.files["model"].resolve(root)
+    if variant.backend == "onnxruntime":
+        if device != "cpu":
+            raise ConfigError(f"{path.name}: the ONNX Runtime variant runs on CPU only, not {device}")
+        return OnnxSession(path, _cpu_threads)
+    if variant.backend != "torchscript":
+        raise ConfigError(f"{path.name}: backend {variant.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+    return load_module(path, device)
+
+
+def serving_variant(entry: ModelEntry, device_variant: str, setting: str = "auto") -> tuple[str, str]:
+    """(variant key, why) for a model whose device policy chose ``device_variant``.
+
+    CUDA always serves TorchScript. On CPU the build's choice serves; ``setting`` is the model's
+    ``artifact_backend`` now, and a manifest built for another setting must be rebuilt.
+    """
+    if device_variant != "cpu":
+        return device_variant, "TorchScript: the CUDA path"
+    built_for = entry.backends.get("setting")
+    if (built_for is None and setting == "onnxruntime") or (built_for is not None and built_for != setting):
+        raise ConfigError(
+            f"artifact_backend = {setting} in settings, but the artifacts were built for "
+            f"{built_for or 'TorchScript only'}; run 'edge-mm build' again"
+        )
+    backend = entry.cpu_backend
+    reason = entry.backends.get("reason", "TorchScript: the artifacts record no other CPU backend")
+    return (ORT_VARIANT if backend == "onnxruntime" else "cpu"), reason

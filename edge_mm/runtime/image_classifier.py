@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
 from edge_mm.manifest import ModelEntry
 from edge_mm.media.image_preprocess import ImagePreprocess, Preprocess, SquashPreprocess, preprocess_from_dict
-from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.artifacts import load_artifact
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.probes import image_from_base64, probe_pixels
 from edge_mm.runtime.runner import BatchedRunner
@@ -29,17 +30,21 @@ def entry_preprocess(entry: ModelEntry) -> ImagePreprocess | SquashPreprocess:
 class ImageClassifier(BatchedRunner):
     """Items are preprocessed (3, H, W) tensors; outputs (logits (C,), features (D,)) float32 CPU."""
 
-    module: torch.jit.ScriptModule
+    module: Any  # ``module(x) -> (logits, features)``: a TorchScript module or an OnnxSession
     preprocess: Preprocess
     half: bool = False
+    channels_last: bool = True  # TorchScript conv nets run fastest channels-last; ONNX Runtime takes NCHW
 
     @classmethod
     def load(
         cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
     ) -> ImageClassifier:
-        module = load_module(entry.variants[variant].files["model"].resolve(root), device)
-        half = entry.variants[variant].dtype == "float16"
-        return cls(name, entry, device, max_batch, module, entry_preprocess(entry), half)
+        chosen = entry.variants[variant]
+        module = load_artifact(chosen, root, device)
+        half = chosen.dtype == "float16"
+        return cls(
+            name, entry, device, max_batch, module, entry_preprocess(entry), half, chosen.backend == "torchscript"
+        )
 
     def prepare(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
         """PIL images -> one (3, H, W) float32 tensor each (runs in the request thread)."""
@@ -49,10 +54,11 @@ class ImageClassifier(BatchedRunner):
         out: list[Output] = []
         for start in range(0, len(items), self.max_batch):
             x = torch.stack(items[start : start + self.max_batch]).to(self.device)
-            x = (x.half() if self.half else x).contiguous(memory_format=CL)
+            x = x.half() if self.half else x
+            x = x.contiguous(memory_format=CL) if self.channels_last else x.contiguous()
             with torch.inference_mode():
                 logits, features = self.module(x)
-            logits, features = logits.float().cpu(), features.float().cpu()
+            logits, features = torch.as_tensor(logits).float().cpu(), torch.as_tensor(features).float().cpu()
             out += [(logits[i], features[i]) for i in range(len(logits))]
         return out
 

@@ -1,4 +1,4 @@
-"""The registry: reads the manifest, checks hashes, picks devices, loads and warms the models.
+"""The registry: reads the manifest, checks hashes, picks devices and backends, loads and warms the models.
 
 It owns every loaded model; tasks ask it for one by name and the model kinds they accept.
 Which loader builds which kind's runner is injected (the task table's ``LOADERS``).
@@ -22,6 +22,7 @@ from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 from edge_mm.runtime.admission import Admission
+from edge_mm.runtime.artifacts import serving_variant, set_cpu_threads
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.runner import BatchedRunner, Loader
 
@@ -124,7 +125,7 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
     intra, concurrent = device_policy.cpu_threads(
         cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
     )
-    torch.set_num_threads(intra)
+    set_cpu_threads(intra)
     registry = Registry()
     choices = {}
     for spec in settings.models:
@@ -138,19 +139,26 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
         if entry.task not in loaders:
             raise ConfigError(f"model {spec.name!r}: task {entry.task!r} cannot be served by this edge-mm version")
         choice = device_policy.resolve(settings["runtime.device"], cuda, set(entry.variants))
-        log.info("model %s: device %s (%s)", spec.name, choice.device, choice.reason)
-        runner = loaders[entry.task](
-            spec.name, entry, root, choice.device, choice.variant, settings["runtime.max_batch"]
-        )
+        try:
+            variant, backend_reason = serving_variant(entry, choice.variant, spec.artifact_backend)
+        except ConfigError as exc:
+            raise ConfigError(f"model {spec.name!r}: {exc}") from None
+        backend = entry.variants[variant].backend
+        log.info("model %s: device %s (%s); %s (%s)", spec.name, choice.device, choice.reason, backend, backend_reason)
+        runner = loaders[entry.task](spec.name, entry, root, choice.device, variant, settings["runtime.max_batch"])
         in_flight = concurrent if choice.device == "cpu" else max(2, concurrent)
         if settings["runtime.micro_batching"] and isinstance(runner, BatchedRunner):
             runner.enable_batching(settings["runtime.max_batch_wait_ms"], workers=in_flight)
             in_flight *= settings["runtime.max_batch"]  # let enough requests reach the batcher to fill a batch
         admission = Admission(in_flight, settings["runtime.queue_size"], settings["runtime.request_timeout_s"])
-        registry.models[spec.name] = Served(
-            spec.name, entry.task, runner, admission, choice.device, choice.variant, entry
-        )
-        choices[spec.name] = {"device": choice.device, "variant": choice.variant, "reason": choice.reason}
+        registry.models[spec.name] = Served(spec.name, entry.task, runner, admission, choice.device, variant, entry)
+        choices[spec.name] = {
+            "device": choice.device,
+            "variant": variant,
+            "reason": choice.reason,
+            "backend": backend,
+            "backend_reason": backend_reason,
+        }
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry
 
@@ -197,6 +205,7 @@ def _info(
                 **choices[name],
                 "files": {ref.path: ref.sha256 for ref in manifest.models[name].all_files()},
                 "verification": manifest.models[name].verification,
+                "backends": manifest.models[name].backends,
             }
             for name in choices
         },

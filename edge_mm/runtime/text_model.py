@@ -1,4 +1,4 @@
-"""A loaded text artifact: TorchScript module + tokenizer + labels, with batched forward."""
+"""A loaded text artifact: TorchScript module or ONNX Runtime session + tokenizer + labels, with batched forward."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from tokenizers import Encoding
 
 from edge_mm.manifest import ModelEntry
-from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.artifacts import load_artifact
 from edge_mm.runtime.runner import BatchedRunner
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
@@ -19,13 +19,13 @@ from edge_mm.runtime.text_tokenizer import TextTokenizer
 class TextModel(BatchedRunner):
     """``(ids, mask) -> outputs`` for embeddings, sequence and token classification."""
 
-    module: torch.jit.ScriptModule
+    module: Any  # ``module(ids, mask) -> output``: a TorchScript module or an OnnxSession
     tokenizer: TextTokenizer
     cache: dict[Any, Any] = field(default_factory=dict)  # task-owned caches, e.g. label embeddings
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> TextModel:
-        module = load_module(entry.variants[variant].files["model"].resolve(root), device)
+        module = load_artifact(entry.variants[variant], root, device)
         pre = entry.preprocessing
         tokenizer = TextTokenizer(
             entry.files["tokenizer"].resolve(root),
@@ -47,7 +47,7 @@ class TextModel(BatchedRunner):
             batch = self.tokenizer.pad([items[i] for i in chunk])
             with torch.inference_mode():
                 out = self.module(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-            out = out.float().cpu()
+            out = torch.as_tensor(out).float().cpu()
             for row, i in enumerate(chunk):
                 outputs[i] = out[row, : batch.lengths[row]] if out.dim() == 3 else out[row]
         return outputs

@@ -26,13 +26,14 @@ def artifact_copy(tiny_settings, tmp_path):
     return tiny_settings.replace(runtime__artifacts_dir=str(dst)), dst
 
 
-def test_tampered_artifact_refuses_to_load(artifact_copy):
+@pytest.mark.parametrize("served", ["tiny-sentiment/cpu.pt", "tiny-ner/cpu.onnx"])  # TorchScript, ONNX Runtime
+def test_tampered_artifact_refuses_to_load(artifact_copy, served):
     settings, root = artifact_copy
-    f = root / "tiny-ner" / "cpu.pt"
+    f = root / served
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match=r"tiny-ner/cpu.pt has sha256 .* the manifest says"):
+    with pytest.raises(ConfigError, match=rf"{served} has sha256 .* the manifest says"):
         load_registry(settings, LOADERS)
 
 
@@ -81,7 +82,7 @@ def test_empty_registry_routes_are_404():
 
 
 def test_runtime_never_imports_build_only_packages(tiny_config):
-    """Load, warm and serve requests in a fresh process; transformers/torchvision stay out of sys.modules."""
+    """Load, warm and serve requests in a fresh process; transformers/torchvision/onnx stay out of sys.modules."""
     code = f"""
 import sys
 from edge_mm.config import load_settings
@@ -94,7 +95,8 @@ reg = load_registry(s, LOADERS); reg.warm_all()
 c = create_app(s, reg).test_client()
 assert c.post('/v1/embeddings', json={{'inputs': 'hi'}}).status_code == 200
 assert c.post('/v1/token-classification', json={{'inputs': 'john smith'}}).status_code == 200
-bad = sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'torchvision', 'huggingface_hub', 'edge_mm.build') or m.startswith('edge_mm.build'))
+bad = sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'torchvision', 'huggingface_hub', 'onnx') or m.startswith(('edge_mm.build', 'onnxruntime.quantization')))
+assert 'onnxruntime' in sys.modules  # tiny-embed and tiny-ner serve ONNX Runtime artifacts
 print('BAD', bad)
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -1,0 +1,321 @@
+"""The second artifact backend: ONNX Runtime (export -> dynamic int8 -> verify), and the measured choice.
+
+The same wrapped (and smoothed) fp32 model TorchScript traces is exported with the
+TorchScript-based ``torch.onnx.export`` (dynamic batch and sequence axes), then its Linear
+layers' MatMuls are quantized with ONNX Runtime's ``quantize_dynamic`` (int8 weights per
+output channel), leaving in fp32 the MatMuls of the layers the int8 guard kept. Kept layers
+are found by their weights, not by node names, so the match does not depend on the
+exporter's naming. The builder then measures both backends' forward at batch 1 and 8
+(:func:`measure_latency`) and :func:`choose_backend` picks the one that serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_mm import device as device_policy
+from edge_mm.build.quantize import is_kept
+from edge_mm.manifest import ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.runtime.onnx_session import OnnxSession
+
+OPSET = 17
+CRITERION = "geometric mean of the batch-1 and batch-8 forward times (ms); a tie serves TorchScript"
+Forward = Callable[..., Any]
+
+
+@dataclass
+class Candidate:
+    """One CPU backend as the build verified and timed it."""
+
+    variant: str  # manifest variant key, e.g. "cpu" or "cpu-onnxruntime"
+    passes: bool
+    misses: list[str] = field(default_factory=list)  # why it fails, readable
+    fidelity: dict[str, float] = field(default_factory=dict)  # int8 (or fp32) vs the fp32 eager reference
+    latency_ms: dict[str, float] = field(default_factory=dict)  # {"batch_1": ms, "batch_8": ms}, medians
+
+    @property
+    def score(self) -> float:
+        """Geometric mean of the measured forward times (ms); lower is faster."""
+        times = list(self.latency_ms.values())
+        return math.exp(sum(math.log(max(t, 1e-6)) for t in times) / len(times)) if times else math.inf
+
+
+def choose_backend(setting: str, candidates: Mapping[str, Candidate]) -> tuple[str, str]:
+    """(backend that serves, why) for ``artifact_backend = setting``; ValueError when it cannot serve.
+
+    ``auto``: the fastest by :data:`CRITERION` among the candidates that pass their fidelity gates.
+    """
+    if setting in ("torchscript", "onnxruntime"):
+        chosen = candidates.get(setting)
+        if chosen is None or not chosen.passes:
+            why = "; ".join(chosen.misses) if chosen else "not built"
+            raise ValueError(f"artifact_backend = {setting}, but {setting} cannot serve: {why}")
+        return setting, f"artifact_backend = {setting} in settings"
+    if setting != "auto":
+        raise ValueError(f"artifact_backend {setting!r} is not one of auto, torchscript, onnxruntime")
+    passing = {name: c for name, c in candidates.items() if c.passes}
+    if not passing:
+        raise ValueError("no backend passes its fidelity targets")
+    best = min(passing, key=lambda name: (passing[name].score, name != "torchscript"))
+    failed = [f"{name} refused ({'; '.join(c.misses)})" for name, c in candidates.items() if not c.passes]
+    others = [name for name in passing if name != best]
+    if others:
+        figures = ", ".join(f"{passing[n].score:.2f} ms ({n})" for n in others)
+        why = f"auto: {best} measured fastest, {passing[best].score:.2f} ms against {figures}"
+    else:
+        why = f"auto: {best} is the only backend that passes"
+    return best, "; ".join([why, *failed])
+
+
+def backends_record(
+    setting: str, candidates: Mapping[str, Candidate], threads: int, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The manifest's ``backends`` field: every candidate's figures, which one serves and why.
+
+    Raises ValueError (from :func:`choose_backend`) when the setting's backend cannot serve.
+    """
+    serves, reason = choose_backend(setting, candidates)
+    return {
+        "setting": setting,
+        "serves": serves,
+        "reason": reason,
+        "criterion": CRITERION,
+        "threads": threads,
+        "candidates": {name: asdict(c) for name, c in candidates.items()},
+        **(extra or {}),
+    }
+
+
+def build_threads() -> int:
+    """The intra-op threads one inference gets by default on this machine (runtime's derivation)."""
+    return device_policy.cpu_threads(os.cpu_count() or 1, 0, 0)[0]
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"onnxruntime_version": onnxruntime.__version__, "opset": str(OPSET)}
+
+
+def export(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+) -> Path:
+    """fp32 ``module`` -> ONNX at ``path`` (TorchScript-based exporter; ``dynamic_axes`` by input/output name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notice and TracerWarnings inside HF models
+        torch.onnx.export(
+            module,
+            tuple(t.contiguous() for t in example),
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return path
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+
+
+def nodes_for_layers(onnx_path: Path, model: nn.Module, keep_fp32: Sequence[str]) -> list[str]:
+    """Names of the MatMul/Gemm nodes that compute ``model``'s Linear layers under ``keep_fp32``.
+
+    A node matches a layer when its weight initializer holds the layer's weight (as is, or
+    transposed: the exporter folds Linear into MatMul with W^T or Gemm with W). Kept layers
+    the export dropped (unused outputs, e.g. a pooler) match nothing.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
+    by_weight: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            by_weight.setdefault(_digest(numpy_helper.to_array(inits[node.input[1]])), []).append(node.name)
+    found: list[str] = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, nn.Linear) and is_kept(name, keep_fp32):
+            w = layer.weight.detach().float().cpu().numpy()
+            found += by_weight.get(_digest(w.T), []) + by_weight.get(_digest(w), [])
+    return sorted(set(found))
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, exclude: Sequence[str]) -> None:
+    """Dynamic int8 of every MatMul with constant weights except ``exclude`` (per-channel int8 weights)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # its "consider pre-processing" note goes to the root logger
+    try:
+        quantize_dynamic(
+            fp32_path,
+            int8_path,
+            op_types_to_quantize=["MatMul"],  # Linear layers only, as the TorchScript path
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+        )
+    finally:
+        logging.disable(previous)
+
+
+def count_ops(onnx_path: Path, op_type: str) -> int:
+    import onnx
+
+    return sum(n.op_type == op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+
+class OrtForward:
+    """An ONNX model as a build-time forward: CPU tensors in, tensors (or a tuple) out, like a traced module."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        self.session = OnnxSession(path, threads)
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        out = self.session(*(t.detach().cpu().contiguous().numpy() for t in inputs))
+        return tuple(torch.from_numpy(o) for o in out) if isinstance(out, tuple) else torch.from_numpy(out)
+
+
+def measure_latency(
+    runs: Mapping[str, tuple[Forward, Mapping[str, tuple[Any, ...]]]],
+    threads: int,
+    rounds: Mapping[str, int],
+    warm: int = 2,
+) -> dict[str, dict[str, float]]:
+    """Median forward time (ms) of each backend on each named input, at ``threads`` intra-op threads.
+
+    ``runs``: backend -> (forward, {"batch_1": inputs, "batch_8": inputs}); ``rounds``: timed runs
+    per input name. Backends alternate run by run, so a change in machine load hits both alike.
+    ONNX Runtime forwards must have been made with ``threads`` already.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times: dict[str, dict[str, list[float]]] = {b: {k: [] for k in rounds} for b in runs}
+    try:
+        with torch.inference_mode():
+            for key, n in rounds.items():
+                for i in range(warm + n):
+                    for backend, (forward, inputs) in runs.items():
+                        t0 = time.perf_counter()
+                        forward(*inputs[key])
+                        if i >= warm:
+                            times[backend][key].append((time.perf_counter() - t0) * 1000)
+    finally:
+        torch.set_num_threads(before)
+    return {b: {k: round(statistics.median(v), 3) for k, v in per.items()} for b, per in times.items()}
+
+
+def variant_notes(quantized: int, kept: int, int8: bool) -> list[str]:
+    notes = ["ONNX (TorchScript-based exporter)", f"opset {OPSET}", "dynamic batch axis"]
+    if int8:
+        notes += [f"int8 MatMuls (per-channel weights): {quantized}", f"fp32 MatMuls kept: {kept}"]
+    return notes
+
+
+Checker = Callable[[Forward], tuple[dict[str, Any], list[str]]]  # forward -> (figures, missed targets)
+
+
+@dataclass
+class OnnxBuild:
+    """The ONNX Runtime candidate: its figures, and (when it passes) the saved variant and its forward."""
+
+    candidate: Candidate
+    figures: dict[str, Any]
+    variant: Variant | None = None
+    forward: OrtForward | None = None
+
+
+def build_candidate(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    io_names: tuple[Sequence[str], Sequence[str]],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+    *,
+    keep_fp32: Sequence[str] | None,
+    check_fp32: Checker,
+    fidelity: Checker,
+    threads: int,
+    strict: bool,
+) -> OnnxBuild:
+    """Export ``module`` (fp32, already smoothed), quantize it unless ``keep_fp32`` is None, verify, save at ``path``.
+
+    ``check_fp32``: traced-vs-eager style checks of the exported fp32 graph; ``fidelity``: the served
+    graph against the fp32 reference (the same gates as TorchScript). ``strict``: a failure raises
+    (artifact_backend = onnxruntime) instead of being recorded as a refusal (auto).
+    """
+    figures: dict[str, Any] = {**versions()}
+    try:
+        with tempfile.TemporaryDirectory(prefix="edge-mm-onnx-") as tmp:
+            fp32 = export(module, example, Path(tmp) / "fp32.onnx", io_names[0], io_names[1], dynamic_axes)
+            fp32_figures, misses = check_fp32(OrtForward(fp32, threads))
+            figures.update(fp32_figures)
+            if keep_fp32 is not None:
+                exclude = nodes_for_layers(fp32, module, keep_fp32)
+                quantize_int8(fp32, path, exclude)
+                quantized = count_ops(path, "MatMulInteger")
+                figures.update({"int8_matmuls": quantized, "fp32_matmuls_kept": exclude})
+                notes, dtype = variant_notes(quantized, len(exclude), True), "int8-dynamic"
+            else:
+                shutil.copyfile(fp32, path)
+                notes, dtype = variant_notes(0, 0, False), "float32"
+        forward = OrtForward(path, threads)
+        fid, fid_misses = fidelity(forward)
+        misses += fid_misses
+    except Exception as exc:
+        if strict:
+            raise
+        path.unlink(missing_ok=True)
+        reason = f"export or quantization failed: {type(exc).__name__}: {exc}"[:300]
+        return OnnxBuild(Candidate(ORT_VARIANT, False, [reason]), figures)
+    candidate = Candidate(ORT_VARIANT, not misses, misses, fid)
+    if misses:
+        path.unlink(missing_ok=True)  # a refused graph is not shipped
+        return OnnxBuild(candidate, figures)
+    variant = Variant({"model": FileRef(path.name, sha256_file(path))}, dtype, notes, backend="onnxruntime")
+    return OnnxBuild(candidate, figures, variant, forward)
+
+
+def decide(
+    setting: str,
+    candidates: Mapping[str, Candidate],
+    runs: Mapping[str, tuple[Forward, Mapping[str, tuple[Any, ...]]]],
+    threads: int,
+    rounds: Mapping[str, int],
+) -> dict[str, Any]:
+    """Time the passing candidates (``runs``), record the figures on them, and return the ``backends`` record.
+
+    ValueError when ``setting`` names a backend that cannot serve.
+    """
+    timed = {name: run for name, run in runs.items() if candidates[name].passes}
+    for name, latency in measure_latency(timed, threads, rounds).items():
+        candidates[name].latency_ms = latency
+    return backends_record(setting, candidates, threads, versions() if "onnxruntime" in candidates else None)

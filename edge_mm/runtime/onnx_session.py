@@ -1,0 +1,48 @@
+"""An ONNX Runtime CPU session behind the same call as a TorchScript module.
+
+``session(*inputs)`` takes the inputs in the manifest's order (numpy arrays or CPU
+tensors, anything ``np.asarray`` reads without a copy) and returns numpy: one array
+for one output, else a tuple. Runners wrap outputs with ``torch.as_tensor`` (no copy),
+so the same runner code serves both backends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class OnnxSession:
+    """One ``InferenceSession`` on the CPU provider: sequential execution, all graph optimizations.
+
+    ``threads``: intra-op threads per run (the runtime's ``intra_op_threads``); several
+    requests may run the session at once, each on its own calling thread.
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort  # here, so a server with no ONNX model never loads it
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: its optimizer's notes are not ours to print
+        self.path = path
+        self.threads = opts.intra_op_num_threads
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def __call__(self, *inputs: Any, **named: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        feeds = dict(zip(self.input_names, inputs, strict=False)) | named
+        if set(feeds) != set(self.input_names):
+            raise TypeError(f"{self.path.name} takes inputs {self.input_names}, got {sorted(feeds)}")
+        outs = self._session.run(None, {k: np.ascontiguousarray(np.asarray(v)) for k, v in feeds.items()})
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def eval(self) -> OnnxSession:
+        """Nothing to switch (an ONNX graph has no training mode); here so both backends read alike."""
+        return self
