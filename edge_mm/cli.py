@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the REST API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument(
+        "--engine",
+        choices=("waitress", "ray"),
+        default="waitress",
+        help="waitress: this machine (default); ray: the models as Ray Serve deployments ([ray] settings)",
+    )
     sub.add_parser("info", help="print what the manifest holds")
     sub.add_parser("check", help="self-test: load every model and run its recorded sample")
     k = sub.add_parser("package", help="bundle the executable with PyInstaller (edge_mm.spec)")
@@ -93,6 +99,19 @@ def _finetune(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def _serve(engine: str, settings: Settings) -> None:
+    if engine == "waitress":
+        from edge_mm.server import serve
+
+        serve(settings)
+        return
+    try:
+        from edge_mm.ray_serve.run import serve_on_ray
+    except ImportError as exc:
+        raise ConfigError(f"--engine ray needs Ray Serve ({exc}): pip install -r requirements/ray.txt") from None
+    serve_on_ray(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -120,10 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "finetune":
             _finetune(args, settings)
         elif args.command == "serve":
-            from edge_mm.server import serve
-
             overrides = {k: v for k, v in (("server__host", args.host), ("server__port", args.port)) if v is not None}
-            serve(settings.replace(**overrides))
+            _serve(args.engine, settings.replace(**overrides))
         elif args.command == "info":
             from edge_mm.manifest import read_manifest
 

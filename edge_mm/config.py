@@ -7,6 +7,7 @@ Nothing is read at import time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -18,7 +19,6 @@ from edge_mm.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("int8", "none")
-ARTIFACT_BACKENDS = ("auto", "torchscript", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,61 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "ray.address",
+        "",
+        str,
+        "serve --engine ray: the Ray cluster to join ('auto': the one 'ray start' made on this machine, or "
+        "'host:port' of its head); empty starts a one-machine Ray inside the command.",
+    ),
+    Setting(
+        "ray.proxy_location",
+        "EveryNode",
+        str,
+        "Where Ray Serve's HTTP proxy (server.host:server.port) runs: EveryNode or HeadOnly.",
+        choices=("EveryNode", "HeadOnly"),
+    ),
+    Setting(
+        "ray.ingress_replicas",
+        1,
+        int,
+        "Replicas of the HTTP ingress (parses requests, runs tasks); one runs on the head node, which a "
+        "cluster needs anyway, so losing a worker node loses no request inside the ingress.",
+        minimum=1,
+    ),
+    Setting(
+        "ray.replicas", 1, int, "Replicas per model; with max_replicas above it, the autoscaling minimum.", minimum=1
+    ),
+    Setting(
+        "ray.max_replicas",
+        0,
+        int,
+        "Autoscaling on ongoing requests up to this many replicas per model; 0 or <= replicas: a fixed count.",
+        minimum=0,
+    ),
+    Setting(
+        "ray.target_ongoing_requests",
+        2.0,
+        float,
+        "Autoscaling target: requests running or queued per replica.",
+        minimum=0.1,
+    ),
+    Setting("ray.upscale_delay_s", 30.0, float, "How long load must stay high before adding replicas (s).", minimum=0),
+    Setting(
+        "ray.num_cpus",
+        1.0,
+        float,
+        "Ray CPUs reserved per model replica; fractions let several replicas share a node's CPUs.",
+        minimum=0,
+    ),
+    Setting("ray.num_gpus", 0.0, float, "Ray GPUs per model replica (CUDA variant when > 0).", minimum=0),
+    Setting(
+        "ray.models",
+        {},
+        dict,
+        "Per-model overrides of replicas, max_replicas, target_ongoing_requests, upscale_delay_s, num_cpus, "
+        "num_gpus: a table per model name, e.g. [ray.models.minilm] replicas = 2 (environment: JSON).",
+    ),
+    Setting(
         "build.packages_dir",
         "build/models",
         str,
@@ -282,13 +337,6 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
         bool,
         "When int8 misses a target, keep the most sensitive Linear layers in fp32 until it passes.",
     ),
-    ModelSetting(
-        "artifact_backend",
-        "auto",
-        str,
-        "CPU artifact: auto (the build measures TorchScript and ONNX Runtime and serves the faster one that "
-        "passes the fidelity targets), torchscript or onnxruntime. CUDA always serves TorchScript.",
-    ),
     ModelSetting("options", {}, dict, "Task options, e.g. hypothesis_template, top_k, stride."),
 )
 
@@ -309,7 +357,6 @@ class ModelSpec:
     min_top1_agreement: float = 0.95
     max_prob_diff: float = 0.1
     auto_keep_fp32: bool = True
-    artifact_backend: str = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def build_fingerprint(self) -> dict[str, Any]:
@@ -393,6 +440,15 @@ def _to_list(value: Any) -> list[str]:
     return value
 
 
+def _to_dict(value: Any) -> dict[str, Any]:
+    """A table (TOML) or a JSON object (environment)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError
+    return value
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError
@@ -412,7 +468,13 @@ def _to_str(value: Any) -> str:
 
 
 # Setting.type -> converter; each raises ValueError or TypeError for a value it cannot take.
-_CONVERTERS: dict[type, Callable[[Any], Any]] = {bool: _to_bool, list: _to_list, int: _to_int, float: _to_float}
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {
+    bool: _to_bool,
+    list: _to_list,
+    dict: _to_dict,
+    int: _to_int,
+    float: _to_float,
+}
 
 
 def _model_spec(raw: Any, index: int) -> ModelSpec:
@@ -441,11 +503,6 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
     if values["quantization"] not in QUANTIZATIONS:
         raise ConfigError(
             f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}"
-        )
-    if values["artifact_backend"] not in ARTIFACT_BACKENDS:
-        raise ConfigError(
-            f"{where}.artifact_backend: {values['artifact_backend']!r} is not allowed; "
-            f"use one of {', '.join(ARTIFACT_BACKENDS)}"
         )
     if not 8 <= values["max_length"] <= 8192:
         raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")

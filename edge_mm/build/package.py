@@ -29,7 +29,7 @@ from typing import Any
 
 from edge_mm.config import MODEL_SETTINGS, SETTINGS, Settings, load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import MANIFEST_NAME, read_manifest, variant_device
+from edge_mm.manifest import MANIFEST_NAME, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "edge_mm.spec"
@@ -64,10 +64,10 @@ BUILD_ONLY = (
     "pip",
     "tkinter",
     "PyInstaller",
-    "onnx",  # export and quantization run at build time; the runtime only loads the graph with onnxruntime
-    "onnxruntime.quantization",
-    "onnxruntime.transformers",
-    "onnxruntime.tools",
+    # optional engines, never bundled: `edge-mm serve --engine ray` runs from a Python environment
+    "edge_mm.ray_serve",
+    "ray",
+    "a2wsgi",
 )
 # torch modules the runtime never loads (checked: sys.modules after serving every route and
 # `edge-mm check`): the compiler stack (dynamo/inductor and what it needs: sympy, triton),
@@ -116,8 +116,8 @@ def is_unused_file(dest: str) -> bool:
 
 
 def is_runtime_module(name: str) -> bool:
-    """The edge_mm modules the bundle carries: all of them except the build-time package."""
-    return not (name == "edge_mm.build" or name.startswith("edge_mm.build."))
+    """The edge_mm modules the bundle carries: all of them except the build-time package and Ray Serve's."""
+    return not any(name == p or name.startswith(p + ".") for p in ("edge_mm.build", "edge_mm.ray_serve"))
 
 
 def bundle_flavour() -> str:
@@ -196,7 +196,7 @@ def _artifacts_ready(settings: Settings) -> str | None:
 def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, Any]:
     """Copy the configured models' files into ``dest`` with a manifest for this bundle.
 
-    The CPU flavour drops CUDA variants (its torch cannot run them; it keeps ``cpu-onnxruntime``); the copied manifest's
+    The CPU flavour drops CUDA variants (its torch cannot run them); the copied manifest's
     ``flavour`` is the bundle's, its ``torch_version`` still the one that wrote the artifacts.
     Hashes are checked on the way (a corrupt artifact stops packaging, as it would stop serving).
     """
@@ -211,7 +211,7 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
         entry = manifest.models[spec.name]
         model_raw = raw["models"][spec.name]
         if flavour == "cpu":
-            model_raw["variants"] = {k: v for k, v in model_raw["variants"].items() if variant_device(k) == "cpu"}
+            model_raw["variants"] = {k: v for k, v in model_raw["variants"].items() if k == "cpu"}
             if not model_raw["variants"]:
                 raise ConfigError(f"model {spec.name!r} has no CPU variant; the CPU bundle cannot serve it")
         keep = set(model_raw["variants"])
