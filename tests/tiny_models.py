@@ -37,7 +37,7 @@ def make_tokenizer(folder: Path):  # type: ignore[no-untyped-def]
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(folder / "vocab.txt")
-    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tok = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)  # transformers 5 ignores vocab_file=
     tok.save_pretrained(folder)
     return tok
 
