@@ -1,0 +1,75 @@
+"""Both CPU backends on the shipped models: MiniLM int8 and EfficientNet-Lite0 fp32, as the default settings build them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from edge_mm.build.text import sample_sentences
+from edge_mm.manifest import ORT_VARIANT, read_manifest
+from edge_mm.runtime.image_classifier import ImageClassifier
+from edge_mm.runtime.text_model import TextModel
+from tests.vision_fixtures import *  # noqa: F403
+
+pytestmark = pytest.mark.real_models
+
+
+def _geomean(latency: dict[str, float]) -> float:
+    return math.sqrt(latency["batch_1"] * latency["batch_8"])
+
+
+def _check_choice(backends: dict) -> None:
+    assert backends["setting"] == "auto"
+    candidates = backends["candidates"]
+    assert set(candidates) == {"torchscript", "onnxruntime"}
+    passing = {n: c for n, c in candidates.items() if c["passes"]}
+    fastest = min(passing, key=lambda n: (_geomean(passing[n]["latency_ms"]), n != "torchscript"))
+    assert backends["serves"] == fastest, backends
+
+
+def test_minilm_both_backends_meet_the_fidelity_gates(vision_settings):
+    spec = vision_settings.model("minilm")
+    entry = read_manifest(vision_settings.path("runtime.artifacts_dir")).models["minilm"]
+    _check_choice(entry.backends)
+    for name, c in entry.backends["candidates"].items():
+        assert c["passes"], (name, c)
+        assert c["fidelity"]["mean_cosine"] >= spec.min_mean_cosine, name
+        assert c["fidelity"]["min_cosine"] >= spec.min_min_cosine, name
+    v = entry.verification["onnxruntime"]
+    assert v["exported_vs_eager_fp32_max_abs"] <= 1e-4
+    assert v["batch_vs_single_fp32_max_abs"] <= 1e-4
+    assert len(v["fp32_matmuls_kept"]) == len(spec.keep_fp32) == 1  # the same kept layer as TorchScript
+    assert v["int8_matmuls"] == 35  # 6 layers x 6 Linear, less the kept one
+    assert entry.variants[ORT_VARIANT].dtype == "int8-dynamic"
+
+
+def test_minilm_served_by_either_backend_agrees(vision_settings):
+    root = vision_settings.path("runtime.artifacts_dir")
+    entry = read_manifest(root).models["minilm"]
+    texts = sample_sentences()[:64]
+    ts = torch.stack(TextModel.load("minilm", entry, root, "cpu", "cpu", 16).check_outputs(texts))
+    ort = torch.stack(TextModel.load("minilm", entry, root, "cpu", ORT_VARIANT, 16).check_outputs(texts))
+    cos = torch.nn.functional.cosine_similarity(ts, ort)
+    assert float(cos.mean()) > 0.99
+    assert float(cos.min()) > 0.98
+
+
+def test_efficientnet_onnx_fp32_matches_torchscript(vision_settings, photos):
+    from PIL import Image
+
+    root = vision_settings.path("runtime.artifacts_dir")
+    entry = read_manifest(root).models["efficientnet"]
+    _check_choice(entry.backends)
+    assert entry.variants[ORT_VARIANT].dtype == "float32"
+    v = entry.verification["onnxruntime"]
+    assert v["exported_vs_eager_fp32_max_abs"] <= entry.verification["tolerance"]
+    assert v["vs_fp32"]["top1_agreement"] == 1.0
+    images = [Image.open(photos / n).convert("RGB") for n in ("chelsea.png", "coffee.png", "camera.png")]
+    ts = ImageClassifier.load("efficientnet", entry, root, "cpu", "cpu", 8).classify(images)
+    ort = ImageClassifier.load("efficientnet", entry, root, "cpu", ORT_VARIANT, 8).classify(images)
+    for (lt, ft), (lo, fo) in zip(ts, ort, strict=True):
+        assert int(lt.argmax()) == int(lo.argmax())
+        assert float((lt - lo).abs().max()) < 2e-3
+        assert float((ft - fo).abs().max()) < 2e-3
