@@ -2,7 +2,10 @@
 
 At most ``workers`` forward passes run at once (one slot each). A caller that finds a
 free slot and nobody queued runs its own items at once, in its own thread: a lone
-request pays no hand-off to another thread (bench/results/request_profile.md).
+request pays no hand-off to another thread (bench/results/request_profile.md). It does
+so only when its deadline leaves ``INLINE_MARGIN`` times the time such a pass has been
+taking, since a caller running its own pass cannot give up at its deadline the way a
+queued caller does.
 Otherwise it queues; a worker takes the oldest waiting job, waits for a free slot,
 then takes everything else already waiting (and, with ``max_wait_ms`` > 0, what
 arrives within that time) up to ``max_batch`` items and runs them as one pass. With
@@ -27,6 +30,8 @@ from edge_mm.runtime.deadline import Deadline
 
 log = logging.getLogger("edge_mm.batcher")
 
+INLINE_MARGIN = 10.0  # a lone caller runs its own pass when its deadline leaves this many times its expected time
+
 
 @dataclass
 class _Job:
@@ -50,13 +55,14 @@ class Batcher:
         self._sizes: Counter[int] = Counter()  # items per forward call -> calls (the metrics' batch-size histogram)
         self._stats = threading.Lock()  # several workers count
         self._slots = threading.BoundedSemaphore(workers)  # forward passes running at once
+        self._item_s = float("inf")  # recent seconds per item of a forward pass; unknown until one ran
         for i in range(workers):
             threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True).start()
 
     def submit(self, items: Sequence[Any], deadline: Deadline | None = None) -> list[Any]:
         """Run ``items`` (possibly together with other callers' items); blocks for the result,
         at most until ``deadline`` (the request's own, not a second one)."""
-        if self._queue.empty() and self._slots.acquire(blocking=False):
+        if self._may_run_inline(len(items), deadline) and self._slots.acquire(blocking=False):
             try:  # an idle model: run here, no hand-off (a caller cannot be left behind in the queue)
                 if deadline is not None:
                     deadline.check("inference")
@@ -79,9 +85,17 @@ class Batcher:
         with self._stats:
             return dict(self._sizes)
 
+    def _may_run_inline(self, n: int, deadline: Deadline | None) -> bool:
+        if not self._queue.empty():
+            return False  # others are waiting: queue behind them
+        return deadline is None or deadline.remaining() > INLINE_MARGIN * self._item_s * max(1, n)
+
     def _run_counted(self, flat: list[Any]) -> list[Any]:
+        t0 = time.perf_counter()
         outputs = self._run(flat)
+        per_item = (time.perf_counter() - t0) / max(1, len(flat))
         with self._stats:
+            self._item_s = per_item if self._item_s == float("inf") else 0.8 * self._item_s + 0.2 * per_item
             self.batches += 1
             self.items += len(flat)
             self._sizes[len(flat)] += 1

@@ -67,9 +67,29 @@ def test_a_lone_caller_runs_in_its_own_thread():
         return items
 
     b = Batcher(run, max_batch=4, max_wait_ms=0, workers=2, name="t")
-    assert b.submit([1], deadline=Deadline.after(5)) == [1]
-    assert threads == [threading.current_thread()]  # no hand-off to a worker
-    assert b.batch_sizes() == {1: 1}
+    assert b.submit([1], deadline=Deadline.after(5)) == [1]  # first pass: its time is unknown, a worker runs it
+    assert b.submit([2], deadline=Deadline.after(5)) == [2]
+    assert threads[0] is not threading.current_thread()
+    assert threads[1] is threading.current_thread()  # no hand-off to a worker
+    assert b.batch_sizes() == {1: 2}
+
+
+def test_a_caller_whose_deadline_is_tight_for_its_pass_queues_and_gives_up_at_it():
+    started = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def run(items):
+        threads.append(threading.current_thread())
+        started.set()
+        time.sleep(0.2)
+        return items
+
+    b = Batcher(run, max_batch=4, max_wait_ms=0, workers=1, name="t")
+    assert b.submit([1], deadline=Deadline.after(5)) == [1]  # passes take about 0.2 s
+    with pytest.raises(DeadlineExceeded):
+        b.submit([2], deadline=Deadline.after(0.05))  # 0.05 s < 10 x 0.2 s: not run by the caller itself
+    assert started.wait(5)
+    assert threading.current_thread() not in threads
 
 
 def test_callers_and_workers_never_run_more_passes_than_workers():
