@@ -31,6 +31,7 @@ from edge_mm.runtime.registry import Registry, Served
 T = TypeVar("T")
 
 GRACE_S = 2.0  # the ingress waits this long past the deadline for the replica's own 504
+CALLS_ON_LOSS = 3  # tries of one model call whose replica dies under it (a node lost), within the deadline
 # What a call sees when the replica serving it dies with its node, or none is left yet.
 LOST = (
     ray.exceptions.RayActorError,
@@ -154,9 +155,25 @@ class RemoteServed(Served):
 
     def run(self, deadline: Deadline, work: Callable[[Any], T]) -> tuple[T, float]:
         data = dumps_work(work)
+        for attempt in range(1, CALLS_ON_LOSS + 1):
+            try:
+                outcome = self._call(data, deadline)
+                break
+            except LOST as exc:  # inference has no side effects: the router picks another replica
+                if attempt == CALLS_ON_LOSS or deadline.remaining() < GRACE_S:
+                    raise Overloaded(
+                        f"model {self.name!r}: its replica was lost ({type(exc).__name__}); retry shortly",
+                        headers={"Retry-After": "1"},
+                    ) from None
+        self.device = outcome.device
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value, outcome.ms
+
+    def _call(self, data: bytes, deadline: Deadline) -> Outcome:
         try:
             response = self.handle.run.remote(data, deadline.remaining(), deadline.budget_s)
-            outcome: Outcome = response.result(timeout_s=deadline.remaining() + GRACE_S)
+            return response.result(timeout_s=deadline.remaining() + GRACE_S)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"model {self.name!r} did not answer within the {deadline.budget_s:g} s request deadline"
@@ -166,15 +183,6 @@ class RemoteServed(Served):
                 f"model {self.name!r}: every replica is busy and its queue is full; retry shortly",
                 headers={"Retry-After": "1"},
             ) from None
-        except LOST as exc:
-            raise Overloaded(
-                f"model {self.name!r}: its replica was lost ({type(exc).__name__}); retry shortly",
-                headers={"Retry-After": "1"},
-            ) from None
-        self.device = outcome.device
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.value, outcome.ms
 
 
 def remote_registry(models: dict[str, RemoteServed], info: dict[str, Any]) -> Registry:
