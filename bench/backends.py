@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from edge_mm.build.entries import sample_images
-from edge_mm.build.text import _latency_inputs, sample_sentences
+from edge_mm.build.text import latency_inputs, sample_sentences
 from edge_mm.config import load_settings
 from edge_mm.manifest import ORT_VARIANT, ModelEntry, read_manifest
 from edge_mm.media.image_preprocess import preprocess_from_dict
@@ -70,7 +70,7 @@ def load_both(entry: ModelEntry, root: Path, threads: int) -> dict[str, Any]:
 def text_inputs(entry: ModelEntry, root: Path) -> dict[str, tuple[torch.Tensor, ...]]:
     pre = entry.preprocessing
     tok = TextTokenizer(entry.files["tokenizer"].resolve(root), max_length=pre["max_length"], pad_id=pre["pad_id"])
-    return _latency_inputs(tok, sample_sentences())
+    return latency_inputs(tok, sample_sentences())
 
 
 def image_inputs(entry: ModelEntry) -> dict[str, torch.Tensor]:

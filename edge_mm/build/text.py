@@ -339,8 +339,8 @@ def _cpu_backends(
     the serving forward).
     """
     candidates = {"torchscript": onnx_backend.Candidate("cpu", True, [], figures.get("int8_vs_fp32", {}))}
-    latency_inputs = _latency_inputs(tok, sample_sentences())
-    runs: dict[str, Any] = {"torchscript": (torchscript, latency_inputs)}
+    timing_inputs = latency_inputs(tok, sample_sentences())
+    runs: dict[str, Any] = {"torchscript": (torchscript, timing_inputs)}
     threads = onnx_backend.build_threads()
     if spec.artifact_backend != "torchscript":
         ort = _onnx_candidate(spec, samples, export, out / "cpu.onnx", threads)
@@ -348,7 +348,7 @@ def _cpu_backends(
         figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
-            runs["onnxruntime"] = (ort.forward, latency_inputs)
+            runs["onnxruntime"] = (ort.forward, timing_inputs)
         refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
         progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
     try:
@@ -391,7 +391,7 @@ def _onnx_candidate(
     )
 
 
-def _latency_inputs(tok: TextTokenizer, sentences: list[str]) -> dict[str, tuple[torch.Tensor, ...]]:
+def latency_inputs(tok: TextTokenizer, sentences: list[str]) -> dict[str, tuple[torch.Tensor, ...]]:
     """Batch 1 and batch 8 of sample sentences of 21-32 tokens (the issue's benchmark sentence length)."""
     lengths = [len(e.ids) for e in tok.encode(sentences).encodings]
     picked = [s for s, n in zip(sentences, lengths, strict=True) if 21 <= n <= 32] or sentences
