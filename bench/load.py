@@ -1,5 +1,9 @@
-"""A small closed-loop HTTP load generator: N client threads, each sending the next request
-as soon as the previous one returns, for a fixed time. Loopback only."""
+"""Closed-loop HTTP load on loopback: N clients, each sending the next request as soon as the
+previous one returns, for a fixed time.
+
+``run_closed_loop`` uses wrk (C, one thread, N keep-alive connections; Debian package ``wrk``,
+installed by bench/peers/setup.sh) so the client costs almost nothing, and falls back to the
+Python threads below where wrk is missing (they cost the 2-core machine far more CPU)."""
 
 from __future__ import annotations
 
