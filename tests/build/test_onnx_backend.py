@@ -229,3 +229,32 @@ def test_unfaithful_onnx_int8_is_refused_under_auto_and_fails_a_named_build(tiny
         BuildError, match=r"model tiny-embed: artifact_backend = onnxruntime, but onnxruntime cannot serve: mean_cosine"
     ):
         build_all(named, only=["tiny-embed"], out=io.StringIO())
+
+
+def test_latency_is_timed_per_input_and_threads_are_restored():
+    calls: list[str] = []
+    before = torch.get_num_threads()
+    got = onnx_backend.measure_latency(
+        {
+            "torchscript": (lambda x: calls.append(f"ts{x}"), {"batch_1": (1,), "batch_8": (8,)}),
+            "onnxruntime": (lambda x: calls.append(f"ort{x}"), {"batch_1": (1,), "batch_8": (8,)}),
+        },
+        threads=1,
+        rounds={"batch_1": 3, "batch_8": 2},
+        warm=1,
+    )
+    assert set(got) == {"torchscript", "onnxruntime"}
+    assert all(set(v) == {"batch_1", "batch_8"} for v in got.values())
+    assert calls[:4] == ["ts1", "ort1", "ts1", "ort1"]  # interleaved, so load drift hits both alike
+    assert calls.count("ts8") == calls.count("ort8") == 3
+    assert torch.get_num_threads() == before
+
+
+def test_the_cpu_bundle_keeps_the_onnx_variant(tiny_settings, tmp_path):
+    from edge_mm.build.package import copy_artifacts
+
+    copied = copy_artifacts(tiny_settings, tmp_path / "artifacts", "cpu")
+    assert set(copied["models"]["tiny-embed"]["variants"]) == {"cpu", ORT_VARIANT}
+    entry = read_manifest(tmp_path / "artifacts").models["tiny-embed"]
+    assert entry.variants[ORT_VARIANT].files["model"].resolve(tmp_path / "artifacts").suffix == ".onnx"
+    assert entry.backends["serves"] == "onnxruntime"
