@@ -92,7 +92,7 @@ def onnx_model() -> Path:
 
 def peers(config: Path) -> dict[str, Peer]:
     return {
-        OURS: Peer("edge-mm (int8 TorchScript, default settings)", lambda port: edge_mm_argv(config), _edge_env),
+        OURS: Peer("edge-mm (default settings)", lambda port: edge_mm_argv(config), _edge_env),
         "edge-mm-exe": Peer(
             "edge-mm executable (dist/edge-mm)",
             lambda port: [str(EXE), "--log-level", "WARNING", "serve"],
@@ -292,7 +292,7 @@ def forward_times(config: Path, texts_file: Path, batches: list[int], seconds: f
     """In-process forward times of the edge-mm artifact and the ORT int8 model (each in its own venv)."""
     common = ["--texts", str(texts_file), "--batches", *map(str, batches), "--threads", "1", "2"]
     common += ["--seconds", str(seconds)]
-    runs = {OURS: [sys.executable, "-m", "bench.peers.forward_time", "torchscript", "--config", str(config), *common]}
+    runs = {OURS: [sys.executable, "-m", "bench.peers.forward_time", "served", "--config", str(config), *common]}
     if ONNX_PY.exists():
         runs[PEER] = [str(ONNX_PY), "bench/peers/forward_time.py", "onnxruntime", "--model", str(onnx_model())]
         runs[PEER] += ["--tokenizer", str(MINILM / "tokenizer.json"), *common]
@@ -302,7 +302,8 @@ def forward_times(config: Path, texts_file: Path, batches: list[int], seconds: f
         if done.returncode != 0:
             print(f"forward times for {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
             continue
-        out[name] = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        out[name] = [{**r, "backend": answer["backend"]} for r in answer["rows"]]
         print(json.dumps({"forward": name, "rows": out[name]}), flush=True)
     return out
 
@@ -418,8 +419,12 @@ def render(result: dict) -> str:
             "|---|---|---|---|---|---|",
         ]
         for name, frows in result["forward"].items():
-            what = "edge-mm artifact (TorchScript int8)" if name == OURS else "ONNX Runtime int8"
             for f in frows:
+                what = (
+                    f"edge-mm artifact as served ({f.get('backend', '?')})"
+                    if name == OURS
+                    else "ONNX Runtime int8 (peer)"
+                )
                 rate = f["batch"] * 1000 / f["median_ms"]
                 lines.append(
                     f"| {what} | {f['batch']} | {f['threads']} | {f['median_ms']} | {f['best_ms']} | {rate:.0f} |"

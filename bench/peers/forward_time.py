@@ -1,14 +1,15 @@
 """The forward-only ceiling: ms per forward pass of one MiniLM batch, in process, no HTTP.
 
-    python -m bench.peers.forward_time torchscript --config settings.toml --texts texts.json
+    python -m bench.peers.forward_time served --config settings.toml --texts texts.json
     .venv-onnx/bin/python bench/peers/forward_time.py onnxruntime --model minilm-int8.onnx \
         --tokenizer tokenizer.json --texts texts.json
 
-``torchscript`` loads the served edge-mm artifact through the runtime's own loader (main venv)
-and times ``forward_now`` (padding, forward, split); ``onnxruntime`` times padding and
+``served`` loads the edge-mm artifact the server would serve (TorchScript or ONNX Runtime, the
+build's choice) through the runtime's own loader (main venv) and times ``forward_now`` (padding,
+forward, split); ``onnxruntime`` times padding and
 ``session.run`` (.venv-onnx). Tokenizing is outside the timed part for both. For each thread
 count and batch size: 3 untimed passes, then passes until ``--seconds`` (at least 10).
-Prints one JSON object: {"backend", "rows": [{"batch", "threads", "median_ms", "best_ms", "runs"}]}.
+Prints one JSON object: {"backend" (what ran), "rows": [{"batch", "threads", "median_ms", "best_ms", "runs"}]}.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ def timed(run: Callable[[], Any], seconds: float) -> tuple[float, float, int]:
     return statistics.median(times), min(times), len(times)
 
 
-def torchscript(config: str, texts: list[str]) -> tuple[Callable[[int], None], Callable[[int], Callable[[], Any]]]:
+def served(config: str, texts: list[str]) -> tuple[Callable[[int], None], Callable[[int], Callable[[], Any]]]:
+    """The embeddings model as edge-mm serves it on CPU (the build's backend choice), reloaded per
+    thread count (ONNX Runtime sessions take their thread count when they load)."""
     import torch
 
     from edge_mm import device as device_policy
     from edge_mm.config import load_settings
     from edge_mm.manifest import read_manifest
+    from edge_mm.runtime import artifacts
     from edge_mm.tasks.table import LOADERS
 
     settings = load_settings(config)
@@ -46,13 +50,29 @@ def torchscript(config: str, texts: list[str]) -> tuple[Callable[[int], None], C
     spec = next(m for m in settings.models if m.task == "embeddings")
     entry = read_manifest(root).models[spec.name]
     variant = device_policy.resolve("cpu", False, set(entry.variants)).variant
-    model = LOADERS["embeddings"](spec.name, entry, root, "cpu", variant, 64)
+    if hasattr(artifacts, "serving_variant"):  # revisions with more than one CPU backend
+        variant, _ = artifacts.serving_variant(entry, variant, getattr(spec, "artifact_backend", "auto"))
+    BACKEND[0] = getattr(entry.variants[variant], "backend", "torchscript")
+    models: dict[int, Any] = {}
+    current = [1]
+
+    def set_threads(n: int) -> None:
+        torch.set_num_threads(n)
+        if hasattr(artifacts, "set_cpu_threads"):
+            artifacts.set_cpu_threads(n)
+        if n not in models:
+            models[n] = LOADERS["embeddings"](spec.name, entry, root, "cpu", variant, 64)
+        current[0] = n
 
     def make(batch: int) -> Callable[[], Any]:
+        model = models[current[0]]
         encodings = model.tokenizer.encode(texts[:batch]).encodings
         return lambda: model.forward_now(encodings)
 
-    return torch.set_num_threads, make
+    return set_threads, make
+
+
+BACKEND = ["onnxruntime"]  # what served() found the model served with
 
 
 def onnxruntime(
@@ -96,7 +116,7 @@ def onnxruntime(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("backend", choices=["torchscript", "onnxruntime"])
+    p.add_argument("backend", choices=["served", "onnxruntime"], help="served: edge-mm's own artifact")
     p.add_argument("--texts", required=True, help="JSON list of texts (batch b takes the first b)")
     p.add_argument("--config", help="edge-mm settings (torchscript)")
     p.add_argument("--model", help=".onnx file (onnxruntime)")
@@ -107,8 +127,8 @@ def main() -> None:
     a = p.parse_args()
     with open(a.texts) as f:
         texts = json.load(f)
-    if a.backend == "torchscript":
-        set_threads, make = torchscript(a.config, texts)
+    if a.backend == "served":
+        set_threads, make = served(a.config, texts)
     else:
         set_threads, make = onnxruntime(a.model, a.tokenizer, texts)
     rows = []
@@ -119,7 +139,7 @@ def main() -> None:
             rows.append(
                 {"batch": b, "threads": n, "median_ms": round(median, 2), "best_ms": round(best, 2), "runs": runs}
             )
-    print(json.dumps({"backend": a.backend, "rows": rows}))
+    print(json.dumps({"backend": BACKEND[0], "rows": rows}))
 
 
 if __name__ == "__main__":
