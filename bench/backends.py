@@ -173,6 +173,12 @@ def main() -> None:
             lines += [f"One sample sentence of {tokens} tokens (batch 8: eight sentences of 21-32 tokens, padded).", ""]
         lines += table(rows)
         lines += ["", "What the build measured and chose (the manifest's `backends`):", "", *choice(entry)]
+    lines += [
+        "",
+        f"Load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}. On a shared 2-core machine a "
+        "2-thread figure measured while other work runs says more about the contention than the backend "
+        "(TorchScript's OpenMP threads wait for a second core that is busy); compare the 1-thread rows.",
+    ]
     text = "\n".join(lines) + "\n"
     Path(a.out).write_text(text)
     print(text)
