@@ -13,7 +13,7 @@ from elsewhere on the machine hits each alike):
   http-ceiling   Flask + waitress, 4 threads, answering a constant 384-float vector (no model)
   infinity       infinity-emb, torch engine (not in the defaults; .venv-infinity)
   edge-mm:K=V,.. edge-mm with runtime settings changed (intra, conc, batching, wait, max_batch, threads)
-  edge-mm@REV    edge-mm as of git revision REV (before/after a change, in one run)
+  edge-mm@REV    edge-mm as of git revision REV, or from the edge_mm package in folder REV (before/after)
 Plus the forward-only ceiling: the edge-mm artifact and the ONNX Runtime model in process, batch
 1 and 8, 1 and 2 threads. Load comes from wrk (one thread, N keep-alive connections), the Python
 closed loop only where wrk is missing. Each request is one 32-token sentence (256 different ones
@@ -169,13 +169,16 @@ VARIANT_KEYS = {
 
 def edge_variant(config: Path, key: str) -> Peer:
     """'edge-mm:intra=1,conc=2,batching=0' -> edge-mm with those runtime settings;
-    'edge-mm@REV' (optionally followed by ':...') -> the edge_mm package as of git revision REV."""
+    'edge-mm@REV' (optionally followed by ':...') -> the edge_mm package as of git revision REV,
+    or in folder REV."""
     head, _, spec = key.partition(":")
     env = {VARIANT_KEYS[k]: v for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
     _, _, rev = head.partition("@")
     if rev:  # this checkout's bench on sys.path after the old tree
         env["PYTHONPATH"] = str(ROOT)
-    cwd = edge_mm_tree(rev) if rev else ROOT
+    cwd = ROOT
+    if rev:  # a folder holding an edge_mm package, or a git revision to extract one from
+        cwd = Path(rev).resolve() if (Path(rev) / "edge_mm").is_dir() else edge_mm_tree(rev)
     return Peer(key, lambda port: edge_mm_argv(config), lambda port: {**_edge_env(port), **env}, cwd=cwd)
 
 

@@ -4,7 +4,7 @@
     python -m bench.profile_request --rev HEAD~3 --env EDGE_MM_RUNTIME_INTRA_OP_THREADS=2 --requests 400
 
 Each variant (this checkout, ``--rev R``: the edge_mm package as of git revision R, ``--env K=V``:
-this checkout with that setting) runs in its own process, one after another, and the runs are
+this checkout with that setting, ``--tree DIR``: the edge_mm package in DIR) runs in its own process, one after another, and the runs are
 repeated ``--rounds`` times in turn, so a before/after pair is measured side by side. In each:
 the server is built in process (registry, create_app, waitress with the settings' limits),
 perf_counter timers are wrapped around the stages, and one client on a keep-alive socket sends
@@ -190,7 +190,10 @@ def child(config: Path, requests: int, warmup: int, texts: list[str]) -> dict[st
 
 def run_variant(name: str, config: Path, requests: int, warmup: int, texts_file: Path) -> dict[str, Any]:
     env, cwd = dict(os.environ), ROOT
-    if name.startswith("rev:"):  # python -m puts the working directory first on sys.path: the old tree's
+    if name.startswith("tree:"):  # a folder holding an edge_mm package (e.g. this checkout with a fix undone)
+        cwd = Path(name[5:]).resolve()
+        env["PYTHONPATH"] = str(ROOT)
+    elif name.startswith("rev:"):  # python -m puts the working directory first on sys.path: the old tree's
         cwd = edge_mm_tree(name[4:])
         env["PYTHONPATH"] = str(ROOT)  # ... edge_mm, this checkout's bench
     elif name.startswith("env:"):
@@ -239,6 +242,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--rev", action="append", default=[], help="also profile the edge_mm package as of this revision")
     p.add_argument("--env", action="append", default=[], help="also profile this checkout with K=V set")
+    p.add_argument("--tree", action="append", default=[], help="also profile the edge_mm package in this folder")
     p.add_argument("--no-current", action="store_true", help="leave out this checkout as it is")
     p.add_argument("--out", default="request_profile")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -250,7 +254,8 @@ def main() -> int:
         os._exit(0)  # batcher workers are daemon threads inside torch; skip interpreter teardown
     from bench.compare import sentences_of_32_tokens
 
-    variants = ([] if a.no_current else ["this checkout"]) + [f"rev:{r}" for r in a.rev] + [f"env:{e}" for e in a.env]
+    variants = ([] if a.no_current else ["this checkout"]) + [f"rev:{r}" for r in a.rev] + [f"tree:{t}" for t in a.tree]
+    variants += [f"env:{e}" for e in a.env]
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     per: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
