@@ -88,10 +88,13 @@ class TwoNodeCluster:
     gcs_port: int = field(default_factory=free_port)
     nodes: list[Node] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)  # nodes and drivers started here: killed by stop()
+    procs: list[subprocess.Popen[Any]] = field(default_factory=list)  # reaped by stop()
+    files: list[Any] = field(default_factory=list)  # closed by stop()
 
     def __post_init__(self) -> None:
         # Ray's gRPC servers listen on every interface for a multi-node cluster: only holders of this
         # run's token may talk to them
+        self.tmp.mkdir(parents=True, exist_ok=True)
         token = self.tmp / "auth_token"
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
@@ -159,6 +162,7 @@ class TwoNodeCluster:
     def serve(self, config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         """``edge-mm serve --engine ray`` joined to this cluster; returns once it listens."""
         out = log.open("wb")
+        self.files.append(out)
         p = subprocess.Popen(
             [str(EDGE_MM), "--config", str(config), "serve", "--engine", "ray", "--port", str(port)],
             stdout=out,
@@ -168,6 +172,7 @@ class TwoNodeCluster:
             start_new_session=True,
         )
         self.sessions.append(p.pid)
+        self.procs.append(p)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace")
@@ -183,6 +188,13 @@ class TwoNodeCluster:
         every Ray on the machine)."""
         for sid in reversed(self.sessions):
             kill_session(sid)
+        for p in self.procs:
+            p.wait(timeout=30)
+            for stream in (p.stdin, p.stdout):
+                if stream is not None:
+                    stream.close()
+        for f in self.files:
+            f.close()
 
 
 # Ray reads its token settings once per process: the cluster's view is asked from a process of its own.
@@ -207,7 +219,8 @@ for line in sys.stdin:
         elif cmd == "running":  # replicas Serve reports RUNNING for a deployment of the edge-mm application
             app = serve.status().applications.get("edge-mm")
             d = app.deployments.get(arg) if app else None
-            result = int(d.replica_states.get("RUNNING", 0)) if d else 0
+            states = d.replica_states if d else {}
+            result = sum(n for state, n in states.items() if str(getattr(state, "value", state)) == "RUNNING")
         print(json.dumps({"ok": result}), flush=True)
     except Exception as exc:
         print(json.dumps({"error": repr(exc)}), flush=True)
@@ -228,6 +241,7 @@ class Probe:
             start_new_session=True,
         )
         cluster.sessions.append(self.p.pid)
+        cluster.procs.append(self.p)
         self._read(120)
 
     def _read(self, timeout_s: float) -> Any:

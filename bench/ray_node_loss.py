@@ -127,6 +127,8 @@ class Client(threading.Thread):
                 time.sleep(0.2)
                 status = self._once()
             self.records.append(Record(self.kind, start, time.monotonic() - self.t0, status, first, first in RETRY))
+        if self.conn is not None:
+            self.conn.close()
 
 
 class Load:
@@ -311,12 +313,13 @@ def run(config: Path, out: Path) -> dict[str, Any]:
         "ray_version": version("ray"),
         "nodes": [HEAD_IP, WORKER_IP],
     }
-    try:
-        with two_node_cluster(tmp) as cluster:
-            result["scale_up"] = scale_up(cluster, tmp, config, port)
-            print(json.dumps(result["scale_up"]), flush=True)
+    try:  # a fresh cluster each: a redeployment could leave the replicas on one node
+        with two_node_cluster(tmp / "loss") as cluster:
             deploy(cluster, tmp, config, MODELS, PAIR, port)
             result["node_loss"] = node_loss(cluster, Probe(cluster), port)
+            print(json.dumps({k: v for k, v in result["node_loss"].items() if k != "records"}), flush=True)
+        with two_node_cluster(tmp / "scale") as cluster:
+            result["scale_up"] = scale_up(cluster, tmp, config, port)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -91,11 +93,12 @@ def reference(base_config: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def cluster() -> Iterator[Any]:
     """Two `ray start` nodes; every process they (and the edge-mm drivers) started is killed at the end."""
     from bench.ray_cluster import TwoNodeCluster
 
-    c = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"))
+    tmp = Path(tempfile.mkdtemp(prefix="edge-mm-ray-"))  # short: Ray's socket paths must fit in 107 bytes
+    c = TwoNodeCluster(tmp)
     try:
         try:
             c.start()
@@ -104,6 +107,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield c
     finally:
         c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cosine(a: list[float], b: list[float]) -> float:
