@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 Interpolation = Literal["bicubic", "bilinear"]
 
@@ -122,11 +124,22 @@ class ImagePreprocess:
             image = image.resize(size, _RESAMPLE[self.interpolation])
         return image.crop(center_crop_box(size[0], size[1], self.crop))
 
-    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """PIL images -> ``(N, 3, crop, crop)`` float32, ``torch.channels_last`` layout."""
+    def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """PIL images -> ``(N, crop, crop, 3)`` uint8, resized and centre-cropped."""
         if not images:
             raise ValueError("no images to preprocess")
-        pixels = np.stack([to_numpy_rgb(self.crop_image(image)) for image in images])
+        return np.stack([to_numpy_rgb(self.crop_image(image)) for image in images])
+
+    def array(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """PIL images -> ``(N, 3, crop, crop)`` float32 NCHW numpy (ONNX Runtime; no torch): the same
+        numbers as :meth:`__call__`."""
+        return normalise_nchw(self.pixels(images), self.mean, self.std)
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> ``(N, 3, crop, crop)`` float32, ``torch.channels_last`` layout."""
+        import torch
+
+        pixels = self.pixels(images)
         # (N, H, W, 3) viewed as (N, 3, H, W): already channels_last strides, no copy.
         batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(torch.float32)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -145,7 +158,21 @@ EFFICIENTNET_LITE0_PREPROCESS = ImagePreprocess(
 )
 
 
-Preprocess = Callable[[Sequence[Image.Image]], torch.Tensor]
+Preprocess = Callable[[Sequence[Image.Image]], "torch.Tensor"]
+
+
+def normalise_nchw(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float32 ``(pixel / 255 - mean) / std``, C-contiguous.
+
+    float32 throughout, in the torch path's order (div 255, sub mean, div std): the same numbers.
+    """
+    m = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+    batch = pixels.transpose(0, 3, 1, 2).astype(np.float32)
+    batch /= np.float32(255)
+    batch -= m
+    batch /= s
+    return np.ascontiguousarray(batch)
 
 
 @dataclass(frozen=True)
@@ -161,7 +188,8 @@ class SquashPreprocess:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
-    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """PIL images -> ``(N, height, width, 3)`` uint8."""
         if not images:
             raise ValueError("no images to preprocess")
         size = (self.width, self.height)
@@ -169,7 +197,16 @@ class SquashPreprocess:
             to_numpy_rgb(im if im.size == size else im.convert("RGB").resize(size, _RESAMPLE[self.interpolation]))
             for im in images
         ]
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(torch.float32)
+        return np.stack(arrays)
+
+    def array(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """PIL images -> ``(N, 3, height, width)`` float32 NCHW numpy (ONNX Runtime; no torch)."""
+        return normalise_nchw(self.pixels(images), self.mean, self.std)
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+
+        batch = torch.from_numpy(self.pixels(images)).permute(0, 3, 1, 2).to(torch.float32)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
         return batch.div(255).sub(mean).div(std).contiguous(memory_format=torch.channels_last)

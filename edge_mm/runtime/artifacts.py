@@ -7,27 +7,37 @@ CPU variant serves is the build's choice, recorded in the manifest (``backends``
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import BACKENDS, ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.onnx_session import OnnxSession
 
+if TYPE_CHECKING:
+    import torch
+
 _cpu_threads = 1  # intra-op threads per inference; set once at start-up by set_cpu_threads
 
 
 def set_cpu_threads(intra: int) -> None:
-    """Intra-op threads per inference, for torch and for every ONNX Runtime session loaded after this."""
+    """Intra-op threads per inference, for torch and for every ONNX Runtime session loaded after this.
+
+    torch is told now if it is loaded, else when the first TorchScript module loads: a server whose
+    every model runs on ONNX Runtime never imports torch (the lite bundle has none).
+    """
     global _cpu_threads
     _cpu_threads = max(1, intra)
-    torch.set_num_threads(_cpu_threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_cpu_threads)
 
 
 def load_module(path: Path, device: str) -> torch.jit.ScriptModule:
+    import torch
+
+    torch.set_num_threads(_cpu_threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript deprecation notice (torch >= 2.14)
         module = torch.jit.load(str(path), map_location=device)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 def probe_pixels(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -29,6 +32,8 @@ def probe_pixels(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def probe_tensor(*shape: int) -> torch.Tensor:
     """float32 tensor of ``shape`` in about [-1, 1] from a fixed formula."""
+    import torch  # here: the ONNX Runtime path (lite bundle) never needs it
+
     n = int(np.prod(shape))
     return torch.from_numpy(np.sin(np.arange(n, dtype=np.float64) * 0.37).reshape(shape).astype(np.float32))
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import torch
 
 import edge_mm
 from edge_mm import device as device_policy
@@ -120,7 +119,7 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
     """
     root = settings.path("runtime.artifacts_dir")
     manifest = read_manifest(root, verify_key=settings.optional_path("runtime.verify_key"))
-    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    cuda = _cuda_available(settings, manifest) if cuda_available is None else cuda_available
     cores = os.cpu_count() or 1
     intra, concurrent = device_policy.cpu_threads(
         cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
@@ -159,17 +158,38 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             "backend": backend,
             "backend_reason": backend_reason,
         }
+    set_cpu_threads(intra)  # again: torch may have been imported by a loader (TorchScript, ConSE)
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry
+
+
+def _cuda_available(settings: Settings, manifest: Manifest) -> bool:
+    """torch's answer, asked only when it can matter: ``device = cuda``, a configured model with a
+    CUDA variant, or one whose CPU artifact is TorchScript (torch is loaded then anyway). A server
+    whose every model runs on ONNX Runtime on CPU never imports torch (the lite bundle has none)."""
+    entries = [manifest.models[s.name] for s in settings.models if s.name in manifest.models]
+    needs_torch = (
+        settings["runtime.device"] == "cuda"
+        or "torch" in sys.modules
+        or any("cuda" in e.variants or e.cpu_backend != "onnxruntime" for e in entries)
+    )
+    if not needs_torch:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _info(
     manifest: Manifest, settings: Settings, choices: dict[str, Any], intra: int, concurrent: int, cuda: bool
 ) -> dict[str, Any]:
     devices = sorted({c["device"] for c in choices.values()}) or ["cpu"]
+    torch = sys.modules.get("torch")  # None where every model runs on ONNX Runtime
+    ort = sys.modules.get("onnxruntime")
     return {
         "edge_mm_version": edge_mm.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": torch.__version__ if torch is not None else None,
+        "onnxruntime_version": ort.__version__ if ort is not None else None,
         "artifacts": {
             "torch_version": manifest.torch_version,
             "flavour": manifest.flavour,
@@ -177,7 +197,7 @@ def _info(
         },
         "device": devices[0] if len(devices) == 1 else devices,
         "cuda_available": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda and torch is not None else None,
         "threads": {"intra_op": intra, "concurrent_inferences": concurrent, "cores": os.cpu_count()},
         "limits": {
             k: settings[k]

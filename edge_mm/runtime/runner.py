@@ -12,13 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.batcher import Batcher
 from edge_mm.runtime.deadline import Deadline
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Runner(Protocol):

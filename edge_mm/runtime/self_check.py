@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
-import torch
+import numpy as np
 
 from edge_mm.config import Settings
 from edge_mm.runtime.registry import load_registry
@@ -31,7 +31,7 @@ def run_check(settings: Settings, loaders: Mapping[str, Loader], out: TextIO = s
         ref = json.loads(ref_file.resolve(root).read_text())
         got = served.runner.check_outputs(ref["inputs"])
         worst = max(
-            float((torch.as_tensor(g) - torch.as_tensor(e)).abs().max())
+            float(np.abs(np.asarray(g, dtype=np.float32) - np.asarray(e, dtype=np.float32)).max())
             for g, e in zip(got, ref["outputs"], strict=True)
         )
         ok = worst <= TOLERANCE[served.device]

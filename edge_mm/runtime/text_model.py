@@ -1,4 +1,8 @@
-"""A loaded text artifact: TorchScript module or ONNX Runtime session + tokenizer + labels, with batched forward."""
+"""A loaded text artifact: TorchScript module or ONNX Runtime session + tokenizer + labels, with batched forward.
+
+Outputs are CPU float32 torch tensors from TorchScript and numpy arrays from ONNX Runtime:
+the ONNX Runtime path never imports torch (the lite bundle has none).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from tokenizers import Encoding
 
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.artifacts import load_artifact
+from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.runner import BatchedRunner
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
@@ -35,11 +40,20 @@ class TextModel(BatchedRunner):
         )
         return cls(name, entry, device, max_batch, module, tokenizer)
 
-    def forward_now(self, items: list[Encoding]) -> list[torch.Tensor]:
+    @property
+    def numpy(self) -> bool:
+        """True when the model is an ONNX Runtime session: numpy in and out, no torch."""
+        return isinstance(self.module, OnnxSession)
+
+    def forward_now(self, items: list[Encoding]) -> list[Any]:
         """Run encodings in length-sorted chunks of ``max_batch``; one CPU float32 output per encoding.
 
         Sorting by length keeps padding small when a request mixes short and long texts.
         """
+        if self.numpy:
+            return self._forward_numpy(items)
+        import torch
+
         order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
         outputs: list[torch.Tensor] = [torch.empty(0)] * len(items)
         for start in range(0, len(order), self.max_batch):
@@ -52,7 +66,18 @@ class TextModel(BatchedRunner):
                 outputs[i] = out[row, : batch.lengths[row]] if out.dim() == 3 else out[row]
         return outputs
 
-    def check_outputs(self, inputs: list[str]) -> list[torch.Tensor]:
+    def _forward_numpy(self, items: list[Encoding]) -> list[np.ndarray]:
+        order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
+        outputs: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
+        for start in range(0, len(order), self.max_batch):
+            chunk = order[start : start + self.max_batch]
+            batch = self.tokenizer.pad([items[i] for i in chunk])
+            out = np.asarray(self.module(batch.ids, batch.mask), dtype=np.float32)
+            for row, i in enumerate(chunk):
+                outputs[i] = out[row, : batch.lengths[row]] if out.ndim == 3 else out[row]
+        return outputs
+
+    def check_outputs(self, inputs: list[str]) -> list[Any]:
         return self.forward_now(self.tokenizer.encode(inputs).encodings)
 
     def warm_up(self) -> None:

@@ -1,22 +1,43 @@
-"""Tokenization at run time with the `tokenizers` library and the tokenizer.json the build saved."""
+"""Tokenization at run time with the `tokenizers` library and the tokenizer.json the build saved.
+
+Batches are numpy (``ids``, ``mask``: what ONNX Runtime takes); ``input_ids`` and
+``attention_mask`` view them as torch tensors (no copy) for TorchScript.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tokenizers import Encoding, Tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
 class EncodedBatch:
-    input_ids: torch.Tensor  # (batch, seq) int64, right-padded
-    attention_mask: torch.Tensor  # (batch, seq) int64
+    ids: np.ndarray  # (batch, seq) int64, right-padded
+    mask: np.ndarray  # (batch, seq) int64
     lengths: list[int]  # real tokens per item, special tokens included
     truncated: list[bool]  # the item had more tokens than max_length
     encodings: list[Encoding]
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """``ids`` as a torch tensor sharing its memory."""
+        import torch
+
+        return torch.from_numpy(self.ids)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """``mask`` as a torch tensor sharing its memory."""
+        import torch
+
+        return torch.from_numpy(self.mask)
 
 
 class TextTokenizer:
@@ -52,6 +73,4 @@ class TextTokenizer:
         for i, e in enumerate(encodings):
             ids[i, : lengths[i]] = e.ids
             mask[i, : lengths[i]] = 1
-        return EncodedBatch(
-            torch.from_numpy(ids), torch.from_numpy(mask), lengths, truncated or [False] * len(encodings), encodings
-        )
+        return EncodedBatch(ids, mask, lengths, truncated or [False] * len(encodings), encodings)

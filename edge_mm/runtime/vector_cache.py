@@ -1,24 +1,27 @@
-"""A thread-safe LRU cache of text -> vector, bounded in bytes (keys and vectors), not only in entries."""
+"""A thread-safe LRU cache of text -> vector, bounded in bytes (keys and vectors), not only in entries.
+
+Vectors are torch tensors or numpy arrays (the ONNX Runtime path): anything with ``nbytes``.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-
-import torch
+from typing import Any
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+Vector = Any  # a 1-D torch.Tensor or numpy array
 
 
-def _cost(key: str, value: torch.Tensor) -> int:
-    return len(key.encode("utf-8", "surrogatepass")) + value.element_size() * value.nelement() + 64
+def _cost(key: str, value: Vector) -> int:
+    return len(key.encode("utf-8", "surrogatepass")) + int(value.nbytes) + 64
 
 
 class VectorCache:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._items: OrderedDict[str, Vector] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -29,7 +32,7 @@ class VectorCache:
         with self._lock:
             return [k for k in dict.fromkeys(keys) if k not in self._items]
 
-    def put(self, key: str, value: torch.Tensor) -> None:
+    def put(self, key: str, value: Vector) -> None:
         cost = _cost(key, value)
         if cost > self.max_bytes:
             return
@@ -43,7 +46,7 @@ class VectorCache:
                 k, v = self._items.popitem(last=False)
                 self.bytes -= _cost(k, v)
 
-    def get_all(self, keys: list[str]) -> list[torch.Tensor] | None:
+    def get_all(self, keys: list[str]) -> list[Vector] | None:
         """The vectors for ``keys`` (marked recently used), or None if any was evicted meanwhile."""
         with self._lock:
             found = []

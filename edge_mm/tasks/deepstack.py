@@ -9,18 +9,20 @@ the form-field API key live with the blueprint (api/deepstack.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from edge_mm.errors import BadInput, NotImplementedHere
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.mtcnn import Face
 from edge_mm.tasks import face_detection, image_classification, object_detection
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, validate
 from edge_mm.tasks.task import ModelRequest, Task
+
+if TYPE_CHECKING:
+    from edge_mm.runtime.mtcnn import Face
 
 MAX_PREDICTIONS = 20
 

@@ -103,7 +103,7 @@ def embed(
     vectors = model.forward(encoded.encodings, deadline)
     assert len(vectors) == len(texts)
     # rounded in float64: 6 decimals print short (float32 rounding printed 17 digits); base64 sends them as float32
-    rounded = [v.numpy().astype(np.float64).round(6) for v in vectors]
+    rounded = [np.asarray(v).astype(np.float64).round(6) for v in vectors]  # tensors, or numpy from ORT
     tokens = sum(encoded.lengths)
     return {
         "object": "list",

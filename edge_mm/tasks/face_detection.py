@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from PIL import Image
 from pydantic import BaseModel, Field
 
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.face_detector import FaceDetector
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.mtcnn import Face
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
+
+if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, not with the task table
+    from edge_mm.runtime.face_detector import FaceDetector
+    from edge_mm.runtime.mtcnn import Face
 
 ROUTE = "/v1/face-detection"
 KINDS = ("face-detection",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -55,10 +55,21 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     return Request(served, images_from(payload, limits), top_k)
 
 
-def top_labels(logits: torch.Tensor, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
-    """(C,) logits -> the k best ``{"label", "score", "index"}``, highest score first."""
-    probs = logits.float().softmax(-1)
-    scores, idx = probs.topk(min(k, len(labels)))
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float32 (the ONNX Runtime path's postprocessing, no torch)."""
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def top_labels(logits: Any, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """(C,) logits (torch tensor, or numpy from ONNX Runtime) -> the k best ``{"label", "score", "index"}``,
+    highest score first."""
+    if isinstance(logits, np.ndarray):
+        p = softmax(logits.astype(np.float32))
+        top = np.argsort(-p, kind="stable")[: min(k, len(labels))]
+        scores, idx = p[top], top
+    else:
+        scores, idx = logits.float().softmax(-1).topk(min(k, len(labels)))
     return [
         {"label": labels[i], "score": round(s, 6), "index": i}
         for s, i in zip(scores.tolist(), idx.tolist(), strict=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
@@ -43,7 +43,13 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     return Request(served, images_from(payload, limits), None)
 
 
-def normalise(features: torch.Tensor) -> torch.Tensor:
+def normalise(features: Any) -> Any:
+    """L2-normalised float32 (torch ``F.normalize``; numpy, with its eps, on the ONNX Runtime path)."""
+    if isinstance(features, np.ndarray):
+        f = features.astype(np.float32)
+        return f / max(float(np.linalg.norm(f)), 1e-12)
+    import torch
+
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 

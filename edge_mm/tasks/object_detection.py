@@ -6,13 +6,16 @@ Served through the DeepStack route ``/v1/vision/detection`` (tasks/deepstack.py)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
 
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.object_detector import ObjectDetector
+
+if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, not with the task table
+    import torch
+
+    from edge_mm.runtime.object_detector import ObjectDetector
 
 KINDS = ("object-detection",)
 
@@ -28,6 +31,8 @@ def postprocess(
 ) -> list[dict[str, Any]]:
     """(Q, C+1) logits (last class = no object), (Q, 4) cx, cy, w, h in [0, 1] ->
     ``{label, confidence, x_min, y_min, x_max, y_max}`` in pixels, best first, at most ``limit``."""
+    import torch
+
     probs = logits.float().softmax(-1)[:, :-1]
     scores, classes = probs.max(-1)
     cx, cy, w, h = boxes.float().unbind(-1)

@@ -4,19 +4,21 @@ Adding a task touches this table and the task's own module, nothing else: the AP
 registers routes from :data:`TASKS`, the registry loads runners with :data:`LOADERS`,
 the build finds builders through :data:`MODEL_KINDS`, and settings are checked
 against it by :func:`check_models`.
+
+Loaders are named ``"module:Class.method"`` under ``edge_mm.runtime`` and imported when a
+model of that kind loads: the task table itself imports no model code, so a server whose
+every model runs on ONNX Runtime never imports torch (the lite bundle has none).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from edge_mm.config import Settings
 from edge_mm.errors import ConfigError
-from edge_mm.runtime.face_detector import FaceDetector
-from edge_mm.runtime.image_classifier import ImageClassifier
-from edge_mm.runtime.object_detector import ObjectDetector
-from edge_mm.runtime.text_model import TextModel
-from edge_mm.runtime.voice_detector import VoiceDetector
 from edge_mm.tasks import (
     deepstack,
     embeddings,
@@ -32,24 +34,51 @@ from edge_mm.tasks import (
 )
 from edge_mm.tasks.task import ModelKind, Task
 
+
+@dataclass(frozen=True)
+class RuntimeLoader:
+    """A runner's loader named ``"module:Class.method"`` under ``edge_mm.runtime``, imported on first call."""
+
+    target: str
+
+    def resolve(self) -> Any:
+        module, _, attr = self.target.partition(":")
+        found: Any = importlib.import_module(f"edge_mm.runtime.{module}")
+        for part in attr.split("."):
+            found = getattr(found, part)
+        return found
+
+    def __call__(self, name: str, entry: Any, root: Any, device: str, variant: str, max_batch: int) -> Any:
+        return self.resolve()(name, entry, root, device, variant, max_batch)
+
+
 _TEXT_BUILDER = "text:build_text_model"
+_TEXT_LOADER = RuntimeLoader("text_model:TextModel.load")
 
 MODEL_KINDS: dict[str, ModelKind] = {
     "embeddings": ModelKind(
-        TextModel.load, _TEXT_BUILDER, "sentence embeddings (mean pooling + L2), also zero-shot text labels"
+        _TEXT_LOADER, _TEXT_BUILDER, "sentence embeddings (mean pooling + L2), also zero-shot text labels"
     ),
-    "text-classification": ModelKind(TextModel.load, _TEXT_BUILDER, "a fine-tuned sequence classifier"),
-    "token-classification": ModelKind(TextModel.load, _TEXT_BUILDER, "a fine-tuned token classifier (NER)"),
+    "text-classification": ModelKind(_TEXT_LOADER, _TEXT_BUILDER, "a fine-tuned sequence classifier"),
+    "token-classification": ModelKind(_TEXT_LOADER, _TEXT_BUILDER, "a fine-tuned token classifier (NER)"),
     "image-classification": ModelKind(
-        ImageClassifier.load, "image_classifier:build_image_classifier", "ImageNet-style classifier and embeddings"
+        RuntimeLoader("image_classifier:ImageClassifier.load"),
+        "image_classifier:build_image_classifier",
+        "ImageNet-style classifier and embeddings",
     ),
-    "face-detection": ModelKind(FaceDetector.load, "face_vad:build_face_detector", "MTCNN face detection"),
-    "voice-activity": ModelKind(VoiceDetector.load, "face_vad:build_voice_activity", "silero voice activity"),
+    "face-detection": ModelKind(
+        RuntimeLoader("face_detector:FaceDetector.load"), "face_vad:build_face_detector", "MTCNN face detection"
+    ),
+    "voice-activity": ModelKind(
+        RuntimeLoader("voice_detector:VoiceDetector.load"), "face_vad:build_voice_activity", "silero voice activity"
+    ),
     "zero-shot-image": ModelKind(
         zero_shot_image.load, "zero_shot_image:build_zero_shot_image", "ConSE or CLIP zero-shot image labels"
     ),
     "object-detection": ModelKind(
-        ObjectDetector.load, "detection:build_object_detector", "DETR/YOLOS object detection (DeepStack)"
+        RuntimeLoader("object_detector:ObjectDetector.load"),
+        "detection:build_object_detector",
+        "DETR/YOLOS object detection (DeepStack)",
     ),
 }
 
@@ -94,3 +123,6 @@ def check_table() -> None:
     unserved = [k for k in MODEL_KINDS if not routes_for(k)]
     if unserved:
         raise AssertionError(f"model kinds with no route: {unserved}")
+    for kind in MODEL_KINDS.values():
+        if isinstance(kind.load, RuntimeLoader):
+            kind.load.resolve()  # a misspelt loader fails here, not when a model of that kind first loads

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import BaseModel, Field
 
 from edge_mm.errors import Unprocessable
@@ -14,6 +13,9 @@ from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.payload import Limits, Payload
 from edge_mm.tasks.schemas import Options, Texts, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
+
+if TYPE_CHECKING:
+    import torch
 
 ROUTE = "/v1/text-classification"
 KINDS = ("text-classification",)
@@ -51,8 +53,12 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     return Request(served, check_texts(body.inputs, "inputs", limits.max_items, limits.max_text_chars), body.top_k)
 
 
-def scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """Per-label probabilities: sigmoid for multi-label checkpoints, else softmax."""
+def scores(logits: Any, multi_label: bool) -> torch.Tensor:
+    """Per-label probabilities: sigmoid for multi-label checkpoints, else softmax (torch; ONNX Runtime's
+    numpy logits are viewed as a tensor)."""
+    import torch
+
+    logits = torch.as_tensor(logits)
     return logits.sigmoid() if multi_label else logits.softmax(-1)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from pydantic import BaseModel
 from tokenizers import Encoding
 
@@ -75,11 +74,15 @@ def _split(tag: str) -> tuple[str, str]:
     return "I", tag
 
 
-def token_predictions(windows: list[Encoding], logits: list[torch.Tensor], labels: list[str]) -> list[TokenPrediction]:
-    """One prediction per distinct token of the text, best window first, sorted by offset."""
+def token_predictions(windows: list[Encoding], logits: list[Any], labels: list[str]) -> list[TokenPrediction]:
+    """One prediction per distinct token of the text, best window first, sorted by offset.
+
+    ``logits``: torch tensors, or numpy from ONNX Runtime (viewed as tensors)."""
+    import torch
+
     best: dict[tuple[int, int], TokenPrediction] = {}
     for enc, out in zip(windows, logits, strict=True):
-        probs = out.softmax(-1)
+        probs = torch.as_tensor(out).softmax(-1)
         n = len(enc.ids)
         for t in range(n):
             if enc.special_tokens_mask[t] or enc.word_ids[t] is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -12,11 +12,13 @@ from pydantic import BaseModel, Field
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
-from edge_mm.runtime.silero_vad import SAMPLE_RATE, SegmentRules
-from edge_mm.runtime.voice_detector import VoiceDetector
 from edge_mm.tasks.payload import Limits, Payload, file_from
 from edge_mm.tasks.schemas import AudioInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
+
+if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, not with the task table
+    from edge_mm.runtime.silero_vad import SegmentRules
+    from edge_mm.runtime.voice_detector import VoiceDetector
 
 ROUTE = "/v1/voice-activity"
 KINDS = ("voice-activity",)
@@ -47,6 +49,8 @@ class Answer(Speech):
 
 def parse_options(fields: Mapping[str, Any], defaults: Mapping[str, Any]) -> SegmentRules:
     """``threshold``, ``min_speech_ms``, ``min_silence_ms``, ``speech_pad_ms`` over the model's defaults."""
+    from edge_mm.runtime.silero_vad import SegmentRules
+
     body = validate(Body, fields, defaults)
     return SegmentRules(
         threshold=body.threshold,
@@ -69,7 +73,7 @@ class Wav:
         return decode_wav(self.data, max_bytes=self.max_bytes, max_seconds=self.max_seconds)
 
 
-Request = ModelRequest[Wav, SegmentRules]
+Request = ModelRequest[Wav, "SegmentRules"]
 
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
@@ -93,6 +97,8 @@ def segments(
 def detect(model: VoiceDetector, wav: Wav, rules: SegmentRules, deadline: Deadline | None = None) -> dict[str, Any]:
     """Decode (inside the model's slot), resample to 16 kHz, find the speech."""
     samples, rate = wav.decode()
+    from edge_mm.runtime.silero_vad import SAMPLE_RATE
+
     samples_16k = resample(samples, rate, SAMPLE_RATE)
     return {"model": model.name, "sample_rate": rate, **segments(model, samples_16k, rules, deadline)}
 

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
 from pydantic import BaseModel, Field
 
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry
-from edge_mm.runtime.clip import ClipModel
-from edge_mm.runtime.conse import ConseTable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, validate
 from edge_mm.tasks.task import ModelRequest, Task
 from edge_mm.tasks.zero_shot_text import LabelFields, LabelOptions, Score, label_vectors, parse_labels, ranked
+
+if TYPE_CHECKING:  # both runners need torch: imported when such a model loads, not with the task table
+    import torch
+
+    from edge_mm.runtime.clip import ClipModel
+    from edge_mm.runtime.conse import ConseTable
 
 ROUTE = "/v1/zero-shot-image-classification"
 KINDS = ("zero-shot-image",)
@@ -38,8 +41,12 @@ def load(name: str, entry: ModelEntry, root: Path, device: str, variant: str, ma
     """The runner for the entry's method: CLIP towers or the ConSE class-name table."""
     method = entry.options.get("method")
     if method == "clip":
+        from edge_mm.runtime.clip import ClipModel
+
         return ClipModel.load(name, entry, root, device, variant, max_batch)
     if method == "conse":
+        from edge_mm.runtime.conse import ConseTable
+
         return ConseTable.load(name, entry, root, device, variant, max_batch)
     raise ConfigError(f"model {name!r}: unknown zero-shot-image method {method!r}; rebuild")
 
@@ -77,21 +84,26 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
 def conse_vector(probs: torch.Tensor, class_embeddings: torch.Tensor, top_t: int) -> torch.Tensor:
     """(C,) probabilities, (C, dim) class-name embeddings -> (dim,) unit vector:
     the probability-weighted mean of the top-T classes' embeddings."""
+    import torch
+
     p, idx = probs.float().topk(min(top_t, len(probs)))
     weights = p / p.sum().clamp(min=1e-12)
     return torch.nn.functional.normalize((weights[:, None] * class_embeddings[idx].float()).sum(0), dim=-1)
 
 
 def run_conse(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    """The text and image models may run on ONNX Runtime (numpy outputs); ConSE's arithmetic is torch's."""
+    import torch
+
     table: ConseTable = request.model.runner
     classifier = models.get(("image-classification",), ROUTE, table.classifier)
     text = models.get(("embeddings",), ROUTE, table.text_model)
     opts = request.options
-    label_vecs = models.call(text, deadline, lambda m: label_vectors(m, opts.hypotheses, deadline))  # (L, dim)
+    label_vecs = torch.as_tensor(models.call(text, deadline, lambda m: label_vectors(m, opts.hypotheses, deadline)))
     outputs = models.call(classifier, deadline, lambda m: m.classify(request.inputs.decode(), deadline))
     results = []
     for logits, _ in outputs:
-        v = conse_vector(logits.softmax(-1), table.class_embeddings, opts.top_t)
+        v = conse_vector(torch.as_tensor(logits).softmax(-1), table.class_embeddings, opts.top_t)
         similarity = label_vecs @ v
         results.append(ranked(opts.labels, similarity, (similarity / opts.temperature).softmax(-1)))
     return {"model": table.name, "method": "conse", "results": results}
@@ -110,6 +122,8 @@ def clip_scores(
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
+    from edge_mm.runtime.clip import ClipModel
+
     if isinstance(request.model.runner, ClipModel):
         return models.call(
             request.model, deadline, lambda m: clip_scores(m, request.inputs.decode(), request.options, deadline)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 from pydantic import BaseModel, Field
 
 from edge_mm.errors import RequestTooLarge, Unprocessable
@@ -100,8 +100,17 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     return Request(served, texts, LabelOptions(labels, hypotheses, temperature))
 
 
-def label_vectors(model: TextModel, hypotheses: list[str], deadline: Deadline | None = None) -> torch.Tensor:
-    """(len(hypotheses), dim): cached embeddings of the filled-in templates."""
+def stack(vectors: list[Any]) -> Any:
+    """Stack torch tensors with torch, numpy arrays (the ONNX Runtime path) with numpy."""
+    if isinstance(vectors[0], np.ndarray):
+        return np.stack(vectors)
+    import torch
+
+    return torch.stack(vectors)
+
+
+def label_vectors(model: TextModel, hypotheses: list[str], deadline: Deadline | None = None) -> Any:
+    """(len(hypotheses), dim): cached embeddings of the filled-in templates (a tensor, or numpy)."""
     cache: VectorCache = model.cache.setdefault("zero_shot_labels", VectorCache())
     missing = cache.missing(hypotheses)
     if missing:
@@ -109,11 +118,16 @@ def label_vectors(model: TextModel, hypotheses: list[str], deadline: Deadline | 
             cache.put(h, v)
     found = cache.get_all(hypotheses)
     if found is None:  # evicted between the two steps by a concurrent request
-        return torch.stack(model.forward(model.tokenizer.encode(hypotheses).encodings, deadline))
-    return torch.stack(found)
+        return stack(model.forward(model.tokenizer.encode(hypotheses).encodings, deadline))
+    return stack(found)
 
 
-def ranked(labels: list[str], similarity: torch.Tensor, scores: torch.Tensor) -> list[dict[str, Any]]:
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def ranked(labels: list[str], similarity: Any, scores: Any) -> list[dict[str, Any]]:
     rows = sorted(zip(labels, scores.tolist(), similarity.tolist(), strict=True), key=lambda r: r[1], reverse=True)
     return [{"label": lab, "score": round(s, 6), "similarity": round(c, 6)} for lab, s, c in rows]
 
@@ -122,9 +136,12 @@ def classify(
     model: TextModel, texts: list[str], opts: LabelOptions, deadline: Deadline | None = None
 ) -> dict[str, Any]:
     labels = label_vectors(model, opts.hypotheses, deadline)  # (labels, dim)
-    vectors = torch.stack(model.forward(model.tokenizer.encode(texts).encodings, deadline))  # (texts, dim)
+    vectors = stack(model.forward(model.tokenizer.encode(texts).encodings, deadline))  # (texts, dim)
     similarity = vectors @ labels.T
-    scores = (similarity / opts.temperature).softmax(-1)
+    if isinstance(similarity, np.ndarray):
+        scores = softmax(similarity / np.float32(opts.temperature))
+    else:
+        scores = (similarity / opts.temperature).softmax(-1)
     results = [ranked(opts.labels, sim, sc) for sim, sc in zip(similarity, scores, strict=True)]
     return {"model": model.name, "results": results}
 

@@ -15,6 +15,7 @@ from PIL import Image
 from edge_mm.media.image_preprocess import (
     EFFICIENTNET_LITE0_PREPROCESS,
     ImagePreprocess,
+    SquashPreprocess,
     center_crop_box,
     resized_size,
     to_numpy_rgb,
@@ -150,10 +151,29 @@ def test_empty_batch_is_an_error() -> None:
         EFFICIENTNET_LITE0_PREPROCESS([])
 
 
+@pytest.mark.parametrize("name", PHOTOS)
+def test_numpy_path_equals_the_torch_path(photo_dir: Path, name: str) -> None:
+    """ONNX Runtime's input (numpy, NCHW, no torch) holds the torch path's numbers, on real photos and squashed."""
+    image = open_photo(photo_dir, name)
+    squash = SquashPreprocess(48, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    for pre in (EFFICIENTNET_LITE0_PREPROCESS, squash):
+        got, want = pre.array([image, image.rotate(90, expand=True)]), pre([image, image.rotate(90, expand=True)])
+        assert isinstance(got, np.ndarray)
+        assert got.dtype == np.float32
+        assert got.flags["C_CONTIGUOUS"]
+        assert got.shape == tuple(want.shape)
+        np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-5)
+
+
+def test_numpy_path_refuses_an_empty_batch() -> None:
+    with pytest.raises(ValueError, match="no images"):
+        EFFICIENTNET_LITE0_PREPROCESS.array([])
+
+
 def test_runtime_media_modules_do_not_import_build_only_packages() -> None:
     code = (
         "import sys, edge_mm.media.images, edge_mm.media.image_preprocess\n"
-        "heavy = {'torchvision', 'transformers', 'skimage'} & set(sys.modules)\n"
+        "heavy = {'torch', 'torchvision', 'transformers', 'skimage'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

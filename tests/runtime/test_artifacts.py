@@ -100,7 +100,9 @@ def test_onnx_and_torchscript_artifacts_give_the_same_answers(tiny_settings):
     ort = TextModel.load("tiny-embed", e, root, "cpu", ORT_VARIANT, 16)
     ts = TextModel.load("tiny-embed", e, root, "cpu", "cpu", 16)
     assert isinstance(ort.module, OnnxSession)
-    a, b = torch.stack(ort.check_outputs(SENTENCES)), torch.stack(ts.check_outputs(SENTENCES))
+    got = ort.check_outputs(SENTENCES)
+    assert all(isinstance(v, np.ndarray) for v in got)  # the ONNX Runtime path is numpy end to end (no torch)
+    a, b = torch.from_numpy(np.stack(got)), torch.stack(ts.check_outputs(SENTENCES))
     assert a.dtype == b.dtype == torch.float32
     assert float(torch.nn.functional.cosine_similarity(a, b).min()) > 0.999
     assert float((a - b).abs().max()) < 2e-2  # `edge-mm check`'s CPU tolerance

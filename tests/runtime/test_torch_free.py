@@ -1,0 +1,110 @@
+"""A server whose every model runs on ONNX Runtime never imports torch (what the lite bundle relies on).
+
+The server runs in a subprocess where importing torch raises ImportError, so any torch import on the
+serving path (start-up, warm-up, every route its models serve, /info) fails the test; its answers must
+equal those of the same artifacts served in this process (which has torch).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edge_mm.manifest import ORT_VARIANT
+from edge_mm.runtime.probes import png_base64, probe_pixels
+from tests.conftest import test_client, warm_registry
+from tests.serving import ROOT, request, running_server
+
+BLOCK_TORCH = """\
+import sys
+
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError(f"{name} imported by a server whose models all run on ONNX Runtime")
+        return None
+
+
+sys.meta_path.insert(0, BlockTorch())
+from edge_mm.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+TEXTS = ["the man plays guitar in paris", "a café in 東京"]
+IMAGES = [png_base64(probe_pixels(60, 80, seed)) for seed in (1, 2)]
+CALLS = [
+    ("/v1/embeddings", {"input": TEXTS}),
+    ("/v1/zero-shot-classification", {"inputs": TEXTS, "labels": ["music", "food", "travel"]}),
+    ("/v1/image-classification", {"images": IMAGES, "top_k": 3}),
+    ("/v1/image-embeddings", {"images": IMAGES}),
+]
+
+
+@pytest.fixture(scope="module")
+def ort_only_config(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT embeddings model and a tiny ViT, both built for and served by ONNX Runtime."""
+    from edge_mm.build.pipeline import build_all
+    from edge_mm.config import load_settings
+    from tests.vision_fixtures import make_vit_classifier
+
+    root = tmp_path_factory.mktemp("ort-only")
+    vit = make_vit_classifier(root / "vit")
+    path = root / "settings.toml"
+    path.write_text(
+        textwrap.dedent(f"""
+        [runtime]
+        artifacts_dir = "{root / "artifacts"}"
+        [[models]]
+        name = "tiny-embed"
+        task = "embeddings"
+        source = "{tiny_checkpoints / "bert-embeddings"}"
+        max_length = 32
+        artifact_backend = "onnxruntime"
+        [[models]]
+        name = "tiny-vit"
+        task = "image-classification"
+        source = "{vit}"
+        quantization = "none"
+        artifact_backend = "onnxruntime"
+        """)
+    )
+    build_all(load_settings(path, env={}), out=io.StringIO())
+    return path
+
+
+def test_table_and_api_import_no_torch():
+    code = "import sys, edge_mm.server, edge_mm.tasks.table, edge_mm.api; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_an_onnx_runtime_server_never_imports_torch(ort_only_config: Path, tmp_path: Path):
+    from edge_mm.config import load_settings
+
+    settings = load_settings(ort_only_config, env={})
+    registry = warm_registry(settings)
+    assert {s.variant for s in registry.models.values()} == {ORT_VARIANT}
+    here = test_client(settings, registry)
+    wrapper = tmp_path / "serve_without_torch.py"
+    wrapper.write_text(BLOCK_TORCH)
+    with running_server(ort_only_config, cmd=[sys.executable, str(wrapper)]) as base:
+        status, _, info = request(base + "/info")
+        assert status == 200
+        assert info["torch_version"] is None
+        assert info["onnxruntime_version"]
+        assert {m["backend"] for m in info["models"].values()} == {"onnxruntime"}
+        for route, body in CALLS:
+            status, headers, answer = request(base + route, body)
+            assert status == 200, (route, answer)
+            want = here.post(route, json=body)
+            assert want.status_code == 200
+            assert json.dumps(answer, sort_keys=True) == json.dumps(want.get_json(), sort_keys=True), route
+        status, _, answer = request(base + "/v1/text-classification", {"inputs": ["x"]})
+        assert status == 404  # the route exists; no model serves it here
