@@ -89,7 +89,7 @@ def vision_servers(config: Path) -> dict[str, VisionServer]:
 
     tutorial = [sys.executable, "-m", "bench.tutorial_vision_server", "--weights", str(WEIGHTS), "--port"]
     return {
-        OURS: VisionServer("edge-mm (fp32 traced+frozen, channels-last)", lambda port: edge_mm_argv(config), edge_env),
+        OURS: VisionServer("edge-mm (default settings)", lambda port: edge_mm_argv(config), edge_env),
         PEER_FP32: VisionServer(
             "ONNX Runtime fp32, Flask + waitress 4 threads",
             lambda port: (
