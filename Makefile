@@ -10,7 +10,7 @@ export EDGE_MM_REQUIRE_FIXTURES ?= 1
 
 VENV_CPU := .venv-cpu
 
-.PHONY: setup system-deps models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-figures image soak clean
+.PHONY: setup system-deps models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-lite bundle-figures image soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -63,6 +63,16 @@ bundle: bundle-cpu  ## the CPU-only bundle (the default product): dist/edge-mm/
 
 bundle-cpu: build $(VENV_CPU)/.deps  ## torch 2.13.0 CPU build -> dist/edge-mm/ (~0.85 GB)
 	$(BIN)/edge-mm --config $(CONFIG) package --python $(VENV_CPU)/bin/python
+
+VENV_LITE := .venv-lite
+LITE_CONFIG ?= settings.lite.toml
+
+$(VENV_LITE)/.deps: requirements/lite.txt requirements/package.txt
+	bash scripts/venv_lite.sh
+
+bundle-lite: setup $(VENV_LITE)/.deps  ## no torch: MiniLM + EfficientNet-Lite0 on ONNX Runtime -> dist/lite/edge-mm/
+	$(BIN)/edge-mm --config $(LITE_CONFIG) build
+	$(BIN)/edge-mm --config $(LITE_CONFIG) package --flavour lite --dist dist/lite
 
 bundle-cuda: build  ## torch 2.14.1 CUDA build -> dist/cuda/edge-mm/ (~4.5 GB)
 	$(PIP) install -q -r requirements/package.txt

@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--dist", type=Path, help="output folder (default: dist/)")
     k.add_argument("--python", help="interpreter whose torch goes into the bundle (default: this one)")
     k.add_argument(
+        "--flavour",
+        choices=("cpu", "cuda", "lite"),
+        help="the bundle must be this flavour; --python defaults to .venv-cpu / .venv-lite (lite: no torch)",
+    )
+    k.add_argument(
         "--no-excludes", dest="excludes", action="store_false", help="keep build-only packages (for measuring)"
     )
     k.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign the bundle's manifest.json with this key")
@@ -157,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             from edge_mm.build.package import package
 
             sign = _signer(args.sign)
-            bundle = package(settings, onefile=args.onefile, dist=args.dist, python=args.python, excludes=args.excludes)
+            bundle = package(
+                settings,
+                onefile=args.onefile,
+                dist=args.dist,
+                python=args.python,
+                excludes=args.excludes,
+                flavour=args.flavour,
+            )
             sign(bundle / "artifacts")  # packaging rewrites the manifest (a CPU bundle drops CUDA variants)
     except ConfigError as exc:
         print(f"edge-mm: {exc}", file=sys.stderr)

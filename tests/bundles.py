@@ -1,5 +1,6 @@
 """The CPU bundle, built once per test session: tests/test_bundle.py and tests/deploy/test_image.py
-both use it (a few minutes on 2 cores: .venv-cpu if missing, artifacts if missing, PyInstaller)."""
+both use it (a few minutes on 2 cores: .venv-cpu if missing, artifacts if missing, PyInstaller).
+The lite bundle (no torch; settings.lite.toml) likewise, for tests/test_bundle_lite.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tests.serving import ROOT
 
 VENV_CPU = ROOT / ".venv-cpu"
 TEST_BUNDLE_DIST = ROOT / "build" / "work" / "test-bundle"
+LITE_SETTINGS = ROOT / "settings.lite.toml"
+TEST_LITE_DIST = ROOT / "build" / "work" / "test-bundle-lite"
 
 
 def servable(settings: Settings) -> Settings:
@@ -30,3 +33,10 @@ def cpu_bundle() -> Path:
     settings = servable(load_settings(ROOT / "settings.toml"))
     assert settings.models, "no servable model in settings.toml"
     return package(settings, dist=TEST_BUNDLE_DIST, python=str(VENV_CPU / "bin" / "python"))
+
+
+@functools.cache
+def lite_bundle() -> Path:
+    """build/work/test-bundle-lite/edge-mm from settings.lite.toml: .venv-lite (no torch), ONNX Runtime artifacts."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "venv_lite.sh")], check=True, timeout=1200)
+    return package(load_settings(LITE_SETTINGS), dist=TEST_LITE_DIST, flavour="lite")

@@ -9,7 +9,9 @@ The bundle is a folder (onedir, the default) or one file plus its payload::
     dist/edge-mm/bundle_info.json     flavour (cpu | cuda), torch version, size
 
 The flavour is the torch build of the interpreter that runs PyInstaller: the CPU-only torch
-2.13.0 in ``.venv-cpu`` gives ``cpu``, the default ``.venv`` (CUDA build) gives ``cuda``.
+2.13.0 in ``.venv-cpu`` gives ``cpu``, the default ``.venv`` (CUDA build) gives ``cuda``, and
+``.venv-lite`` (no torch: scripts/venv_lite.sh) gives ``lite``, whose every model must be
+served by ONNX Runtime (``artifact_backend = "onnxruntime"``, settings.lite.toml).
 The spec imports this module for its lists and for :func:`finish_bundle`; nothing here
 imports torch or PyInstaller at import time.
 """
@@ -29,7 +31,7 @@ from typing import Any
 
 from edge_mm.config import MODEL_SETTINGS, SETTINGS, Settings, load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import MANIFEST_NAME, read_manifest
+from edge_mm.manifest import MANIFEST_NAME, read_manifest, variant_device
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "edge_mm.spec"
@@ -68,6 +70,10 @@ BUILD_ONLY = (
     "edge_mm.ray_serve",
     "ray",
     "a2wsgi",
+    "onnx",  # export and quantization run at build time; the runtime only loads the graph with onnxruntime
+    "onnxruntime.quantization",
+    "onnxruntime.transformers",
+    "onnxruntime.tools",
 )
 # torch modules the runtime never loads (checked: sys.modules after serving every route and
 # `edge-mm check`): the compiler stack (dynamo/inductor and what it needs: sympy, triton),
@@ -102,8 +108,15 @@ UNUSED_TORCH_FILES = (
 KEEP_TORCH_FILES = ("torch/bin/torch_shm_manager",)  # torch.multiprocessing's shared-memory helper
 
 
-def excluded_modules() -> list[str]:
-    return [*BUILD_ONLY, *UNUSED_TORCH]
+# The lite flavour carries no torch and no PyAV (video decoding) at all, even where installed; nor
+# PyYAML (only numpy's show_config imports it).
+LITE_EXCLUDES = ("torch", "av", "yaml")
+FLAVOURS = ("cpu", "cuda", "lite")
+VENVS = {"cpu": ROOT / ".venv-cpu", "lite": ROOT / ".venv-lite"}  # the interpreter each flavour is built with
+
+
+def excluded_modules(flavour: str | None = None) -> list[str]:
+    return [*BUILD_ONLY, *UNUSED_TORCH, *(LITE_EXCLUDES if flavour == "lite" else ())]
 
 
 def is_unused_file(dest: str) -> bool:
@@ -121,8 +134,12 @@ def is_runtime_module(name: str) -> bool:
 
 
 def bundle_flavour() -> str:
-    """``cpu`` for a CPU-only torch build, ``cuda`` for a CUDA-capable one (the interpreter running this)."""
-    import torch
+    """``cpu`` for a CPU-only torch build, ``cuda`` for a CUDA-capable one, ``lite`` without torch
+    (the interpreter running this)."""
+    try:
+        import torch
+    except ImportError:
+        return "lite"
 
     return "cuda" if torch.version.cuda is not None and "+cpu" not in torch.__version__ else "cpu"
 
@@ -196,7 +213,7 @@ def _artifacts_ready(settings: Settings) -> str | None:
 def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, Any]:
     """Copy the configured models' files into ``dest`` with a manifest for this bundle.
 
-    The CPU flavour drops CUDA variants (its torch cannot run them); the copied manifest's
+    The CPU flavour drops CUDA variants (its torch cannot run them; it keeps ``cpu-onnxruntime``); the copied manifest's
     ``flavour`` is the bundle's, its ``torch_version`` still the one that wrote the artifacts.
     Hashes are checked on the way (a corrupt artifact stops packaging, as it would stop serving).
     """
@@ -210,8 +227,10 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
     for spec in settings.models:
         entry = manifest.models[spec.name]
         model_raw = raw["models"][spec.name]
-        if flavour == "cpu":
-            model_raw["variants"] = {k: v for k, v in model_raw["variants"].items() if k == "cpu"}
+        if flavour == "lite":
+            model_raw["variants"] = _lite_variants(spec.name, entry.cpu_backend, model_raw["variants"])
+        elif flavour == "cpu":
+            model_raw["variants"] = {k: v for k, v in model_raw["variants"].items() if variant_device(k) == "cpu"}
             if not model_raw["variants"]:
                 raise ConfigError(f"model {spec.name!r} has no CPU variant; the CPU bundle cannot serve it")
         keep = set(model_raw["variants"])
@@ -227,17 +246,50 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
     return raw
 
 
+def _lite_variants(name: str, cpu_backend: str, variants: dict[str, Any]) -> dict[str, Any]:
+    """The lite bundle keeps each model's ONNX Runtime variant only; a model served by TorchScript is refused."""
+    from edge_mm.manifest import ORT_VARIANT
+
+    if cpu_backend != "onnxruntime" or ORT_VARIANT not in variants:
+        raise ConfigError(
+            f"model {name!r} is served by {cpu_backend} on CPU; the lite bundle has no torch: set "
+            'artifact_backend = "onnxruntime" for it (settings.lite.toml) and build again, or leave it out'
+        )
+    return {ORT_VARIANT: variants[ORT_VARIANT]}
+
+
 def dir_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
+def strip_libpython(bundle: Path) -> None:
+    """Drop libpython's symbol table (23 -> 6 MB; the lite bundle's 250 MB aim). Only libpython: stripping every
+    library, as PyInstaller's ``strip`` does, breaks numpy's OpenBLAS ("ELF load command ... not page-aligned")."""
+    if shutil.which("strip") is None:
+        print("edge-mm package: no strip (binutils) here; libpython keeps its symbols", flush=True)
+        return
+    for lib in (bundle / "_internal").glob("libpython3*.so*"):
+        if lib.is_file() and not lib.is_symlink():
+            subprocess.run(["strip", "--strip-unneeded", str(lib)], check=True)
+
+
 def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, excluded: bool) -> dict[str, Any]:
     """Put settings.toml, artifacts/ and bundle_info.json next to the executable; returns the info."""
-    import torch
+    import importlib.util
+
+    torch = None if flavour == "lite" else __import__("torch")
+    ort_spec = importlib.util.find_spec("onnxruntime")
+    ort_version = None
+    if ort_spec is not None:
+        from importlib.metadata import version
+
+        ort_version = version("onnxruntime")
 
     settings = load_settings(config)
+    if flavour == "lite":
+        strip_libpython(bundle)
     copied = copy_artifacts(settings, bundle / "artifacts", flavour)
     (bundle / "settings.toml").write_text(settings_toml(settings, "artifacts"), encoding="utf-8")
     check = load_settings(bundle / "settings.toml", env={})
@@ -245,8 +297,9 @@ def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, ex
         raise ConfigError("the bundled settings.toml does not read back as written (a bug in settings_toml)")
     info = {
         "flavour": flavour,
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
+        "torch_version": torch.__version__ if torch is not None else None,
+        "cuda_version": torch.version.cuda if torch is not None else None,
+        "onnxruntime_version": ort_version,
         "artifacts_torch_version": copied["torch_version"],
         "edge_mm_version": copied["edge_mm_version"],
         "models": sorted(copied["models"]),
@@ -280,13 +333,22 @@ def package(
     dist: Path | None = None,
     python: str | None = None,
     excludes: bool = True,
+    flavour: str | None = None,
 ) -> Path:
     """Build the bundle from ``edge_mm.spec``; returns the bundle folder.
 
     ``python``: the interpreter that runs PyInstaller and whose torch goes into the bundle
     (default: this one). Artifacts missing for a configured model are built first with this
-    interpreter (which then needs transformers: the default environment).
+    interpreter (which then needs transformers: the default environment). ``flavour`` (cpu | cuda |
+    lite): the bundle must come out as that flavour; ``python`` defaults to its environment
+    (.venv-cpu, .venv-lite) when one exists.
     """
+    if flavour is not None and flavour not in FLAVOURS:
+        raise ConfigError(f"--flavour {flavour!r} is not one of {', '.join(FLAVOURS)}")
+    if python is None and flavour in VENVS:
+        python = str(VENVS[flavour] / "bin" / "python")
+        if not Path(python).is_file():
+            raise ConfigError(f"{python} is missing: run scripts/venv_{flavour}.sh (or make bundle-{flavour})")
     if getattr(sys, "frozen", False) or not SPEC.is_file():
         raise ConfigError(f"'edge-mm package' runs from a source checkout ({SPEC.name} not found next to edge_mm/)")
     why = _artifacts_ready(settings)
@@ -317,8 +379,11 @@ def package(
         raise ConfigError(f"PyInstaller failed (exit {result.returncode}); its output is above")
     bundle = dist / (f"{NAME}-onefile" if onefile else NAME)
     info = json.loads((bundle / INFO_NAME).read_text())
+    if flavour is not None and info["flavour"] != flavour:
+        raise ConfigError(f"asked for a {flavour} bundle, but {python} made a {info['flavour']} one")
     print(
         f"edge-mm package: {bundle} ({info['flavour']} flavour, torch {info['torch_version']}, "
+        f"onnxruntime {info.get('onnxruntime_version')}, "
         f"{'onefile' if onefile else 'onedir'}) {info['size_bytes'] / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s",
         flush=True,
     )

@@ -13,6 +13,7 @@ every model runs on ONNX Runtime never imports torch (the lite bundle has none).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +83,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
     ),
 }
 
-TASKS: tuple[Task, ...] = (
+ALL_TASKS: tuple[Task, ...] = (
     embeddings.TASK,
     zero_shot_text.TASK,
     text_classification.TASK,
@@ -95,6 +96,14 @@ TASKS: tuple[Task, ...] = (
     video.TASK,
     *deepstack.TASKS,
 )
+
+
+def decodable(task: Task) -> bool:
+    """False for a task whose media decoder is not installed: video needs PyAV, which the lite bundle leaves out."""
+    return "video" not in task.media or importlib.util.find_spec("av") is not None
+
+
+TASKS: tuple[Task, ...] = tuple(t for t in ALL_TASKS if decodable(t))  # the routes this installation serves
 
 LOADERS = {kind: k.load for kind, k in MODEL_KINDS.items()}
 
@@ -113,14 +122,14 @@ def check_models(settings: Settings) -> None:
 
 def check_table() -> None:
     """The table is consistent: kinds exist, routes are unique, every kind is served by a route."""
-    routes = [r for t in TASKS for r in t.routes]
+    routes = [r for t in ALL_TASKS for r in t.routes]
     if len(routes) != len(set(routes)):
         raise AssertionError(f"a route is declared twice: {sorted(routes)}")
-    for t in TASKS:
+    for t in ALL_TASKS:
         unknown = set(t.model_kinds) - set(MODEL_KINDS)
         if unknown:
             raise AssertionError(f"task {t.name} accepts unknown model kinds {sorted(unknown)}")
-    unserved = [k for k in MODEL_KINDS if not routes_for(k)]
+    unserved = [k for k in MODEL_KINDS if not routes_for(k, ALL_TASKS)]
     if unserved:
         raise AssertionError(f"model kinds with no route: {unserved}")
     for kind in MODEL_KINDS.values():

@@ -80,6 +80,16 @@ def ort_only_config(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFac
     return path
 
 
+def test_video_is_served_only_where_pyav_is_installed(monkeypatch):
+    from edge_mm.tasks import embeddings, table, video
+
+    assert table.decodable(video.TASK)  # this environment has PyAV
+    assert video.TASK in table.TASKS
+    monkeypatch.setattr(table.importlib.util, "find_spec", lambda name: None)  # as in the lite bundle
+    assert not table.decodable(video.TASK)
+    assert table.decodable(embeddings.TASK)  # JSON-only tasks need no decoder
+
+
 def test_table_and_api_import_no_torch():
     code = "import sys, edge_mm.server, edge_mm.tasks.table, edge_mm.api; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
