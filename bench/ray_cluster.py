@@ -216,6 +216,8 @@ for line in sys.stdin:
                 if a.class_name.startswith("ServeReplica:") and a.node_id in nodes:
                     out.setdefault(a.class_name.split(":")[-1], []).append(nodes[a.node_id])
             result = {k: sorted(v) for k, v in out.items()}
+        elif cmd == "nodes":  # addresses of the nodes Ray holds alive
+            result = sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])
         elif cmd == "running":  # replicas Serve reports RUNNING for a deployment of the edge-mm application
             app = serve.status().applications.get("edge-mm")
             d = app.deployments.get(arg) if app else None
@@ -266,6 +268,9 @@ class Probe:
     def replicas(self) -> dict[str, list[str]]:
         """Live replicas per deployment: deployment name -> node addresses, sorted."""
         return self.ask("replicas")  # type: ignore[no-any-return]
+
+    def nodes(self) -> list[str]:
+        return self.ask("nodes")  # type: ignore[no-any-return]
 
     def running(self, deployment: str) -> int:
         return self.ask("running", deployment)  # type: ignore[no-any-return]

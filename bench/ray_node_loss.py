@@ -230,11 +230,15 @@ def node_loss(
     time.sleep(before_s)
     killed_at = load.now()
     cluster.nodes[1].kill()
+    t_kill = time.monotonic()
+    declared = wait_for(lambda: probe.nodes() == [HEAD_IP], timeout_s=after_s + 60, every_s=0.25)
     back = wait_for(
         lambda: all(probe.replicas().get(f"model-{m}", []) == [HEAD_IP, HEAD_IP] for m in MODELS),
         timeout_s=after_s + 60,
     )
-    remaining = killed_at + after_s - load.now()
+    back_s = None if back is None else time.monotonic() - t_kill  # since the kill, detection included
+    # at least 10 s of load once the replicas are back, for the throughput after
+    remaining = max(killed_at + after_s, killed_at + (back_s or 0) + 15) - load.now()
     if remaining > 0:
         time.sleep(remaining)
     end = load.now()
@@ -247,7 +251,8 @@ def node_loss(
         "killed_at_s": round(killed_at, 1),
         "replicas_before": before,
         "replicas_after": after,
-        "replicas_back_on_head_s": None if back is None else round(back, 1),
+        "node_declared_dead_s": None if declared is None else round(declared, 1),
+        "replicas_back_on_head_s": None if back_s is None else round(back_s, 1),
         "requests": len(records),
         "lost_after_retry": len(lost),
         "lost_statuses": sorted({r.status for r in lost}),
@@ -255,7 +260,7 @@ def node_loss(
         "first_try_statuses": sorted({r.first_status for r in first_failed}),
         "longest_gap_s": round(longest_gap(records, killed_at), 2),
         "req_per_s_before": round(throughput(records, 3, killed_at), 1),
-        "req_per_s_after": round(throughput(records, killed_at + (back or 0) + 5, end), 1),
+        "req_per_s_after": round(throughput(records, killed_at + (back_s or 0) + 5, end), 1),
         "by_kind": {
             k: {"requests": sum(r.kind == k for r in records), "lost": sum(r.kind == k for r in lost)}
             for k in ("embeddings", "classification")
@@ -294,6 +299,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| lost after one retry | {n['lost_after_retry']} {n['lost_statuses'] or ''} |",
             f"| first tries that failed (retried) | {n['first_try_failed']} {n['first_try_statuses'] or ''} |",
             f"| longest time without an answer after the kill | {n['longest_gap_s']} s |",
+            f"| Ray declared the node dead after | {n['node_declared_dead_s']} s |",
             f"| lost replicas running again on the head after | {n['replicas_back_on_head_s']} s |",
             f"| replicas after | {json.dumps(n['replicas_after'])} |",
             f"| req/s before (two nodes) | {n['req_per_s_before']} |",
