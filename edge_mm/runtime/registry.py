@@ -23,6 +23,7 @@ from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 from edge_mm.runtime.admission import Admission
 from edge_mm.runtime.artifacts import serving_variant, set_cpu_threads
 from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.malloc import trim_heap
 from edge_mm.runtime.runner import BatchedRunner, Loader
 
 log = logging.getLogger("edge_mm.registry")
@@ -109,6 +110,7 @@ class Registry:
             self.failure = f"warm-up failed: {type(exc).__name__}"
             log.exception("warm-up failed; the server stays not ready")
             return
+        trim_heap()  # what loading and warming freed is not resident any more
         self.mark_ready()
 
 

@@ -8,3 +8,31 @@ from edge_mm.runtime.malloc import limit_malloc_arenas
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_arena_cap_is_accepted_by_glibc():
     assert limit_malloc_arenas(2) is True
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_trim_hands_freed_heap_back():
+    import ctypes
+    import ctypes.util
+
+    from edge_mm.runtime.malloc import trim_heap
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 64 * 1024  # below the mmap threshold: these come from the heap
+    blocks = [libc.malloc(size) for _ in range(800)]
+    pin = libc.malloc(size)  # above them all, so free() cannot shrink the heap by itself
+    for b in blocks:
+        ctypes.memset(b, 1, size)
+    for b in blocks:
+        libc.free(b)
+    before = _rss_mb()
+    assert trim_heap() is True
+    assert _rss_mb() < before - 20  # about 50 MB were freed
+    libc.free(pin)
