@@ -19,6 +19,7 @@ from edge_mm.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("int8", "none")
+ARTIFACT_BACKENDS = ("auto", "torchscript", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,13 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
         bool,
         "When int8 misses a target, keep the most sensitive Linear layers in fp32 until it passes.",
     ),
+    ModelSetting(
+        "artifact_backend",
+        "auto",
+        str,
+        "CPU artifact: auto (the build measures TorchScript and ONNX Runtime and serves the faster one that "
+        "passes the fidelity targets), torchscript or onnxruntime. CUDA always serves TorchScript.",
+    ),
     ModelSetting("options", {}, dict, "Task options, e.g. hypothesis_template, top_k, stride."),
 )
 
@@ -357,6 +365,7 @@ class ModelSpec:
     min_top1_agreement: float = 0.95
     max_prob_diff: float = 0.1
     auto_keep_fp32: bool = True
+    artifact_backend: str = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def build_fingerprint(self) -> dict[str, Any]:
@@ -503,6 +512,11 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
     if values["quantization"] not in QUANTIZATIONS:
         raise ConfigError(
             f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}"
+        )
+    if values["artifact_backend"] not in ARTIFACT_BACKENDS:
+        raise ConfigError(
+            f"{where}.artifact_backend: {values['artifact_backend']!r} is not allowed; "
+            f"use one of {', '.join(ARTIFACT_BACKENDS)}"
         )
     if not 8 <= values["max_length"] <= 8192:
         raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")
