@@ -247,3 +247,27 @@ def test_save_names_the_archive_as_kubernetes_looks_it_up(podman_ready, tmp_path
         assert run.stdout.split() == ["args", "serve", str(UID)]
     finally:
         remove_image(tag)
+
+
+def test_the_lite_bundle_makes_an_image_too(podman_ready):
+    """The lite bundle (no torch) in its own image: its routes answer, not as root, flavour lite."""
+    from tests.bundles import lite_bundle
+
+    tag, name = f"localhost/edge-mm-test-lite:{RUN_ID}", f"edge-mm-test-lite-{RUN_ID}"
+    out = image_sh(str(lite_bundle()), "--tag", tag)
+    try:
+        assert out.returncode == 0, out.stderr[-3000:]
+        base = start(tag, name)
+        report: dict = {"routes": {}, "problems": []}
+        probe_routes(base, report)
+        assert report["problems"] == []
+        assert report["info"]["artifacts"]["flavour"] == "lite"
+        assert report["info"]["torch_version"] is None
+        assert set(report["served_routes"]) >= {"embeddings", "image-classification"}
+        uid_line = next(
+            x for x in podman("exec", name, "cat", "/proc/1/status").stdout.splitlines() if x.startswith("Uid:")
+        )
+        assert uid_line.split()[1:] == [str(UID)] * 4
+    finally:
+        podman("rm", "--force", "--time", "0", name)
+        remove_image(tag)
