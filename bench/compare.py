@@ -367,6 +367,16 @@ def _range(lo_hi: list[float], digits: int = 0) -> str:
     return f"{lo:.{digits}f}-{hi:.{digits}f}" if round(lo, digits) != round(hi, digits) else f"{lo:.{digits}f}"
 
 
+def machine_note(load_before: str) -> str:
+    """What the reader may compare: a run that started with other jobs on the cores gives ratios only."""
+    if float(load_before.split()[0]) > 1.0:
+        return (
+            "**This run was on a busy shared machine** (other jobs used the same 2 cores): compare the ratios "
+            "measured side by side, not the absolute figures."
+        )
+    return "The machine was otherwise idle when the run started (1-minute load average at most 1.0)."
+
+
 def render(result: dict) -> str:
     rows, levels = result["rows"], result["levels"]
     table = {(r["server"], r["concurrency"]): r for r in rows}
@@ -378,8 +388,7 @@ def render(result: dict) -> str:
         f"{result['rounds']} rounds of {result['seconds']:g} s per server and concurrency (servers in turn, order "
         f"flipped each round), 32-token sentences. Load average before/after: {result['load_before']} / "
         f"{result['load_after']}.",
-        "**This run was on a busy shared machine** (other jobs used the same 2 cores): compare the ratios "
-        "measured side by side, not the absolute figures.",
+        machine_note(result["load_before"]),
         "",
         "| server | clients | req/s (rounds) | p50 ms (rounds) | p99 ms | p99/p50 | vs ORT peer | vs tutorial "
         "| of tighter ceiling | RSS MB after warm-up | server CPU % | errors |",

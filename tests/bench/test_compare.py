@@ -115,3 +115,10 @@ def test_readme_table_has_one_line_per_server():
     lines = readme_table(rows).splitlines()
     assert lines[2] == "| edge-mm | 100-110 (10.0-11.0 ms) | 300 (20 ms / 40 ms) | 900 MB |"
     assert lines[3] == "| ceiling | 1500 (0.5 ms) | - | - |"
+
+
+def test_the_report_calls_a_run_busy_only_when_the_machine_was():
+    from bench.compare import machine_note
+
+    assert "busy shared machine" in machine_note("2.5 1.0 0.8")
+    assert "otherwise idle" in machine_note("0.1 1.2 3.2")
