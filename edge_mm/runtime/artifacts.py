@@ -47,7 +47,7 @@ def load_module(path: Path, device: str) -> torch.jit.ScriptModule:
 def load_artifact(variant: Variant, root: Path, device: str) -> Any:
     """The variant's ``model`` file as a callable: ``artifact(*inputs) -> output or tuple of outputs``.
 
-    Outputs are tensors (TorchScript) or numpy arrays (ONNX Runtime): wrap them in ``torch.as_tensor``.
+    Outputs are tensors (TorchScript) or numpy arrays (ONNX Runtime, whose path never imports torch).
     """
     path = variant.files["model"].resolve(root)
     if variant.backend == "onnxruntime":

@@ -62,29 +62,26 @@ class ImageClassifier(BatchedRunner):
         return list(self.preprocess(images).unbind(0))
 
     def forward_now(self, items: list[Any]) -> list[Output]:
+        out: list[Output] = []
+        for start in range(0, len(items), self.max_batch):
+            logits, features = self._run_batch(items[start : start + self.max_batch])
+            out += [(logits[i], features[i]) for i in range(len(logits))]
+        return out
+
+    def _run_batch(self, items: list[Any]) -> tuple[Any, Any]:
+        """Stacked items through the artifact: CPU float32 (logits, features), numpy (ONNX Runtime) or tensors."""
         if self.numpy:
-            return self._forward_numpy(items)
+            stacked = np.stack(items)
+            logits, features = self.module(stacked.astype(np.float16) if self.half else stacked)
+            return np.asarray(logits, np.float32), np.asarray(features, np.float32)
         import torch
 
-        out: list[Output] = []
-        for start in range(0, len(items), self.max_batch):
-            x = torch.stack(items[start : start + self.max_batch]).to(self.device)
-            x = x.half() if self.half else x
-            x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
-            with torch.inference_mode():
-                logits, features = self.module(x)
-            logits, features = torch.as_tensor(logits).float().cpu(), torch.as_tensor(features).float().cpu()
-            out += [(logits[i], features[i]) for i in range(len(logits))]
-        return out
-
-    def _forward_numpy(self, items: list[np.ndarray]) -> list[Output]:
-        out: list[Output] = []
-        for start in range(0, len(items), self.max_batch):
-            x = np.stack(items[start : start + self.max_batch])
-            logits, features = self.module(x.astype(np.float16) if self.half else x)
-            logits, features = np.asarray(logits, np.float32), np.asarray(features, np.float32)
-            out += [(logits[i], features[i]) for i in range(len(logits))]
-        return out
+        x = torch.stack(items).to(self.device)
+        x = x.half() if self.half else x
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+        with torch.inference_mode():
+            logits, features = self.module(x)
+        return torch.as_tensor(logits).float().cpu(), torch.as_tensor(features).float().cpu()
 
     def classify(self, images: Sequence[Image.Image], deadline: Deadline | None = None) -> list[Output]:
         return self.forward(self.prepare(images), deadline)

@@ -13,16 +13,20 @@ import ctypes.util
 M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Set M_ARENA_MAX before the server starts its threads; False where libc is not glibc."""
+def _glibc_call(function: str, *args: int) -> bool:
+    """libc's ``function(*args)`` as a bool; False where libc cannot be found or lacks it (not glibc)."""
     name = ctypes.util.find_library("c")
     if not name:
         return False
     try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+        return bool(getattr(ctypes.CDLL(name), function)(*args))
     except (OSError, AttributeError):
         return False
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Set M_ARENA_MAX before the server starts its threads; False where libc is not glibc."""
+    return _glibc_call("mallopt", M_ARENA_MAX, arenas)
 
 
 def trim_heap() -> bool:
@@ -32,10 +36,4 @@ def trim_heap() -> bool:
     weights out; after warm-up the freed parse buffers still count as resident until trimmed
     (MiniLM + EfficientNet-Lite0 on ONNX Runtime: about 12-25 MB).
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        return bool(ctypes.CDLL(name).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+    return _glibc_call("malloc_trim", 0)

@@ -2,8 +2,7 @@
 
 ``session(*inputs)`` takes the inputs in the manifest's order (numpy arrays or CPU
 tensors, anything ``np.asarray`` reads without a copy) and returns numpy: one array
-for one output, else a tuple. Runners wrap outputs with ``torch.as_tensor`` (no copy),
-so the same runner code serves both backends.
+for one output, else a tuple. Runners keep numpy on this path, so it never imports torch.
 """
 
 from __future__ import annotations

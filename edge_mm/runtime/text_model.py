@@ -17,7 +17,7 @@ from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.artifacts import load_artifact
 from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.runner import BatchedRunner
-from edge_mm.runtime.text_tokenizer import TextTokenizer
+from edge_mm.runtime.text_tokenizer import EncodedBatch, TextTokenizer
 
 
 @dataclass
@@ -50,32 +50,25 @@ class TextModel(BatchedRunner):
 
         Sorting by length keeps padding small when a request mixes short and long texts.
         """
-        if self.numpy:
-            return self._forward_numpy(items)
-        import torch
-
         order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
-        outputs: list[torch.Tensor] = [torch.empty(0)] * len(items)
+        outputs: list[Any] = [None] * len(items)
         for start in range(0, len(order), self.max_batch):
             chunk = order[start : start + self.max_batch]
             batch = self.tokenizer.pad([items[i] for i in chunk])
-            with torch.inference_mode():
-                out = self.module(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-            out = torch.as_tensor(out).float().cpu()
-            for row, i in enumerate(chunk):
-                outputs[i] = out[row, : batch.lengths[row]] if out.dim() == 3 else out[row]
-        return outputs
-
-    def _forward_numpy(self, items: list[Encoding]) -> list[np.ndarray]:
-        order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
-        outputs: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
-        for start in range(0, len(order), self.max_batch):
-            chunk = order[start : start + self.max_batch]
-            batch = self.tokenizer.pad([items[i] for i in chunk])
-            out = np.asarray(self.module(batch.ids, batch.mask), dtype=np.float32)
+            out = self._run_batch(batch)
             for row, i in enumerate(chunk):
                 outputs[i] = out[row, : batch.lengths[row]] if out.ndim == 3 else out[row]
         return outputs
+
+    def _run_batch(self, batch: EncodedBatch) -> Any:
+        """One padded batch through the artifact: a CPU float32 numpy array (ONNX Runtime) or tensor (TorchScript)."""
+        if self.numpy:
+            return np.asarray(self.module(batch.ids, batch.mask), dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        return torch.as_tensor(out).float().cpu()
 
     def check_outputs(self, inputs: list[str]) -> list[Any]:
         return self.forward_now(self.tokenizer.encode(inputs).encodings)
