@@ -31,7 +31,7 @@ from typing import Any
 
 from edge_mm.config import MODEL_SETTINGS, SETTINGS, Settings, load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import MANIFEST_NAME, read_manifest, variant_device
+from edge_mm.manifest import MANIFEST_NAME, ORT_VARIANT, read_manifest, variant_device
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "edge_mm.spec"
@@ -248,8 +248,6 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
 
 def _lite_variants(name: str, cpu_backend: str, variants: dict[str, Any]) -> dict[str, Any]:
     """The lite bundle keeps each model's ONNX Runtime variant only; a model served by TorchScript is refused."""
-    from edge_mm.manifest import ORT_VARIANT
-
     if cpu_backend != "onnxruntime" or ORT_VARIANT not in variants:
         raise ConfigError(
             f"model {name!r} is served by {cpu_backend} on CPU; the lite bundle has no torch: set "
@@ -277,15 +275,13 @@ def strip_libpython(bundle: Path) -> None:
 
 def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, excluded: bool) -> dict[str, Any]:
     """Put settings.toml, artifacts/ and bundle_info.json next to the executable; returns the info."""
-    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
 
     torch = None if flavour == "lite" else __import__("torch")
-    ort_spec = importlib.util.find_spec("onnxruntime")
-    ort_version = None
-    if ort_spec is not None:
-        from importlib.metadata import version
-
-        ort_version = version("onnxruntime")
+    try:
+        ort_version: str | None = version("onnxruntime")
+    except PackageNotFoundError:
+        ort_version = None
 
     settings = load_settings(config)
     if flavour == "lite":
