@@ -324,7 +324,13 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
     ),
     ModelSetting("quantization", "int8", str, "CPU variant: int8 (dynamic, Linear layers) or none (fp32)."),
     ModelSetting("max_length", 256, int, "Longest token sequence per forward pass (text models)."),
-    ModelSetting("keep_fp32", [], list, "Module names (prefixes) kept in fp32 when quantizing."),
+    ModelSetting(
+        "keep_fp32",
+        [],
+        list,
+        "Module names (prefixes) kept in fp32 when quantizing. The ONNX Runtime candidate first tries every "
+        "layer in int8 and keeps these only if it misses the fidelity targets without them.",
+    ),
     ModelSetting(
         "smooth_alpha", 0.8, float, "Activation smoothing before int8 (SmoothQuant migration strength, 0 turns it off)."
     ),

@@ -19,7 +19,7 @@ from edge_mm.build.accelerator import Accelerator, resolve_accelerator
 from edge_mm.build.entries import built_entry
 from edge_mm.build.progress import bar
 from edge_mm.build.quantize import guard_int8
-from edge_mm.build.smoothing import smooth_linear_inputs
+from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
@@ -233,7 +233,7 @@ def build_text_model(
 
     reference = _run(model, fidelity_batches, "verify: fp32 reference")
     cpu_module, cpu_dtype, notes = traced_fp32, "float32", ["traced", "frozen"]
-    to_export, kept = model, None  # what ONNX Runtime exports, and its fp32 layers (None: not quantized)
+    exports = [_OnnxRecipe("fp32", model, None)]  # what ONNX Runtime may export, in the order it tries
     if spec.quantization == "int8":
 
         def fid(m: nn.Module, desc: str = "int8 guard: fidelity") -> dict[str, float]:
@@ -246,9 +246,8 @@ def build_text_model(
             f = _fidelity(spec, probe_ref, _run(m, probe), probe_mask)
             return 1 - f["mean_cosine"] if "mean_cosine" in f else 1 - f["top1_agreement"] + f["max_prob_diff"]
 
-        to_quantize = model
+        to_quantize, calibration = model, fidelity_batches[-4:]
         if spec.smooth_alpha > 0:  # fp32-identical rewrite that makes int8 far more faithful
-            calibration = fidelity_batches[-4:]
             to_quantize = smooth_linear_inputs(model, calibration, spec.smooth_alpha, skip=spec.keep_fp32)
             figures["smoothing"] = {
                 "alpha": spec.smooth_alpha,
@@ -271,7 +270,10 @@ def build_text_model(
         if missed:
             raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {'; '.join(missed)}")
         cpu_module, cpu_dtype = traced_int8, "int8-dynamic"
-        to_export, kept = to_quantize, guarded.kept_fp32
+        exports = [_OnnxRecipe("the TorchScript int8 recipe", to_quantize, guarded.kept_fp32)]
+        if guarded.kept_fp32 or spec.smooth_alpha > 0:
+            lean = smooth_attention(model, calibration, spec.smooth_alpha) if spec.smooth_alpha > 0 else model
+            exports.insert(0, _OnnxRecipe(_LEAN_RECIPE, lean, []))
         notes += [f"int8 Linear layers: {len(guarded.quantized)}", f"fp32 Linear layers kept: {len(guarded.kept_fp32)}"]
         figures["kept_fp32"] = guarded.kept_fp32
         if guarded.sensitivity:
@@ -280,9 +282,7 @@ def build_text_model(
 
     variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
     samples = _Samples(batches, fidelity_batches, fid_mask, reference)
-    backends, serving = _cpu_backends(
-        spec, samples, cpu_module, (to_export, kept), tok, out, figures, variants, progress
-    )
+    backends, serving = _cpu_backends(spec, samples, cpu_module, exports, tok, out, figures, variants, progress)
     reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json")
     accel = resolve_accelerator(accelerator)
     if accel is not None:
@@ -311,6 +311,21 @@ def build_text_model(
     )
 
 
+# ONNX Runtime quantizes activations to uint8 with a zero point, which is more faithful than
+# TorchScript's int8, so its candidate first tries every layer in int8 with smoothing that costs
+# fewer graph nodes (build/smoothing.py smooth_attention); the TorchScript recipe is the fallback.
+_LEAN_RECIPE = "attention-shared smoothing, every Linear int8"
+
+
+@dataclass
+class _OnnxRecipe:
+    """One fp32 model the ONNX Runtime candidate may export, and its fp32-kept layers (None: fp32 graph)."""
+
+    name: str
+    module: nn.Module
+    kept: list[str] | None
+
+
 @dataclass
 class _Samples:
     """What one build's checks run on: verify batches (1, 3, 8), fidelity batches, their mask, fp32 outputs."""
@@ -325,7 +340,7 @@ def _cpu_backends(
     spec: ModelSpec,
     samples: _Samples,
     torchscript: torch.jit.ScriptModule,
-    export: tuple[nn.Module, list[str] | None],
+    exports: list[_OnnxRecipe],
     tok: TextTokenizer,
     out: Path,
     figures: dict[str, Any],
@@ -334,7 +349,7 @@ def _cpu_backends(
 ) -> tuple[dict[str, Any], Callable[..., Any]]:
     """Build the ONNX Runtime candidate (unless the setting is torchscript), time both, choose.
 
-    ``export``: (the fp32 model int8 was made from, its fp32-kept layers or None when not quantized).
+    ``exports``: the recipes the ONNX Runtime candidate tries in turn (the first that passes serves).
     Adds the ONNX variant to ``variants`` when it passes; returns (the manifest's backends record,
     the serving forward).
     """
@@ -343,7 +358,7 @@ def _cpu_backends(
     runs: dict[str, Any] = {"torchscript": (torchscript, timing_inputs)}
     threads = onnx_backend.build_threads()
     if spec.artifact_backend != "torchscript":
-        ort = _onnx_candidate(spec, samples, export, out / "cpu.onnx", threads)
+        ort = _onnx_candidate(spec, samples, exports, out / "cpu.onnx", threads)
         candidates["onnxruntime"] = ort.candidate
         figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
         if ort.variant is not None:
@@ -360,35 +375,46 @@ def _cpu_backends(
 
 
 def _onnx_candidate(
-    spec: ModelSpec, samples: _Samples, export: tuple[nn.Module, list[str] | None], path: Path, threads: int
+    spec: ModelSpec, samples: _Samples, exports: list[_OnnxRecipe], path: Path, threads: int
 ) -> onnx_backend.OnnxBuild:
-    """Export, quantize with the same kept layers, and check with the same tolerances and gates as TorchScript."""
-    module, kept = export
+    """Export, quantize and check each recipe with the same tolerances and gates as TorchScript; the first that passes.
 
-    def check_fp32(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
-        figs = {
-            "exported_vs_eager_fp32_max_abs": verify.max_abs_diff(module, f, samples.batches),
-            "batch_vs_single_fp32_max_abs": verify.batch_vs_single(f, samples.batches[-1]),
-        }
-        return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
+    A recipe that misses is recorded (``figures["tried"]``); the last one's result stands when none passes.
+    """
+    tried: list[str] = []
+    for n, recipe in enumerate(exports):
+        last = n == len(exports) - 1
+        module = recipe.module
 
-    def fidelity(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
-        test = _run(f, samples.fidelity_batches, "verify: onnxruntime vs fp32")
-        figs = _fidelity(spec, samples.reference, test, samples.fid_mask)
-        return figs, _misses(spec, figs)
+        def check_fp32(f: Callable[..., torch.Tensor], module: nn.Module = module) -> tuple[dict[str, Any], list[str]]:
+            figs = {
+                "exported_vs_eager_fp32_max_abs": verify.max_abs_diff(module, f, samples.batches),
+                "batch_vs_single_fp32_max_abs": verify.batch_vs_single(f, samples.batches[-1]),
+            }
+            return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
 
-    return onnx_backend.build_candidate(
-        module,
-        samples.batches[-1],
-        path,
-        (["input_ids", "attention_mask"], [o["name"] for o in _OUTPUTS[spec.task]]),
-        {**_INPUT_AXES, **_OUTPUT_AXES[spec.task]},
-        keep_fp32=kept,
-        check_fp32=check_fp32,
-        fidelity=fidelity,
-        threads=threads,
-        strict=spec.artifact_backend == "onnxruntime",
-    )
+        def fidelity(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
+            test = _run(f, samples.fidelity_batches, "verify: onnxruntime vs fp32")
+            figs = _fidelity(spec, samples.reference, test, samples.fid_mask)
+            return figs, _misses(spec, figs)
+
+        build = onnx_backend.build_candidate(
+            module,
+            samples.batches[-1],
+            path,
+            (["input_ids", "attention_mask"], [o["name"] for o in _OUTPUTS[spec.task]]),
+            {**_INPUT_AXES, **_OUTPUT_AXES[spec.task]},
+            keep_fp32=recipe.kept,
+            check_fp32=check_fp32,
+            fidelity=fidelity,
+            threads=threads,
+            strict=spec.artifact_backend == "onnxruntime" and last,
+        )
+        if build.candidate.passes or last:
+            build.figures.update({"recipe": recipe.name, "tried": tried})
+            return build
+        tried.append(f"{recipe.name}: {'; '.join(build.candidate.misses)} {build.candidate.fidelity}")
+    raise AssertionError("no ONNX recipe")  # exports is never empty
 
 
 def latency_inputs(tok: TextTokenizer, sentences: list[str]) -> dict[str, tuple[torch.Tensor, ...]]:

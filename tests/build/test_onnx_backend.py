@@ -206,7 +206,7 @@ def _damaging_quantizer(fp32, int8, exclude):
     REAL_QUANTIZE(fp32, int8, exclude)
     model = onnx.load(str(int8))
     for init in model.graph.initializer:
-        if init.name.endswith("word_embeddings.weight"):
+        if init.name.endswith(("word_embeddings.weight", "word_embeddings.weight_quantized")):  # fp32 or int8 table
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init)[::-1].copy(), init.name))
     onnx.save(model, str(int8))
 

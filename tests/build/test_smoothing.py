@@ -55,3 +55,53 @@ def test_smoothing_reduces_int8_error_on_outlier_inputs():
     err_plain = (plain - ref).abs().mean()
     err_smooth = (smooth - ref).abs().mean()
     assert err_smooth < err_plain / 2
+
+
+def tiny_bert() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    return BertModel(cfg, add_pooling_layer=False).eval()
+
+
+def bert_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, 64, (4, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    return ids, mask
+
+
+def test_attention_smoothing_is_fp32_identical_with_one_multiply_per_block():
+    from edge_mm.build.smoothing import ScaledInput, smooth_attention
+
+    model = tiny_bert()
+    ids, mask = bert_batch()
+    smoothed = smooth_attention(model, [(ids, mask)], alpha=0.8)
+    for layer in smoothed.encoder.layer:
+        assert isinstance(layer.attention.self, ScaledInput)  # one multiply for query, key and value
+        assert all(type(getattr(layer.attention.self.module, p)) is nn.Linear for p in ("query", "key", "value"))
+        assert type(layer.attention.output.dense) is nn.Linear  # folded into value: no multiply
+        assert isinstance(layer.intermediate.dense, SmoothedLinear)
+        assert isinstance(layer.output.dense, SmoothedLinear)
+    with torch.inference_mode():
+        ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = smoothed(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(ref, got, atol=1e-5)
+    # the folded weights really moved: value rows and output-projection columns differ from the original
+    assert not torch.allclose(
+        model.encoder.layer[0].attention.self.value.weight, smoothed.encoder.layer[0].attention.self.module.value.weight
+    )
+
+
+def test_a_kept_layer_leaves_its_attention_block_to_per_layer_smoothing():
+    from edge_mm.build.smoothing import ScaledInput, smooth_attention
+
+    model = tiny_bert()
+    smoothed = smooth_attention(model, [bert_batch()], alpha=0.8, skip=("encoder.layer.0.attention.output.dense",))
+    first, second = smoothed.encoder.layer
+    assert not isinstance(first.attention.self, ScaledInput)
+    assert isinstance(first.attention.self.query, SmoothedLinear)
+    assert type(first.attention.output.dense) is nn.Linear  # kept: untouched
+    assert isinstance(second.attention.self, ScaledInput)
