@@ -69,7 +69,8 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
     tok_path.unlink()  # the served text model carries its own tokenizer
     np.save(out / "class_embeddings.npy", table)
     progress(f"embedded {len(labels)} class names ({time.perf_counter() - t0:.1f} s)")
-    reference = write_reference(out / "reference.json", [0, 281, 967], [table[i].tolist() for i in (0, 281, 967)])
+    rows = sorted({min(i, len(labels) - 1) for i in (0, 281, 967)})  # ImageNet: tench, tabby, espresso
+    reference = write_reference(out / "reference.json", rows, [table[i].tolist() for i in rows])
     figures = {
         "class_names": len(labels),
         "dim": int(table.shape[1]),
@@ -102,8 +103,11 @@ def conse_variants(spec: ModelSpec, table: FileRef) -> tuple[dict[str, Variant],
     variants = {"cpu": Variant(files={"class_embeddings": table}, dtype="float32", notes=notes)}
     if spec.artifact_backend == "torchscript":
         return variants, {}
-    variants[ORT_VARIANT] = Variant(
-        files={"class_embeddings": table}, dtype="float32", notes=[*notes, "torch-free"], backend="onnxruntime"
+    variants[ORT_VARIANT] = Variant(  # its own FileRef: the pipeline prefixes each reference's path once
+        files={"class_embeddings": dataclasses.replace(table)},
+        dtype="float32",
+        notes=[*notes, "torch-free"],
+        backend="onnxruntime",
     )
     why = "ConSE is numpy on both backends; the torch-free key serves (its partners choose their own backends)"
     candidates = {
