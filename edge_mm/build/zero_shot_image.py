@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_mm.build import artifact_backend
+from edge_mm.build import artifact_backend, onnx_backend
 from edge_mm.build.entries import built_entry, file_ref, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.image_classifier import TRACE_TOLERANCE, hf_preprocess
 from edge_mm.build.imagenet import load_imagenet_labels
@@ -31,7 +31,7 @@ from edge_mm.build.progress import bar
 from edge_mm.build.text import BuildError, Progress, _load, _save_tokenizer, sample_sentences
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ModelEntry, Variant
+from edge_mm.manifest import ORT_VARIANT, FileRef, ModelEntry, Variant
 from edge_mm.media.image_preprocess import input_size, preprocess_to_dict
 from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
 from edge_mm.runtime.text_tokenizer import TextTokenizer
@@ -69,23 +69,20 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
     tok_path.unlink()  # the served text model carries its own tokenizer
     np.save(out / "class_embeddings.npy", table)
     progress(f"embedded {len(labels)} class names ({time.perf_counter() - t0:.1f} s)")
-    reference = write_reference(out / "reference.json", [0, 281, 967], [table[i].tolist() for i in (0, 281, 967)])
+    rows = sorted({min(i, len(labels) - 1) for i in (0, 281, 967)})  # ImageNet: tench, tabby, espresso
+    reference = write_reference(out / "reference.json", rows, [table[i].tolist() for i in rows])
     figures = {
         "class_names": len(labels),
         "dim": int(table.shape[1]),
         "norm_min": round(float(np.linalg.norm(table, axis=1).min()), 5),
     }
+    variants, backends = conse_variants(spec, file_ref(out / "class_embeddings.npy", out))
     return built_entry(
         spec,
         t0,
         figures,
-        variants={
-            "cpu": Variant(
-                files={"class_embeddings": file_ref(out / "class_embeddings.npy", out)},
-                dtype="float32",
-                notes=["ConSE: no network of its own; uses the served classifier and text model"],
-            )
-        },
+        variants=variants,
+        backends=backends,
         inputs=[{"name": "class_probabilities", "from": options["classifier"]}],
         outputs=[{"name": "scores", "dtype": "float32", "shape": ["labels"]}],
         labels=labels,
@@ -93,6 +90,39 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
         files={"reference": reference},
         options=options,
     )
+
+
+def conse_variants(spec: ModelSpec, table: FileRef) -> tuple[dict[str, Variant], dict[str, Any]]:
+    """ConSE's variants and ``backends`` record: the same numpy table under both CPU keys.
+
+    ConSE has no network: its arithmetic is numpy on either backend (runtime/conse.py), so
+    nothing is timed. ``auto`` and ``onnxruntime`` serve the ``cpu-onnxruntime`` key, which
+    tells the runtime that this model needs no torch; ``torchscript`` records TorchScript only.
+    """
+    notes = ["ConSE: no network of its own; uses the served classifier and text model", "numpy table and arithmetic"]
+    variants = {"cpu": Variant(files={"class_embeddings": table}, dtype="float32", notes=notes)}
+    if spec.artifact_backend == "torchscript":
+        return variants, {}
+    variants[ORT_VARIANT] = Variant(  # its own FileRef: the pipeline prefixes each reference's path once
+        files={"class_embeddings": dataclasses.replace(table)},
+        dtype="float32",
+        notes=[*notes, "torch-free"],
+        backend="onnxruntime",
+    )
+    why = "ConSE is numpy on both backends; the torch-free key serves (its partners choose their own backends)"
+    candidates = {
+        "torchscript": onnx_backend.Candidate("cpu", True),
+        "onnxruntime": onnx_backend.Candidate(ORT_VARIANT, True),
+    }
+    origin = "auto" if spec.artifact_backend == "auto" else "artifact_backend = onnxruntime in settings"
+    record = {
+        "setting": spec.artifact_backend,
+        "serves": "onnxruntime",
+        "reason": f"{origin}: {why}",
+        "criterion": "none: no network to time",
+        "candidates": {name: dataclasses.asdict(c) for name, c in candidates.items()},
+    }
+    return variants, record
 
 
 class TextTower(nn.Module):

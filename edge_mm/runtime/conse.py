@@ -1,7 +1,10 @@
 """ConSE's artifact: the class-name embedding table, and the check that its partner models fit it.
 
 The classifier and the text model ConSE composes are served models of their own,
-named in the entry's options; the task calls each through its own admission.
+named in the entry's options; the task calls each through its own admission. The
+table is numpy (class_embeddings.npy) and so is ConSE's arithmetic
+(tasks/zero_shot_image.py), so ConSE never imports torch: served beside ONNX Runtime
+partners, the process has none.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry, read_manifest
@@ -22,12 +24,12 @@ class ConseTable:
 
     name: str
     entry: ModelEntry
-    class_embeddings: torch.Tensor
+    class_embeddings: np.ndarray
     device: str = "cpu"
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ConseTable:
-        table = torch.from_numpy(np.load(entry.variants[variant].files["class_embeddings"].resolve(root)))
+        table = np.load(entry.variants[variant].files["class_embeddings"].resolve(root)).astype(np.float32, copy=False)
         _check_partners(name, entry, root, int(table.shape[0]))
         return cls(name, entry, table)
 
@@ -39,7 +41,7 @@ class ConseTable:
     def text_model(self) -> str:
         return str(self.entry.options["text_model"])
 
-    def check_outputs(self, inputs: list[int]) -> list[torch.Tensor]:
+    def check_outputs(self, inputs: list[int]) -> list[np.ndarray]:
         return [self.class_embeddings[i] for i in inputs]
 
     def warm(self) -> float:

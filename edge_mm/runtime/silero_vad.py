@@ -1,28 +1,36 @@
 """Voice activity: silero VAD speech probabilities -> speech segments.
 
-The silero TorchScript module is stateful: it keeps an RNN state and the last 64
-samples of the previous window as context between calls, and ``reset_states()``
-clears both. One clip must therefore run start to finish on one module with no
-other clip interleaved. :class:`VadModel` owns the module and a lock that makes
-each clip exclusive; callers that pass a bare module must serialize clips
-themselves (a lock, or one module per thread).
+Two forms of the same network serve. The silero TorchScript module is stateful: it
+keeps an RNN state and the last 64 samples of the previous window as context between
+calls, and ``reset_states()`` clears both. One clip must therefore run start to
+finish on one module with no other clip interleaved. :class:`VadModel` owns the
+module and a lock that makes each clip exclusive; callers that pass a bare module
+must serialize clips themselves (a lock, or one module per thread).
+
+The shipped ``silero_vad.onnx`` (:class:`SileroOnnx`) takes the state and the
+context as inputs and returns the new state, so the clip's state lives in local
+variables: clips may run at once, and this path is numpy only (it never imports
+torch). It is driven as silero's own ``OnnxWrapper`` drives it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.onnx_session import OnnxSession
 
 __all__ = [
     "SegmentRules",
+    "SileroOnnx",
     "VadModel",
     "VadResult",
     "segments_from_probs",
@@ -31,6 +39,8 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 16_000  # Hz; the only rate this pipeline feeds the model
+CONTEXT = 64  # samples of the previous window silero prepends at 16 kHz
+_CHECK_EVERY = 256  # windows (about 8 s of audio) between deadline checks
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,48 @@ class SegmentRules:
         return self.neg_threshold if self.neg_threshold is not None else max(self.threshold - 0.15, 0.01)
 
 
+class SileroOnnx:
+    """silero_vad.onnx as a stateless per-clip scorer: ``(input (1, 64 + window), state (2, 1, 128),
+    sr ()) -> (probability (1, 1), new state)``, the context being the last 64 samples fed.
+
+    Stateless between calls, so one instance serves concurrent clips.
+    """
+
+    def __init__(self, session: OnnxSession) -> None:
+        self.session = session
+
+    @classmethod
+    def load(cls, path: Path) -> SileroOnnx:
+        """One intra-op thread: the network is tiny and runs one 32 ms window at a time."""
+        return cls(OnnxSession(path, 1))
+
+    def probabilities(self, chunks: np.ndarray, deadline: Deadline | None = None) -> np.ndarray:
+        """(n, window) consecutive windows of one clip -> (n,) float32 speech probabilities."""
+        probs = np.empty(len(chunks), dtype=np.float32)
+        state = np.zeros((2, 1, 128), dtype=np.float32)
+        x = np.zeros((1, CONTEXT + chunks.shape[1]), dtype=np.float32)  # the first context is silence
+        sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        for i, chunk in enumerate(chunks):
+            if deadline is not None and i % _CHECK_EVERY == 0:
+                deadline.check("voice activity detection")
+            x[0, :CONTEXT] = x[0, -CONTEXT:]
+            x[0, CONTEXT:] = chunk
+            out, state = self.session(input=x, state=state, sr=sr)
+            probs[i] = out[0, 0]
+        return probs
+
+
 class VadModel:
-    """A silero VAD TorchScript module plus the lock that makes each clip exclusive."""
+    """A silero VAD model plus the lock that makes each clip exclusive on the stateful TorchScript module
+    (:class:`SileroOnnx` keeps no state between calls and needs none)."""
 
     def __init__(self, module: Any) -> None:
         self.module = module
-        self.lock = threading.Lock()
+        self.lock: AbstractContextManager[Any] = nullcontext() if isinstance(module, SileroOnnx) else threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        return "onnxruntime" if isinstance(self.module, SileroOnnx) else "torchscript"
 
     def speech_probabilities(
         self, samples_16k: np.ndarray, window: int = 512, deadline: Deadline | None = None
@@ -96,25 +142,27 @@ class VadModel:
             return speech_probabilities(samples_16k, self.module, window, deadline)
 
 
-_CHECK_EVERY = 256  # windows (about 8 s of audio) between deadline checks
-
-
 def speech_probabilities(
     samples_16k: np.ndarray, module: Any, window: int = 512, deadline: Deadline | None = None
 ) -> np.ndarray:
     """Per-window speech probability, (ceil(n / window),) float32 in [0, 1].
 
-    ``samples_16k``: (n,) float32 mono at 16 kHz. Resets the module's state, then
-    feeds consecutive ``window``-sample windows (the last one zero-padded) as
-    ``module(x: (1, window), 16000)``; the module prepends its own context of
-    previous samples, as silero's ``get_speech_timestamps`` relies on. NOT
-    thread-safe: the module is stateful (see :class:`VadModel`). ``deadline`` is checked every
-    few hundred windows.
+    ``samples_16k``: (n,) float32 mono at 16 kHz, cut into consecutive ``window``-sample
+    windows (the last one zero-padded). ``module``: a :class:`SileroOnnx` (stateless,
+    numpy), or the TorchScript module, whose state this resets before feeding it each
+    window as ``module(x: (1, window), 16000)``; the module prepends its own context of
+    previous samples, as silero's ``get_speech_timestamps`` relies on. The TorchScript
+    path is NOT thread-safe: that module is stateful (see :class:`VadModel`).
+    ``deadline`` is checked every few hundred windows.
     """
     x = _check_samples(samples_16k)
     n_windows = -(-len(x) // window)
     padded = np.zeros(n_windows * window, dtype=np.float32)
     padded[: len(x)] = x
+    if isinstance(module, SileroOnnx):
+        return module.probabilities(padded.reshape(n_windows, window), deadline)
+    import torch  # the TorchScript path only
+
     chunks = torch.from_numpy(padded).reshape(n_windows, 1, window)
     probs = np.empty(n_windows, dtype=np.float32)
     with torch.inference_mode():
@@ -136,8 +184,8 @@ def speech_segments(
 ) -> VadResult:
     """Find speech in ``samples_16k``: (n,) float32 mono at 16 kHz.
 
-    ``model`` is a :class:`VadModel` (locked per clip) or a bare silero module
-    (caller serializes). ``rules``: see :class:`SegmentRules` (default: its defaults).
+    ``model`` is a :class:`VadModel` (locked per clip), a :class:`SileroOnnx`, or a bare
+    TorchScript silero module (caller serializes). ``rules``: see :class:`SegmentRules` (default: its defaults).
     """
     rules = rules or SegmentRules()
     x = _check_samples(samples_16k)

@@ -71,7 +71,9 @@ MODEL_KINDS: dict[str, ModelKind] = {
         RuntimeLoader("face_detector:FaceDetector.load"), "face_vad:build_face_detector", "MTCNN face detection"
     ),
     "voice-activity": ModelKind(
-        RuntimeLoader("voice_detector:VoiceDetector.load"), "face_vad:build_voice_activity", "silero voice activity"
+        RuntimeLoader("voice_detector:VoiceDetector.load"),
+        "voice_activity:build_voice_activity",
+        "silero voice activity",
     ),
     "zero-shot-image": ModelKind(
         zero_shot_image.load, "zero_shot_image:build_zero_shot_image", "ConSE or CLIP zero-shot image labels"

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -25,11 +26,17 @@ from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, validate
 from edge_mm.tasks.task import ModelRequest, Task
-from edge_mm.tasks.zero_shot_text import LabelFields, LabelOptions, Score, label_vectors, parse_labels, ranked
+from edge_mm.tasks.zero_shot_text import (
+    LabelFields,
+    LabelOptions,
+    Score,
+    label_vectors,
+    parse_labels,
+    ranked,
+    softmax,
+)
 
-if TYPE_CHECKING:  # both runners need torch: imported when such a model loads, not with the task table
-    import torch
-
+if TYPE_CHECKING:  # imported when such a model loads, not with the task table (CLIP's runner needs torch)
     from edge_mm.runtime.clip import ClipModel
     from edge_mm.runtime.conse import ConseTable
 
@@ -81,31 +88,37 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     return Request(served, images_from(payload, limits), options)
 
 
-def conse_vector(probs: torch.Tensor, class_embeddings: torch.Tensor, top_t: int) -> torch.Tensor:
-    """(C,) probabilities, (C, dim) class-name embeddings -> (dim,) unit vector:
-    the probability-weighted mean of the top-T classes' embeddings."""
-    import torch
+def conse_vector(probs: np.ndarray, class_embeddings: np.ndarray, top_t: int) -> np.ndarray:
+    """(C,) probabilities, (C, dim) class-name embeddings -> (dim,) float32 unit vector:
+    the probability-weighted mean of the top-T classes' embeddings (ties: the lower class index)."""
+    p = np.asarray(probs, dtype=np.float32)
+    idx = np.argsort(-p, kind="stable")[: min(top_t, len(p))]
+    weights = p[idx] / max(float(p[idx].sum()), 1e-12)
+    v = (weights[:, None] * np.asarray(class_embeddings, dtype=np.float32)[idx]).sum(0)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
-    p, idx = probs.float().topk(min(top_t, len(probs)))
-    weights = p / p.sum().clamp(min=1e-12)
-    return torch.nn.functional.normalize((weights[:, None] * class_embeddings[idx].float()).sum(0), dim=-1)
+
+def as_numpy(x: Any) -> np.ndarray:
+    """float32 numpy of a model output: numpy already (ONNX Runtime) or a tensor (TorchScript, any device)."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32, copy=False)
+    return np.asarray(x.detach().float().cpu().numpy())
 
 
 def run_conse(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    """The text and image models may run on ONNX Runtime (numpy outputs); ConSE's arithmetic is torch's."""
-    import torch
-
+    """ConSE's arithmetic is numpy, whichever backend serves the text model and the classifier: a server
+    whose partners run on ONNX Runtime never imports torch."""
     table: ConseTable = request.model.runner
     classifier = models.get(("image-classification",), ROUTE, table.classifier)
     text = models.get(("embeddings",), ROUTE, table.text_model)
     opts = request.options
-    label_vecs = torch.as_tensor(models.call(text, deadline, lambda m: label_vectors(m, opts.hypotheses, deadline)))
+    label_vecs = as_numpy(models.call(text, deadline, lambda m: label_vectors(m, opts.hypotheses, deadline)))
     outputs = models.call(classifier, deadline, lambda m: m.classify(request.inputs.decode(), deadline))
     results = []
     for logits, _ in outputs:
-        v = conse_vector(torch.as_tensor(logits).softmax(-1), table.class_embeddings, opts.top_t)
+        v = conse_vector(softmax(as_numpy(logits)), table.class_embeddings, opts.top_t)
         similarity = label_vecs @ v
-        results.append(ranked(opts.labels, similarity, (similarity / opts.temperature).softmax(-1)))
+        results.append(ranked(opts.labels, similarity, softmax(similarity / opts.temperature)))
     return {"model": table.name, "method": "conse", "results": results}
 
 
@@ -122,13 +135,13 @@ def clip_scores(
 
 
 def run(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
-    from edge_mm.runtime.clip import ClipModel
+    from edge_mm.runtime.conse import ConseTable  # torch-free, unlike runtime/clip.py
 
-    if isinstance(request.model.runner, ClipModel):
-        return models.call(
-            request.model, deadline, lambda m: clip_scores(m, request.inputs.decode(), request.options, deadline)
-        )
-    return run_conse(models, request, deadline)
+    if isinstance(request.model.runner, ConseTable):
+        return run_conse(models, request, deadline)
+    return models.call(
+        request.model, deadline, lambda m: clip_scores(m, request.inputs.decode(), request.options, deadline)
+    )
 
 
 TASK = Task(

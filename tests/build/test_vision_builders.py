@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edge_mm.manifest import read_manifest
+from edge_mm.manifest import ORT_VARIANT, read_manifest
 from edge_mm.media.image_preprocess import preprocess_from_dict
 from tests.vision_fixtures import *  # noqa: F403
 
@@ -47,12 +47,24 @@ def test_default_models_record_verification_and_preprocessing(vision_settings):
     vad = manifest.models["silero-vad"]
     assert vad.preprocessing == {"sample_rate": 16000, "window": 512, "mono": True}
     assert vad.verification["silence_max_prob"] < 0.5
+    # The shipped ONNX graph reproduces the TorchScript module on the build's sample audio; both were timed.
+    assert vad.variants[ORT_VARIANT].backend == "onnxruntime"
+    ort = vad.backends["candidates"]["onnxruntime"]
+    assert ort["passes"]
+    assert ort["fidelity"]["prob_max_abs"] <= 1e-4
+    assert ort["fidelity"]["segments_equal"] == 1.0
+    assert vad.verification["onnxruntime"]["sample_segments_s"]  # the comparison covers a segment
+    assert all(c["latency_ms"]["per_audio_second"] > 0 for c in vad.backends["candidates"].values())
+    assert vad.backends["setting"] == "auto"
+    assert vad.backends["serves"] in ("torchscript", "onnxruntime")
 
     conse = manifest.models["conse"]
     assert conse.options["method"] == "conse"
     assert conse.options["classifier"] == "efficientnet"
     assert conse.verification["class_names"] == 1000
     assert conse.verification["dim"] == 384
+    assert conse.cpu_backend == "onnxruntime"  # numpy: ConSE itself never needs torch
+    assert conse.variants[ORT_VARIANT].files["class_embeddings"] == conse.variants["cpu"].files["class_embeddings"]
 
 
 def test_check_command_reproduces_every_reference(vision_settings):

@@ -1,8 +1,11 @@
-"""Voice activity: exact hysteresis rules; shipped silero model on espeak-ng speech (tests/media/speech.wav)."""
+"""Voice activity: exact hysteresis rules; the shipped silero model, TorchScript and ONNX (numpy driver),
+on espeak-ng speech (tests/media/speech.wav)."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +19,11 @@ from edge_mm.errors import Unprocessable
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.silero_vad import (
     SegmentRules,
+    SileroOnnx,
     VadModel,
     VadResult,
     segments_from_probs,
+    speech_probabilities,
     speech_segments,
 )
 from tests.conftest import SPEECH_WAV, missing, need
@@ -108,11 +113,28 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def vad() -> VadModel:
-    path = models_dir() / "silero_vad" / "data" / "silero_vad.jit"
+def shipped(name: str) -> Path:
+    path = models_dir() / "silero_vad" / "data" / name
     need(path.is_file(), f"silero VAD weights not at {path} (pip install --no-deps silero-vad)")
-    return VadModel(torch.jit.load(str(path), map_location="cpu"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ts_vad() -> VadModel:
+    return VadModel(torch.jit.load(str(shipped("silero_vad.jit")), map_location="cpu"))
+
+
+@pytest.fixture(scope="module")
+def onnx_vad() -> VadModel:
+    return VadModel(SileroOnnx.load(shipped("silero_vad.onnx")))
+
+
+@pytest.fixture(params=["torchscript", "onnxruntime"])
+def vad(request: pytest.FixtureRequest) -> VadModel:
+    """Each behaviour test runs on both forms of the shipped model."""
+    model: VadModel = request.getfixturevalue("ts_vad" if request.param == "torchscript" else "onnx_vad")
+    assert model.backend == request.param
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +213,82 @@ def _silero_get_speech_timestamps() -> Any:
 def test_agrees_with_silero_get_speech_timestamps(vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
     reference = _silero_get_speech_timestamps()
     clip = spoken[0]
-    want = reference(torch.from_numpy(clip), vad.module)  # sample indices
+    with torch.inference_mode():
+        want = reference(torch.from_numpy(clip), torch.jit.load(str(shipped("silero_vad.jit"))))  # sample indices
     got = speech_segments(clip, vad).segments
     assert len(got) == len(want)
     for (start, end), ref in zip(got, want, strict=True):
         assert start == pytest.approx(ref["start"] / 16_000, abs=1e-3)
         assert end == pytest.approx(ref["end"] / 16_000, abs=1e-3)
+
+
+# --- the ONNX form against the TorchScript form ---------------------------------
+
+ONNX_PROB_TOLERANCE = 1e-4  # per window; measured 8e-7 on the spoken clip (build/voice_activity.py)
+
+
+def test_onnx_probabilities_match_torchscript(
+    ts_vad: VadModel, onnx_vad: VadModel, spoken: tuple[np.ndarray, float, float]
+) -> None:
+    noise = (np.random.default_rng(2).standard_normal(16_000 * 2) * 0.1).astype(np.float32)
+    for clip in (spoken[0], noise, spoken[0][1000:37_123]):  # the last: an offset, a partial last window
+        want, got = ts_vad.speech_probabilities(clip), onnx_vad.speech_probabilities(clip)
+        assert got.shape == want.shape
+        assert float(np.abs(got - want).max()) < ONNX_PROB_TOLERANCE
+    assert ts_vad.speech_probabilities(spoken[0]).max() > 0.9  # the comparison covers speech, not just silence
+
+
+def test_onnx_segments_equal_torchscript_segments(
+    ts_vad: VadModel, onnx_vad: VadModel, spoken: tuple[np.ndarray, float, float]
+) -> None:
+    clip = spoken[0]
+    for rules in (SegmentRules(), SegmentRules(threshold=0.3, min_silence_ms=20, speech_pad_ms=0)):
+        want = speech_segments(clip, ts_vad, rules)
+        assert want.segments
+        assert speech_segments(clip, onnx_vad, rules) == want
+
+
+def test_onnx_context_carries_across_windows(onnx_vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
+    """Each window is scored with the 64 samples before it: cutting the clip into windows by hand, with
+    no context, gives other probabilities (the driver does not drop the context)."""
+    clip = spoken[0][: 512 * 100]
+    session = onnx_vad.module.session
+    sr, state = np.array(16_000, np.int64), np.zeros((2, 1, 128), np.float32)
+    no_context = []
+    for i in range(100):
+        out, state = session(input=clip[None, i * 512 : (i + 1) * 512], state=state, sr=sr)
+        no_context.append(float(out[0, 0]))
+    assert float(np.abs(onnx_vad.speech_probabilities(clip) - np.array(no_context)).max()) > 1e-3
+
+
+def test_onnx_clips_run_at_once_without_a_lock(onnx_vad: VadModel, spoken: tuple[np.ndarray, float, float]) -> None:
+    """The ONNX driver keeps the state per call, so concurrent clips on one session do not interfere."""
+    clips = [spoken[0][: 16_000 * 4], np.zeros(16_000 * 3, np.float32), spoken[0][8_000:]]
+    want = [speech_probabilities(c, onnx_vad.module) for c in clips]
+    results: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        results[k] = speech_probabilities(clips[k % 3], onnx_vad.module)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6
+    for k, got in results.items():
+        np.testing.assert_array_equal(got, want[k % 3])
+
+
+def test_onnx_path_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "from edge_mm.runtime.silero_vad import SileroOnnx, speech_segments\n"
+        "import edge_mm.runtime.voice_detector\n"
+        f"m = SileroOnnx.load(Path({str(shipped('silero_vad.onnx'))!r}))\n"
+        "speech_segments(np.zeros(16_000, np.float32), m)\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -7,6 +7,7 @@ equal those of the same artifacts served in this process (which has torch).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -118,3 +119,77 @@ def test_an_onnx_runtime_server_never_imports_torch(ort_only_config: Path, tmp_p
             assert json.dumps(answer, sort_keys=True) == json.dumps(want.get_json(), sort_keys=True), route
         status, _, answer = request(base + "/v1/text-classification", {"inputs": ["x"]})
         assert status == 404  # the route exists; no model serves it here
+
+
+# --- silero VAD and ConSE on ONNX Runtime (issue 11) ----------------------------------------------
+
+TINY_LABELS = ["cat", "cup", "camera"]  # tiny-vit's classes; ConSE embeds these names
+
+
+@pytest.fixture(scope="module")
+def ort_vad_conse_config(
+    ort_only_config: Path, tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """ort_only_config's two models plus silero VAD (the shipped ONNX) and ConSE over them, all on ONNX Runtime.
+
+    Same artifacts folder: the build reuses the two built models (unchanged content hash) and adds the others.
+    """
+    from edge_mm.build.pipeline import build_all
+    from edge_mm.config import load_settings
+    from tests.conftest import PACKAGES, need
+
+    need((PACKAGES / "silero_vad").is_dir(), "silero-vad package not installed: run `make models`")
+    path = tmp_path_factory.mktemp("ort-vad-conse") / "settings.toml"
+    path.write_text(
+        ort_only_config.read_text()
+        + textwrap.dedent(f"""
+        [build]
+        packages_dir = "{PACKAGES}"
+        [[models]]
+        name = "vad"
+        task = "voice-activity"
+        source = "package:silero_vad/data/silero_vad.jit"
+        artifact_backend = "onnxruntime"
+        [[models]]
+        name = "tiny-conse"
+        task = "zero-shot-image"
+        source = "{tiny_checkpoints / "bert-embeddings"}"
+        max_length = 32
+        options = {{ classifier = "tiny-vit", text_model = "tiny-embed", class_names = {TINY_LABELS}, top_t = 2 }}
+        """)
+    )
+    build_all(load_settings(path, env={}), out=io.StringIO())
+    return path
+
+
+def test_vad_and_conse_on_onnx_runtime_never_import_torch(ort_vad_conse_config: Path, tmp_path: Path):
+    from edge_mm.config import load_settings
+    from tests.conftest import SPEECH_WAV
+
+    settings = load_settings(ort_vad_conse_config, env={})
+    registry = warm_registry(settings)
+    assert registry.models["vad"].variant == ORT_VARIANT
+    assert registry.models["tiny-conse"].variant == ORT_VARIANT
+    here = test_client(settings, registry)
+    wav = base64.b64encode(SPEECH_WAV.read_bytes()).decode()
+    calls = [
+        ("/v1/voice-activity", {"audio": wav}),
+        ("/v1/voice-activity", {"audio": wav, "threshold": 0.3, "speech_pad_ms": 0}),
+        ("/v1/zero-shot-image-classification", {"images": IMAGES, "labels": ["a cat", "a cup", "a dog"]}),
+    ]
+    wrapper = tmp_path / "serve_without_torch.py"
+    wrapper.write_text(BLOCK_TORCH)
+    # PYTHONPATH: the wrapper's folder, not the checkout, heads sys.path; this checkout's edge_mm must serve.
+    with running_server(ort_vad_conse_config, ("PYTHONPATH", str(ROOT)), cmd=[sys.executable, str(wrapper)]) as base:
+        status, _, info = request(base + "/info")
+        assert status == 200
+        assert info["torch_version"] is None
+        assert {m["backend"] for m in info["models"].values()} == {"onnxruntime"}
+        for route, body in calls:
+            status, _, answer = request(base + route, body)
+            assert status == 200, (route, answer)
+            want = here.post(route, json=body)
+            assert want.status_code == 200
+            assert json.dumps(answer, sort_keys=True) == json.dumps(want.get_json(), sort_keys=True), route
+        status, _, answer = request(base + "/v1/voice-activity", {"audio": wav})
+        assert answer["segments"], "the spoken sentence has speech"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,11 +18,21 @@ LIMITS = Limits(max_text_chars=100, max_items=8)
 
 
 def test_conse_vector_is_the_weighted_mean_of_the_top_classes():
-    table = torch.eye(4)
-    v = zero_shot_image.conse_vector(torch.tensor([0.6, 0.3, 0.1, 0.0]), table, top_t=2)
-    expected = torch.nn.functional.normalize(torch.tensor([2.0, 1.0, 0.0, 0.0]), dim=0)
-    assert torch.allclose(v, expected)
-    assert torch.allclose(zero_shot_image.conse_vector(torch.tensor([0.1, 0.9, 0, 0]), table, 1), table[1])
+    table = np.eye(4, dtype=np.float32)
+    v = zero_shot_image.conse_vector(np.array([0.6, 0.3, 0.1, 0.0]), table, top_t=2)
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(v, np.array([2.0, 1.0, 0.0, 0.0]) / np.sqrt(5), rtol=1e-6)
+    np.testing.assert_array_equal(zero_shot_image.conse_vector(np.array([0.1, 0.9, 0, 0]), table, 1), table[1])
+    # Ties keep the lower class index; top_t beyond the class count takes them all.
+    np.testing.assert_allclose(zero_shot_image.conse_vector(np.full(4, 0.25), table, 2), [0.5**0.5, 0.5**0.5, 0, 0])
+    np.testing.assert_allclose(zero_shot_image.conse_vector(np.full(4, 0.25), table, 9), [0.5] * 4, rtol=1e-6)
+
+
+def test_conse_math_takes_tensors_and_numpy_alike():
+    """The classifier and text model may serve TorchScript (tensors) or ONNX Runtime (numpy)."""
+    logits = np.array([[1.0, 3.0, 0.5]], np.float32)
+    np.testing.assert_array_equal(zero_shot_image.as_numpy(torch.from_numpy(logits)), logits)
+    assert zero_shot_image.as_numpy(logits) is logits
 
 
 @pytest.mark.parametrize(
