@@ -69,7 +69,7 @@ def build_variants(threads: int, onnx_dir: Path, every: bool) -> dict[str, tuple
         **shipped,
         "eager": ((pnet, rnet, onet), "torch"),
         "trace (all three)": (traced, "torch"),
-        "trace + freeze": (frozen, "torch"),  # type: ignore[dict-item]
+        "trace + freeze": (frozen, "torch"),
     }
 
 

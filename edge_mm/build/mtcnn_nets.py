@@ -172,12 +172,11 @@ class ChannelPReLU(nn.Module):
 
 
 def _channel_scale(scale: torch.Tensor) -> nn.BatchNorm2d:
+    """``x * scale`` per channel, as a BatchNorm2d in inference mode (mean 0, variance 1, eps 0)."""
     bn = nn.BatchNorm2d(scale.numel(), eps=0.0)
-    with torch.no_grad():
-        bn.weight.copy_(scale)
-        bn.bias.zero_()
-        bn.running_mean.zero_()
-        bn.running_var.fill_(1.0)
+    zeros, ones = torch.zeros_like(scale), torch.ones_like(scale)
+    state = {"weight": scale, "bias": zeros, "running_mean": zeros, "running_var": ones}
+    bn.load_state_dict(state | {"num_batches_tracked": torch.tensor(0)})
     return bn.eval()
 
 

@@ -206,8 +206,10 @@ def _geomean(candidate: dict) -> float:
 
 
 def test_both_variants_load_and_find_the_same_faces(built_auto: Built) -> None:
-    image = Image.open(Path(__file__).resolve().parents[2] / "edge_mm" / "build" / "data" / "sample_astronaut.jpg")
-    image = image.convert("RGB").resize((640, 480))
+    with Image.open(
+        Path(__file__).resolve().parents[2] / "edge_mm" / "build" / "data" / "sample_astronaut.jpg"
+    ) as photo:
+        image = photo.convert("RGB").resize((640, 480))
     faces = {}
     for variant in ("cpu", ORT_VARIANT):
         detector = FaceDetector.load("mtcnn", built_auto.entry, built_auto.out, "cpu", variant, 8)

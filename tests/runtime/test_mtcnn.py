@@ -8,7 +8,7 @@ import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -177,7 +177,7 @@ def test_area_crops_equal_torch_bit_for_bit(size: int) -> None:
 def test_numpy_engine_matches_torch_engine_on_the_same_nets(nets: Nets) -> None:
     """Same eager nets behind a numpy call: the two engines differ only in pixels code, so boxes agree exactly."""
 
-    def numpy_call(net: torch.nn.Module) -> object:
+    def numpy_call(net: torch.nn.Module) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
         def call(x: np.ndarray) -> tuple[np.ndarray, ...]:
             with torch.inference_mode():
                 return tuple(o.numpy() for o in net(torch.from_numpy(x)))
