@@ -25,48 +25,48 @@ def area_windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 class AreaResampler:
     """One (H, W, C) uint8 image, ready to be area-resized whole or cropped-and-resized many times.
 
-    Sums are integers (int32 while the whole image sums to under 2**31, else int64), kept
-    channel-planar so the outputs come out channels-first without a transpose. The column-wise
-    cumulative sum is made once, the full 2-D table on first use by :meth:`crops`.
+    Holds the image's summed-area table, channel-planar so the outputs come out channels-first
+    without a transpose; integers (int32 while the whole image sums to under 2**31, else int64).
     Outputs are float32 pixel means in 0..255, (C, height, width) or (K, C, size, size).
+    Gathers go through ``np.take`` on flat indices: 2-3x faster than 2-D fancy indexing here.
     """
 
     def __init__(self, image: np.ndarray) -> None:
         if image.dtype != np.uint8 or image.ndim != 3:
             raise ValueError(f"image must be (H, W, C) uint8, not {image.dtype} {image.shape}")
         self.height, self.width, channels = image.shape
-        self._dtype = np.int32 if self.height * self.width * 255 < 2**31 else np.int64
-        self._rows = np.zeros((channels, self.height + 1, self.width), self._dtype)
-        np.cumsum(image.transpose(2, 0, 1), axis=1, dtype=self._dtype, out=self._rows[:, 1:])
-        self._table: np.ndarray | None = None
+        dtype = np.int32 if self.height * self.width * 255 < 2**31 else np.int64
+        planar = np.ascontiguousarray(image.transpose(2, 0, 1))
+        table = np.zeros((channels, self.height + 1, self.width + 1), dtype)
+        np.cumsum(planar, axis=1, dtype=dtype, out=table[:, 1:, 1:])
+        np.cumsum(table[:, 1:, 1:], axis=2, out=table[:, 1:, 1:])
+        self._table = table
 
     def resize(self, height: int, width: int) -> np.ndarray:
         """The whole image at ``height`` x ``width`` -> (C, height, width) float32."""
         r0, r1 = area_windows(self.height, height)
         c0, c1 = area_windows(self.width, width)
-        band = self._rows[:, r1] - self._rows[:, r0]  # (C, height, W): row-window sums
-        cum = np.zeros((band.shape[0], height, self.width + 1), self._dtype)
-        np.cumsum(band, axis=2, out=cum[:, :, 1:])
-        sums = (cum[:, :, c1] - cum[:, :, c0]).astype(np.float32)
+        band = self._table[:, r1] - self._table[:, r0]  # (C, height, W + 1): row-window sums, cumulated along x
+        sums = (np.take(band, c1, axis=2) - np.take(band, c0, axis=2)).astype(np.float32)
         return sums / (r1 - r0).astype(np.float32)[:, None] / (c1 - c0).astype(np.float32)
 
     def crops(self, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int) -> np.ndarray:
         """Regions ``[y0, y1) x [x0, x1)`` (each non-empty, inside the image) -> (K, C, size, size) float32."""
-        if self._table is None:
-            table = np.zeros((self._rows.shape[0], self.height + 1, self.width + 1), np.int64)
-            np.cumsum(self._rows, axis=2, out=table[:, :, 1:])
-            self._table = table
-        t = self._table
+        channels = self._table.shape[0]
         if not len(y0):
-            return np.zeros((0, t.shape[0], size, size), np.float32)
+            return np.zeros((0, channels, size, size), np.float32)
         rs, re = _crop_windows(np.asarray(y0), np.asarray(y1), size)  # (K, size) each
         cs, ce = _crop_windows(np.asarray(x0), np.asarray(x1), size)
-        a, b = rs[:, :, None], re[:, :, None]
+        flat = self._table.reshape(channels, -1)
+        stride = self.width + 1
+        a, b = rs[:, :, None] * stride, re[:, :, None] * stride
         c, d = cs[:, None, :], ce[:, None, :]
-        sums = (t[:, b, d] - t[:, a, d] - t[:, b, c] + t[:, a, c]).astype(np.float32)  # (C, K, size, size)
+        sums = np.take(flat, b + d, axis=1) - np.take(flat, a + d, axis=1)
+        sums -= np.take(flat, b + c, axis=1)
+        sums += np.take(flat, a + c, axis=1)  # (C, K, size, size)
         rows = (re - rs).astype(np.float32)[:, :, None]
         cols = (ce - cs).astype(np.float32)[:, None, :]
-        return (sums / rows / cols).transpose(1, 0, 2, 3)
+        return (sums.astype(np.float32) / rows / cols).transpose(1, 0, 2, 3)
 
 
 def _crop_windows(start: np.ndarray, end: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
