@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -132,6 +133,34 @@ def test_nms_agrees_with_torchvision_on_random_boxes() -> None:
     for threshold in (0.3, 0.5, 0.7):
         want = tv_ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold)
         assert nms(boxes, scores, threshold).tolist() == want.tolist()
+
+
+def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str, one: float) -> list[int]:
+    """The textbook loop, one kept box at a time: what the blocked ``nms`` must reproduce."""
+    x1, y1, x2, y2 = boxes.astype(np.float64).T
+    area = np.maximum(x2 - x1 + one, 0.0) * np.maximum(y2 - y1 + one, 0.0)
+    order = np.argsort(-scores.astype(np.float64), kind="stable")
+    keep = []
+    while order.size:
+        i, rest = int(order[0]), order[1:]
+        keep.append(i)
+        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one, 0.0)
+        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one, 0.0)
+        inter = iw * ih
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        order = rest[np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0) <= threshold]
+    return keep
+
+
+@pytest.mark.parametrize(("mode", "inclusive"), [("union", False), ("union", True), ("min", True)])
+def test_nms_blocks_agree_with_the_one_box_at_a_time_loop(mode: Literal["union", "min"], inclusive: bool) -> None:
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 300, (900, 2))  # 900 boxes: several blocks of the overlap matrix
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 60, (900, 2))], axis=1).astype(np.float32)
+    scores = rng.integers(0, 50, 900).astype(np.float32)  # many ties: the order rule matters
+    for threshold in (0.3, 0.7):
+        want = _greedy_nms(boxes, scores, threshold, mode, 1.0 if inclusive else 0.0)
+        assert nms(boxes, scores, threshold, mode, inclusive=inclusive).tolist() == want
 
 
 def test_pyramid_scales() -> None:
