@@ -10,7 +10,8 @@ through the numpy pipeline (``engine="numpy"``, no torch). ``--all`` adds the to
 alternatives measured before: eager modules, all three nets traced, and traced +
 ``torch.jit.freeze``. Calls are interleaved round-robin so drift from other load on the
 machine hits every variant alike. The table shows median and p90 ms per frame, the
-number of faces found, and the largest box difference (px) from the TorchScript pipeline.
+number of faces found, and the largest box difference (px) from the TorchScript pipeline and from
+facenet-pytorch's own ``detect_face`` (when its source is installed beside the weights).
 """
 
 from __future__ import annotations
@@ -73,14 +74,29 @@ def build_variants(threads: int, onnx_dir: Path, every: bool) -> dict[str, tuple
     }
 
 
-def box_gap(faces: list[Face], reference: list[Face]) -> float:
-    """Largest box coordinate difference (px) from ``reference``; inf when the counts differ."""
-    if len(faces) != len(reference):
+def box_gap(faces: list[Face], reference: list[Face] | np.ndarray) -> float:
+    """Largest box coordinate difference (px) from ``reference`` (faces, or (K, 4) boxes); inf when the counts differ."""
+    want = np.asarray([r.box for r in reference] if isinstance(reference, list) else reference).reshape(-1, 4)
+    if len(faces) != len(want):
         return float("inf")
-    return max(
-        (abs(a - b) for f, r in zip(faces, reference, strict=True) for a, b in zip(f.box, r.box, strict=True)),
-        default=0.0,
-    )
+    return float(np.abs(np.asarray([f.box for f in faces]).reshape(-1, 4) - want).max(initial=0.0))
+
+
+def facenet_boxes(image: np.ndarray) -> np.ndarray | None:
+    """facenet-pytorch's own ``detect_face`` on ``image`` (eager nets): (K, 4) boxes clipped to the image,
+    most confident first; None when its source is not installed."""
+    path = WEIGHTS.parent / "models" / "utils" / "detect_face.py"
+    spec = importlib.util.spec_from_file_location("_facenet_detect_face", path)
+    if not path.is_file() or spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.no_grad():
+        boxes, _ = module.detect_face(image, 20, *load_mtcnn_nets(WEIGHTS), [0.6, 0.7, 0.7], 0.709, torch.device("cpu"))
+    boxes = np.asarray(boxes[0], dtype=np.float64).reshape(-1, 5)
+    boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+    height, width = image.shape[:2]
+    return boxes[:, :4].clip(0, [width, height, width, height])
 
 
 def main() -> None:
@@ -113,17 +129,21 @@ def main() -> None:
 
     import onnxruntime
 
+    reference = {name: facenet_boxes(image) for name, image in frames.items()}
+
     print(
         f"MTCNN per 640x480 frame, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"{args.threads} thread(s), {args.repeats} runs (median / p90 ms)"
     )
-    print(f"{'frame':<20} {'variant':<22} {'median':>8} {'p90':>8} {'faces':>6} {'box gap px':>11}")
+    print(f"{'frame':<20} {'variant':<22} {'median':>8} {'p90':>8} {'faces':>6} {'vs TS px':>9} {'vs facenet px':>14}")
     for (fname, vname), samples in times.items():
         p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
-        gap = box_gap(found[fname, vname], found[fname, SHIPPED])
+        faces = found[fname, vname]
+        gap = box_gap(faces, found[fname, SHIPPED])
+        ref = reference[fname]
+        ref_gap = f"{box_gap(faces, ref):14.1e}" if ref is not None else f"{'n/a':>14}"
         print(
-            f"{fname:<20} {vname:<22} {statistics.median(samples):8.1f} {p90:8.1f} "
-            f"{len(found[fname, vname]):>6} {gap:>11.4f}"
+            f"{fname:<20} {vname:<22} {statistics.median(samples):8.1f} {p90:8.1f} {len(faces):>6} {gap:9.1e} {ref_gap}"
         )
 
 
