@@ -11,14 +11,15 @@ import numpy as np
 import torch
 
 from edge_mm.build.accelerator import resolve_accelerator
-from edge_mm.build.entries import built_entry, file_ref, sample_images, write_reference
+from edge_mm.build.entries import SAMPLE_NAMES, built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
+from edge_mm.build.mtcnn_onnx import decide_backend, timing_frames
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ModelEntry, Variant
+from edge_mm.manifest import ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.artifacts import load_module
-from edge_mm.runtime.face_detector import mtcnn_probe_outputs
+from edge_mm.runtime.face_detector import mtcnn_probe_arrays, mtcnn_probe_outputs
 from edge_mm.runtime.mtcnn import detect_faces
 from edge_mm.runtime.probes import probe_audio
 from edge_mm.runtime.silero_vad import speech_probabilities
@@ -58,7 +59,8 @@ def build_face_detector(
         ),
         "tolerance": MTCNN_TOLERANCE,
     }
-    astronaut = np.asarray(sample_images()[2])
+    samples = sample_images()
+    astronaut = np.asarray(samples[2])
     faces_eager = detect_faces(astronaut, *eager)
     faces_art = detect_faces(astronaut, loaded["pnet"], loaded["rnet"], loaded["onet"])
     figures["sample_astronaut_faces"] = len(faces_art)
@@ -86,7 +88,32 @@ def build_face_detector(
     variants = {"cpu": Variant(files=files, dtype="float32", notes=notes)}
     if resolve_accelerator(accelerator) is not None:  # fp32 nets: the same files serve the accelerator
         variants["cuda"] = Variant(files=dict(files), dtype="float32", notes=[*notes, "same files, loaded on CUDA"])
-    ref_out = mtcnn_probe_outputs(loaded, MTCNN_PROBES)
+    frames = timing_frames(samples)
+    images = {**{f"sample_{n}": np.asarray(im) for n, im in zip(SAMPLE_NAMES, samples, strict=True)}, **frames}
+    try:
+        backends = decide_backend(
+            spec.artifact_backend,
+            eager,
+            loaded,
+            out,
+            MTCNN_PROBES,
+            images,
+            frames,
+            figures,
+            progress,
+            tolerance=MTCNN_TOLERANCE,
+        )
+    except ValueError as exc:
+        raise BuildError(f"model {spec.name}: {exc}") from None
+    if backends.variant is not None:
+        variants[ORT_VARIANT] = backends.variant
+    progress(f"serves {backends.record['serves']}: {backends.record['reason']}")
+    serving_nets, engine = backends.serving
+    ref_out = (
+        mtcnn_probe_arrays(serving_nets, MTCNN_PROBES)
+        if engine == "numpy"
+        else [t.numpy() for t in mtcnn_probe_outputs(serving_nets, MTCNN_PROBES)]
+    )
     reference = write_reference(out / "reference.json", MTCNN_PROBES, [t.tolist() for t in ref_out])
     return built_entry(
         spec,
@@ -98,6 +125,7 @@ def build_face_detector(
         preprocessing={"pixel_scale": "(x - 127.5) / 128", "pyramid_factor": 0.709, "thresholds": [0.6, 0.7, 0.7]},
         files={"reference": reference},
         options=dict(spec.options),
+        backends=backends.record,
     )
 
 

@@ -1,29 +1,35 @@
-"""A loaded MTCNN artifact (P/R/O-Net TorchScript); the detection pipeline is runtime/mtcnn.py."""
+"""A loaded MTCNN artifact: P/R/O-Net as TorchScript modules or ONNX Runtime sessions; the
+detection pipeline is runtime/mtcnn.py. The ONNX Runtime variant never imports torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from edge_mm.errors import Unprocessable
 from edge_mm.manifest import ModelEntry
-from edge_mm.runtime.artifacts import load_module
+from edge_mm.runtime.artifacts import load_artifact
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.mtcnn import Face, detect_faces, min_face_floor
-from edge_mm.runtime.probes import probe_pixels, probe_tensor
+from edge_mm.runtime.mtcnn import Engine, Face, detect_faces, min_face_floor
+from edge_mm.runtime.probes import probe_array, probe_pixels, probe_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 NETS = ("pnet", "rnet", "onet")
 
 
 def mtcnn_probe_outputs(nets: dict[str, Any], probes: list[dict[str, Any]], device: str = "cpu") -> list[torch.Tensor]:
-    """Each probe ``{"net", "shape"}`` through its net -> all outputs flattened and concatenated (CPU float32)."""
+    """Each probe ``{"net", "shape"}`` through its torch net -> all outputs flattened and concatenated (CPU float32)."""
+    import torch
+
     outs = []
     with torch.inference_mode():
         for p in probes:
@@ -32,19 +38,36 @@ def mtcnn_probe_outputs(nets: dict[str, Any], probes: list[dict[str, Any]], devi
     return outs
 
 
+def mtcnn_probe_arrays(nets: dict[str, Any], probes: list[dict[str, Any]]) -> list[np.ndarray]:
+    """:func:`mtcnn_probe_outputs` for nets that take and return numpy (ONNX Runtime sessions); no torch."""
+    outs = []
+    for p in probes:
+        got = nets[p["net"]](probe_array(*p["shape"]))
+        outs.append(np.concatenate([np.asarray(o, np.float32).ravel() for o in got]))
+    return outs
+
+
 @dataclass
 class FaceDetector:
-    """:meth:`detect` is thread-safe (the nets keep no state)."""
+    """:meth:`detect` is thread-safe (the nets keep no state).
+
+    ``engine`` is ``"numpy"`` for the ONNX Runtime variant (sessions, numpy in and out),
+    ``"torch"`` for TorchScript (CPU or CUDA).
+    """
 
     name: str
     entry: ModelEntry
-    nets: dict[str, torch.jit.ScriptModule]
+    nets: dict[str, Any]
     device: str
+    engine: Engine = "torch"
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> FaceDetector:
-        files = entry.variants[variant].files
-        return cls(name, entry, {n: load_module(files[n].resolve(root), device) for n in NETS}, device)
+        chosen = entry.variants[variant]
+        nets = {
+            n: load_artifact(dataclasses.replace(chosen, files={"model": chosen.files[n]}), root, device) for n in NETS
+        }
+        return cls(name, entry, nets, device, "numpy" if chosen.backend == "onnxruntime" else "torch")
 
     def detect(
         self,
@@ -79,6 +102,7 @@ class FaceDetector:
             thresholds=thresholds,
             device=self.device,
             deadline=deadline,
+            engine=self.engine,
         )
         if scale == 1.0:
             return faces
@@ -91,7 +115,9 @@ class FaceDetector:
             for f in faces
         ]
 
-    def check_outputs(self, inputs: list[dict[str, Any]]) -> list[torch.Tensor]:
+    def check_outputs(self, inputs: list[dict[str, Any]]) -> list[Any]:
+        if self.engine == "numpy":
+            return mtcnn_probe_arrays(self.nets, inputs)
         return mtcnn_probe_outputs(self.nets, inputs, self.device)
 
     def warm(self) -> float:

@@ -1,8 +1,14 @@
 """MTCNN face detection: image pyramid -> P-Net -> R-Net -> O-Net.
 
-Plain torch/numpy (no torchvision). The nets are any callables that take tensors
-(eager modules or TorchScript artifacts) with the outputs of
-``edge_mm.build.mtcnn_nets``:
+One pipeline, two engines for the pixels and the nets (no torchvision either way):
+
+- ``engine="torch"``: the nets are torch callables (eager modules or TorchScript artifacts),
+  resizing is ``F.interpolate(mode="area")`` on ``device`` (CPU or CUDA);
+- ``engine="numpy"``: the nets take and return numpy arrays (ONNX Runtime sessions,
+  ``runtime/onnx_session.py``), resizing is ``runtime/area_resample.py``, whose output equals
+  torch's bit for bit. This path never imports torch (the lite bundle has none).
+
+Either way the nets have the outputs of ``edge_mm.build.mtcnn_nets``:
 
 - ``pnet(x: (1, 3, H, W)) -> (reg: (1, 4, h, w), prob: (1, 2, h, w))``
 - ``rnet(x: (N, 3, 24, 24)) -> (reg: (N, 4), prob: (N, 2))``
@@ -17,20 +23,24 @@ Cost grows with pixel count / ``min_face_size**2``: callers bound the image size
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from edge_mm.errors import Unprocessable
+from edge_mm.runtime.area_resample import AreaResampler
 from edge_mm.runtime.deadline import Deadline
 
-__all__ = ["Face", "detect_faces", "nms", "pyramid_scales"]
+if TYPE_CHECKING:
+    import torch
 
-Net = Callable[[torch.Tensor], Any]
+__all__ = ["Engine", "Face", "detect_faces", "nms", "pyramid_scales"]
+
+Net = Callable[[Any], Any]
+Engine = Literal["torch", "numpy"]
 
 _PNET_STRIDE = 2
 _PNET_CELL = 12
@@ -39,9 +49,7 @@ _BATCH = 512  # R/O-Net crops per forward call: bounds peak memory on crowded im
 # (the whole pyramid is about twice this). A 1280 px square at min_face_size 8 px fits.
 PNET_MAX_PIXELS = 4_000_000
 MAX_CANDIDATES = 4_096  # stage-1 boxes passed on to R-Net, the most confident first
-# Net inputs go in channels-last: CPU max-pooling is 2-8x faster than in NCHW
-# (measured, torch 2.14); resizing stays NCHW, where area pooling of 3 channels is fast.
-_NET_LAYOUT = torch.channels_last
+_NMS_BLOCK = 256  # boxes per overlap matrix in nms: (256, N) float64 stays small
 
 
 @dataclass(frozen=True)
@@ -113,20 +121,30 @@ def nms(
     if len(b) != len(s):
         raise ValueError(f"{len(b)} boxes but {len(s)} scores")
     one = 1.0 if inclusive else 0.0
-    x1, y1, x2, y2 = b.T
-    area = np.maximum(x2 - x1 + one, 0.0) * np.maximum(y2 - y1 + one, 0.0)
     order = np.argsort(-s, kind="stable")
+    x1, y1, x2, y2 = b[order].T
+    area = np.maximum(x2 - x1 + one, 0.0) * np.maximum(y2 - y1 + one, 0.0)
+    n = len(order)
+    suppressed = np.zeros(n, dtype=bool)
     keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one, 0.0)
-        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one, 0.0)
-        inter = iw * ih
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        overlap = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
-        order = rest[overlap <= threshold]
+    # Overlaps of a block of the highest-scoring boxes with every lower one, one matrix op per
+    # block instead of a vector op per kept box; the same float64 formula, so the same answer.
+    for start in range(0, n, _NMS_BLOCK):
+        stop = min(start + _NMS_BLOCK, n)
+        rows = slice(start, stop)
+        iw = np.minimum(x2[rows, None], x2[None, start:]) - np.maximum(x1[rows, None], x1[None, start:]) + one
+        ih = np.minimum(y2[rows, None], y2[None, start:]) - np.maximum(y1[rows, None], y1[None, start:]) + one
+        inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+        if mode == "min":
+            denom = np.minimum(area[rows, None], area[None, start:])
+        else:
+            denom = area[rows, None] + area[None, start:] - inter
+        over = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0) > threshold
+        for i in range(start, stop):
+            if suppressed[i]:
+                continue
+            keep.append(int(order[i]))
+            suppressed[i + 1 :] |= over[i - start, i + 1 - start :]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -141,12 +159,15 @@ def detect_faces(
     factor: float = 0.709,
     device: torch.device | str = "cpu",
     deadline: Deadline | None = None,
+    engine: Engine = "torch",
 ) -> list[Face]:
     """Faces in ``image``: (H, W, 3) uint8 RGB, most confident first.
 
     ``min_face_size`` (px) is the smallest face searched for; ``thresholds`` are the
     P/R/O-Net probability cut-offs; ``factor`` in [0.1, 1) is the pyramid step.
-    ``device`` is where the nets live; ``deadline`` is checked between pyramid levels and stages. Raises ``Unprocessable`` for bad option values
+    ``engine`` says what the nets take (see the module docstring); ``device`` is where
+    torch nets live (the numpy engine runs on the CPU); ``deadline`` is checked between
+    pyramid levels and stages. Raises ``Unprocessable`` for bad option values
     and ``ValueError`` when ``image`` is not (H, W, 3) uint8.
     """
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
@@ -157,23 +178,27 @@ def detect_faces(
     t1, t2, t3 = (float(t) for t in thresholds)
     height, width = float(image.shape[0]), float(image.shape[1])
 
-    with torch.inference_mode():
-        # (1, 3, H, W) float32 in 0..255; astype makes the writable copy torch wants.
-        pixels = torch.from_numpy(image.astype(np.float32)).to(device)
-        img = pixels.permute(2, 0, 1).unsqueeze(0).contiguous()
+    pixels: _Pixels
+    if engine == "numpy":
+        pixels = _NumpyPixels(image)
+    elif engine == "torch":
+        pixels = _TorchPixels(image, device)
+    else:
+        raise ValueError(f"engine must be 'torch' or 'numpy', not {engine!r}")
+    with pixels.context():
         # boxes: (K, 5) x1, y1, x2, y2, score
-        boxes = _propose(img, pnet, min_face_size, t1, factor, deadline)
+        boxes = _propose(pixels, pnet, min_face_size, t1, factor, deadline)
         if deadline is not None:
             deadline.check("face detection")
         if len(boxes) > MAX_CANDIDATES:
             boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:MAX_CANDIDATES]]
         if len(boxes):
-            boxes = _refine(img, rnet, boxes, t2)
+            boxes = _refine(pixels, rnet, boxes, t2)
         if not len(boxes):
             return []
         if deadline is not None:
             deadline.check("face detection")
-        boxes, points = _output(img, onet, boxes, t3)
+        boxes, points = _output(pixels, onet, boxes, t3)
 
     order = np.argsort(-boxes[:, 4], kind="stable")
     faces = []
@@ -190,6 +215,84 @@ def detect_faces(
     return faces
 
 
+class _Pixels:
+    """The image and the nets' calling convention of one engine: pyramid levels, crops, forward."""
+
+    height: int
+    width: int
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def level(self, height: int, width: int) -> Any:
+        """The whole image area-resized to ``height`` x ``width``, normalized: (1, 3, height, width)."""
+        raise NotImplementedError
+
+    def crops(self, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int) -> Any:
+        """Regions ``[y0, y1) x [x0, x1)`` area-resized to ``size`` x ``size``, normalized: (K, 3, size, size)."""
+        raise NotImplementedError
+
+    def run(self, net: Net, x: Any) -> list[np.ndarray]:
+        """``net(x)``'s outputs as float32 numpy arrays."""
+        raise NotImplementedError
+
+
+class _NumpyPixels(_Pixels):
+    """numpy in and out (ONNX Runtime sessions): NCHW float32 inputs, never imports torch."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self._resampler = AreaResampler(image)
+        self.height, self.width = image.shape[:2]
+
+    def level(self, height: int, width: int) -> np.ndarray:
+        return _normalize(self._resampler.resize(height, width)[None])
+
+    def crops(self, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int) -> np.ndarray:
+        return np.ascontiguousarray(_normalize(self._resampler.crops(y0, y1, x0, x1, size)))
+
+    def run(self, net: Net, x: Any) -> list[np.ndarray]:
+        outs = net(x)
+        return [np.asarray(o, dtype=np.float32) for o in (outs if isinstance(outs, tuple | list) else (outs,))]
+
+
+class _TorchPixels(_Pixels):
+    """torch tensors in and out on ``device``; net inputs go channels-last: CPU max-pooling is
+    2-8x faster than in NCHW (measured, torch 2.14); resizing stays NCHW, where area pooling
+    of 3 channels is fast."""
+
+    def __init__(self, image: np.ndarray, device: Any) -> None:
+        import torch
+
+        self._torch = torch
+        # (1, 3, H, W) float32 in 0..255; astype makes the writable copy torch wants.
+        pixels = torch.from_numpy(image.astype(np.float32)).to(device)
+        self._img = pixels.permute(2, 0, 1).unsqueeze(0).contiguous()
+        self.height, self.width = image.shape[:2]
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        return self._torch.inference_mode()
+
+    def level(self, height: int, width: int) -> Any:
+        import torch.nn.functional as F
+
+        return _normalize(F.interpolate(self._img, size=(height, width), mode="area"))
+
+    def crops(self, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int) -> Any:
+        import torch.nn.functional as F
+
+        if not len(y0):
+            return self._img.new_zeros((0, 3, size, size))
+        parts = [
+            F.interpolate(self._img[:, :, a:b, c:d], size=(size, size), mode="area")
+            for a, b, c, d in zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(), strict=True)
+        ]
+        return _normalize(self._torch.cat(parts))
+
+    def run(self, net: Net, x: Any) -> list[np.ndarray]:
+        outs = net(x.contiguous(memory_format=self._torch.channels_last))
+        return [o.float().cpu().numpy() for o in outs]
+
+
 def _check_options(min_face_size: float, thresholds: Sequence[float], factor: float) -> None:
     if not min_face_size >= 1:
         raise Unprocessable(f"min_face_size must be >= 1 px, not {min_face_size}")
@@ -199,24 +302,22 @@ def _check_options(min_face_size: float, thresholds: Sequence[float], factor: fl
         raise Unprocessable(f"factor must be in [0.1, 1), not {factor}")
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
+def _normalize(x: Any) -> Any:
     """0..255 pixels -> about [-1, 1], as the nets were trained."""
     return (x - 127.5) * 0.0078125
 
 
 def _propose(
-    img: torch.Tensor, pnet: Net, min_face_size: float, threshold: float, factor: float, deadline: Deadline | None
+    pixels: _Pixels, pnet: Net, min_face_size: float, threshold: float, factor: float, deadline: Deadline | None
 ) -> np.ndarray:
     """Stage 1: P-Net over the pyramid -> (K, 5) squared candidate boxes + scores."""
-    height, width = img.shape[2:]
+    height, width = pixels.height, pixels.width
     per_scale = []
     for scale in pyramid_scales(height, width, min_face_size, factor):
         if deadline is not None:
             deadline.check("face detection")
-        size = (int(height * scale + 1), int(width * scale + 1))
-        scaled = _normalize(F.interpolate(img, size=size, mode="area"))
-        reg, prob = pnet(scaled.contiguous(memory_format=_NET_LAYOUT))[:2]
-        cand = _windows_to_boxes(reg[0].cpu().numpy(), prob[0, 1].cpu().numpy(), scale, threshold)
+        reg, prob = pixels.run(pnet, pixels.level(int(height * scale + 1), int(width * scale + 1)))[:2]
+        cand = _windows_to_boxes(reg[0], prob[0, 1], scale, threshold)
         per_scale.append(cand[nms(cand[:, :4], cand[:, 4], 0.5)])
     cand = np.concatenate(per_scale) if per_scale else np.zeros((0, 9), np.float32)
     cand = cand[nms(cand[:, :4], cand[:, 4], 0.7)]
@@ -250,12 +351,12 @@ def _windows_to_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, threshold
     return np.concatenate([q1, q2, score, offsets], axis=1).astype(np.float32)
 
 
-def _refine(img: torch.Tensor, rnet: Net, boxes: np.ndarray, threshold: float) -> np.ndarray:
+def _refine(pixels: _Pixels, rnet: Net, boxes: np.ndarray, threshold: float) -> np.ndarray:
     """Stage 2: R-Net on 24x24 crops -> (K, 5) regressed, squared boxes."""
-    boxes, crops = _crops(img, boxes, 24)
+    boxes, crops = _crops(pixels, boxes, 24)
     if not len(boxes):
         return boxes
-    reg, prob = _run_batched(rnet, crops, 2)
+    reg, prob = _run_batched(pixels, rnet, crops, 2)
     score = prob[:, 1]
     passed = score > threshold
     boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
@@ -264,12 +365,12 @@ def _refine(img: torch.Tensor, rnet: Net, boxes: np.ndarray, threshold: float) -
     return _square(_regress(boxes[keep], reg[keep]))
 
 
-def _output(img: torch.Tensor, onet: Net, boxes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _output(pixels: _Pixels, onet: Net, boxes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage 3: O-Net on 48x48 crops -> boxes (K, 5) and landmarks (K, 5, 2)."""
-    boxes, crops = _crops(img, boxes, 48)
+    boxes, crops = _crops(pixels, boxes, 48)
     if not len(boxes):
         return boxes, np.zeros((0, 5, 2), np.float32)
-    reg, marks, prob = _run_batched(onet, crops, 3)
+    reg, marks, prob = _run_batched(pixels, onet, crops, 3)
     score = prob[:, 1]
     passed = score > threshold
     boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
@@ -285,40 +386,29 @@ def _output(img: torch.Tensor, onet: Net, boxes: np.ndarray, threshold: float) -
     return boxes[keep], points[keep]
 
 
-def _crops(img: torch.Tensor, boxes: np.ndarray, size: int) -> tuple[np.ndarray, torch.Tensor]:
+def _crops(pixels: _Pixels, boxes: np.ndarray, size: int) -> tuple[np.ndarray, Any]:
     """Cut each box (clipped to the image) and resample it to ``size`` x ``size``.
 
     Returns the boxes whose crop is non-empty and their normalized crops
     (K, 3, size, size).
     Coordinates are 1-based inclusive after truncation, as in the original MTCNN code.
     """
-    height, width = img.shape[2:]
     corners = np.trunc(boxes[:, :4]).astype(np.int64)
     x = np.maximum(corners[:, 0], 1)
     y = np.maximum(corners[:, 1], 1)
-    ex = np.minimum(corners[:, 2], width)
-    ey = np.minimum(corners[:, 3], height)
+    ex = np.minimum(corners[:, 2], pixels.width)
+    ey = np.minimum(corners[:, 3], pixels.height)
     ok = (ey > y - 1) & (ex > x - 1)
-    crops = [
-        F.interpolate(
-            img[:, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]],
-            size=(size, size),
-            mode="area",
-        )
-        for k in np.flatnonzero(ok)
-    ]
-    if not crops:
-        return boxes[ok], img.new_zeros((0, 3, size, size))
-    return boxes[ok], _normalize(torch.cat(crops))
+    return boxes[ok], pixels.crops(y[ok] - 1, ey[ok], x[ok] - 1, ex[ok], size)
 
 
-def _run_batched(net: Net, crops: torch.Tensor, n_outputs: int) -> list[np.ndarray]:
+def _run_batched(pixels: _Pixels, net: Net, crops: Any, n_outputs: int) -> list[np.ndarray]:
     """Run ``net`` on ``crops`` in chunks of ``_BATCH`` -> each output as numpy."""
     parts: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
     for start in range(0, len(crops), _BATCH):
-        outs = net(crops[start : start + _BATCH].contiguous(memory_format=_NET_LAYOUT))
+        outs = pixels.run(net, crops[start : start + _BATCH])
         for i in range(n_outputs):
-            parts[i].append(outs[i].float().cpu().numpy())
+            parts[i].append(outs[i])
     return [np.concatenate(p) for p in parts]
 
 

@@ -30,12 +30,17 @@ def probe_pixels(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def probe_array(*shape: int) -> np.ndarray:
+    """float32 array of ``shape`` in about [-1, 1] from a fixed formula (the ONNX Runtime path's probe)."""
+    n = int(np.prod(shape))
+    return np.sin(np.arange(n, dtype=np.float64) * 0.37).reshape(shape).astype(np.float32)
+
+
 def probe_tensor(*shape: int) -> torch.Tensor:
-    """float32 tensor of ``shape`` in about [-1, 1] from a fixed formula."""
+    """:func:`probe_array` as a torch tensor (same values)."""
     import torch  # here: the ONNX Runtime path (lite bundle) never needs it
 
-    n = int(np.prod(shape))
-    return torch.from_numpy(np.sin(np.arange(n, dtype=np.float64) * 0.37).reshape(shape).astype(np.float32))
+    return torch.from_numpy(probe_array(*shape))
 
 
 def probe_audio(seconds: float = 1.0, rate: int = 16_000) -> np.ndarray:

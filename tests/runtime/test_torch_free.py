@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_mm.manifest import ORT_VARIANT
@@ -105,7 +107,8 @@ def test_an_onnx_runtime_server_never_imports_torch(ort_only_config: Path, tmp_p
     here = test_client(settings, registry)
     wrapper = tmp_path / "serve_without_torch.py"
     wrapper.write_text(BLOCK_TORCH)
-    with running_server(ort_only_config, cmd=[sys.executable, str(wrapper)]) as base:
+    this_checkout = ("PYTHONPATH", str(ROOT))  # the wrapper runs from tmp_path: import this checkout's edge_mm
+    with running_server(ort_only_config, this_checkout, cmd=[sys.executable, str(wrapper)]) as base:
         status, _, info = request(base + "/info")
         assert status == 200
         assert info["torch_version"] is None
@@ -162,6 +165,36 @@ def ort_vad_conse_config(
     return path
 
 
+MTCNN_DATA = ROOT / "build" / "models" / "facenet_pytorch" / "data"
+
+
+@pytest.fixture(scope="module")
+def ort_mtcnn_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MTCNN (the shipped facenet-pytorch weights) built for and served by ONNX Runtime."""
+    from edge_mm.build.pipeline import build_all
+    from edge_mm.config import load_settings
+    from tests.conftest import need
+
+    need(
+        (MTCNN_DATA / "onet.pt").is_file(), f"MTCNN weights not in {MTCNN_DATA} (pip install --no-deps facenet-pytorch)"
+    )
+    root = tmp_path_factory.mktemp("ort-mtcnn")
+    path = root / "settings.toml"
+    path.write_text(
+        textwrap.dedent(f"""
+        [runtime]
+        artifacts_dir = "{root / "artifacts"}"
+        [[models]]
+        name = "mtcnn"
+        task = "face-detection"
+        source = "{MTCNN_DATA}"
+        artifact_backend = "onnxruntime"
+        """)
+    )
+    build_all(load_settings(path, env={}), out=io.StringIO())
+    return path
+
+
 def test_vad_and_conse_on_onnx_runtime_never_import_torch(ort_vad_conse_config: Path, tmp_path: Path):
     from edge_mm.config import load_settings
     from tests.conftest import SPEECH_WAV
@@ -193,3 +226,47 @@ def test_vad_and_conse_on_onnx_runtime_never_import_torch(ort_vad_conse_config: 
             assert json.dumps(answer, sort_keys=True) == json.dumps(want.get_json(), sort_keys=True), route
         status, _, answer = request(base + "/v1/voice-activity", {"audio": wav})
         assert answer["segments"], "the spoken sentence has speech"
+
+
+def _face_photo() -> str:
+    """A photo with one face (the build's sample, 640x480) as base64 PNG."""
+    from PIL import Image
+
+    with Image.open(ROOT / "edge_mm" / "build" / "data" / "sample_astronaut.jpg") as image:
+        pixels = np.asarray(image.convert("RGB").resize((640, 480)))
+    return png_base64(pixels)
+
+
+def test_an_onnx_runtime_mtcnn_never_imports_torch(ort_mtcnn_config: Path, tmp_path: Path):
+    """Serving (start-up, warm-up, face detection, /info) and `edge-mm check` with torch blocked."""
+    from edge_mm.config import load_settings
+
+    settings = load_settings(ort_mtcnn_config, env={})
+    registry = warm_registry(settings)
+    assert registry.models["mtcnn"].variant == ORT_VARIANT
+    here = test_client(settings, registry)
+    wrapper = tmp_path / "serve_without_torch.py"
+    wrapper.write_text(BLOCK_TORCH)
+    body = {"images": [_face_photo(), IMAGES[0]]}
+    this_checkout = ("PYTHONPATH", str(ROOT))  # the wrapper runs from tmp_path: import this checkout's edge_mm
+    with running_server(ort_mtcnn_config, this_checkout, cmd=[sys.executable, str(wrapper)]) as base:
+        status, _, info = request(base + "/info")
+        assert status == 200
+        assert info["torch_version"] is None
+        assert info["models"]["mtcnn"]["backend"] == "onnxruntime"
+        status, _, answer = request(base + "/v1/face-detection", body)
+        assert status == 200, answer
+        assert [len(r["faces"]) for r in answer["results"]] == [1, 0]
+        want = here.post("/v1/face-detection", json=body)
+        assert want.status_code == 200
+        assert json.dumps(answer, sort_keys=True) == json.dumps(want.get_json(), sort_keys=True)
+    check = subprocess.run(
+        [sys.executable, str(wrapper), "--config", str(ort_mtcnn_config), "check"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "mtcnn: ok on cpu" in check.stdout
