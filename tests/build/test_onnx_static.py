@@ -32,6 +32,8 @@ def test_reader_feeds_every_row_once_in_batches_and_rewinds():
     assert reader.get_next() is None
     reader.rewind()
     np.testing.assert_array_equal(reader.get_next()["pixel_values"], pixels[:2])
+    reader.rewind()
+    assert [b["pixel_values"].shape[0] for b in reader] == [2, 2, 1]  # iterable, as onnxruntime's readers
 
 
 def test_reader_hands_float32_and_refuses_a_non_batch():
