@@ -6,7 +6,9 @@ where features are the input of the final Linear layer (pooled, before the head)
 one artifact serves classification and image embeddings. CPU artifact: fp32
 trace + freeze in channels-last (fastest measured for conv nets, bench/efficientnet_cpu_variants.py);
 dynamic int8 only where Linear layers hold most of the weights (ViT-style), under the
-same top-1 guard as text classifiers.
+same top-1 guard as text classifiers. For the other models (conv nets) ``quantization = "int8"``
+makes the ONNX Runtime candidate a static int8 graph (build/onnx_static.py), gated against fp32
+on held-out photos; a graph that misses leaves the fp32 ONNX candidate in its place.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_mm.build import artifact_backend, onnx_backend, verify
+from edge_mm.build import artifact_backend, onnx_backend, onnx_static, verify
 from edge_mm.build.accelerator import Accelerator, resolve_accelerator
 from edge_mm.build.entries import SAMPLE_NAMES, built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.imagenet import load_imagenet_labels
@@ -213,7 +215,7 @@ def build_image_classifier(
             "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
         )
     variants = {"cpu": save_variant(cpu_module, out / "cpu.pt", dtype, notes)}
-    backends, serving = _cpu_backends(spec, (model, kept), cpu_module, x, eager, out, figures, variants, progress)
+    backends, serving = _cpu_backends(spec, (model, kept, pre), cpu_module, x, eager, out, figures, variants, progress)
     accel = resolve_accelerator(accelerator)
     if accel is not None:
         variants["cuda"] = _accelerated_variant(model, x, eager, out, figures, accel)
@@ -241,7 +243,7 @@ def build_image_classifier(
 
 def _cpu_backends(
     spec: ModelSpec,
-    export: tuple[nn.Module, list[str] | None],
+    export: tuple[nn.Module, list[str] | None, Any],
     torchscript: torch.jit.ScriptModule,
     x: torch.Tensor,
     eager: tuple[torch.Tensor, ...],
@@ -250,15 +252,17 @@ def _cpu_backends(
     variants: dict[str, Variant],
     progress: Progress,
 ) -> tuple[dict[str, Any], Any]:
-    """The ONNX Runtime candidate (NCHW, same weights; int8 with the same kept layers), timed against
-    TorchScript at batch 1 and 8; returns (the manifest's backends record, the serving forward)."""
-    module, kept = export
+    """The ONNX Runtime candidate (NCHW, same weights; int8 with the same kept layers, or static int8
+    where no Linear layer was quantized), timed against TorchScript at batch 1 and 8; returns
+    (the manifest's backends record, the serving forward). ``export``: (fp32 model, kept layers, preprocessing)."""
+    module, kept, pre = export
     one, eight = x[:1], torch.cat([x, x])  # the model's input size (224 x 224 for EfficientNet-Lite0)
     cl = {"batch_1": (one.contiguous(memory_format=CL),), "batch_8": (eight.contiguous(memory_format=CL),)}
     nchw = {"batch_1": (one.contiguous(),), "batch_8": (eight.contiguous(),)}
     candidates = {"torchscript": onnx_backend.Candidate("cpu", True, [], figures.get("int8_vs_fp32", {}))}
     runs: dict[str, Any] = {"torchscript": (torchscript, cl)}
     threads = onnx_backend.build_threads()
+    static: dict[str, Any] = {}
     if spec.artifact_backend != "torchscript":
 
         def check_fp32(f: Any) -> tuple[dict[str, Any], list[str]]:
@@ -291,8 +295,12 @@ def _cpu_backends(
             threads=threads,
             strict=spec.artifact_backend == "onnxruntime",
         )
+        if spec.quantization == "int8" and kept is None and ort.variant is not None:
+            ort, static = onnx_static.image_candidate(spec, module, pre, ort, out, threads, progress)
         candidates["onnxruntime"] = ort.candidate
         figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
+        if static:
+            figures["onnxruntime"]["int8_static"] = static
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
             runs["onnxruntime"] = (ort.forward, nchw)
@@ -302,6 +310,8 @@ def _cpu_backends(
         backends = onnx_backend.decide(spec.artifact_backend, candidates, runs, threads, LATENCY_ROUNDS)
     except ValueError as exc:
         raise BuildError(f"model {spec.name}: {exc}") from None
+    if static:
+        backends["int8_static"] = {k: static[k] for k in ("applied", "reason", "heldout_vs_fp32") if k in static}
     progress(f"serves {backends['serves']}: {backends['reason']}")
     return backends, runs[backends["serves"]][0]
 
