@@ -331,7 +331,13 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
     ModelSetting(
         "source", None, str, "'package:<module>/<subdir>', 'hf:<model id>' (local cache only) or a folder path."
     ),
-    ModelSetting("quantization", "int8", str, "CPU variant: int8 (dynamic, Linear layers) or none (fp32)."),
+    ModelSetting(
+        "quantization",
+        "int8",
+        str,
+        "CPU variant: int8 (dynamic on Linear layers; for conv image classifiers also a static int8 ONNX "
+        "Runtime graph, gated on held-out photos) or none (fp32).",
+    ),
     ModelSetting("max_length", 256, int, "Longest token sequence per forward pass (text models)."),
     ModelSetting(
         "keep_fp32",

@@ -68,7 +68,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
         "ImageNet-style classifier and embeddings",
     ),
     "face-detection": ModelKind(
-        RuntimeLoader("face_detector:FaceDetector.load"), "face_vad:build_face_detector", "MTCNN face detection"
+        RuntimeLoader("face_detector:FaceDetector.load"), "face_detector:build_face_detector", "MTCNN face detection"
     ),
     "voice-activity": ModelKind(
         RuntimeLoader("voice_detector:VoiceDetector.load"),

@@ -164,7 +164,7 @@ class Built:
 
 
 def _build(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Built:
-    from edge_mm.build.face_vad import build_face_detector
+    from edge_mm.build.face_detector import build_face_detector
 
     data = mtcnn_data_dir()
     need((data / "onet.pt").is_file(), f"MTCNN weights not in {data} (pip install --no-deps facenet-pytorch)")

@@ -1,8 +1,7 @@
-"""Build MTCNN face detection (facenet-pytorch weights) and silero voice activity (shipped TorchScript)."""
+"""Build MTCNN face detection (facenet-pytorch weights): TorchScript nets, their ONNX twins, the measured choice."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from edge_mm.manifest import ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.artifacts import load_module
 from edge_mm.runtime.face_detector import mtcnn_probe_arrays, mtcnn_probe_outputs
 from edge_mm.runtime.mtcnn import detect_faces
-from edge_mm.runtime.probes import probe_audio
-from edge_mm.runtime.silero_vad import speech_probabilities
 
 MTCNN_TOLERANCE = 1e-4
 # Shapes of the probe tensors run through each net for `edge-mm check`.
@@ -126,44 +123,4 @@ def build_face_detector(
         files={"reference": reference},
         options=dict(spec.options),
         backends=backends.record,
-    )
-
-
-VAD_RATE = 16_000
-VAD_WINDOW = 512
-
-
-def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
-    t0 = time.perf_counter()
-    jit = source / "silero_vad.jit" if source.is_dir() else source
-    if not jit.is_file():
-        raise ConfigError(f"model {spec.name}: {jit} not found; point source at silero_vad/data/silero_vad.jit")
-    target = out / "silero_vad.jit"
-    shutil.copyfile(jit, target)
-    module = load_module(target, "cpu")
-    rng = np.random.default_rng(0)
-    silence = np.zeros(VAD_RATE * 2, np.float32)
-    noise = (rng.standard_normal(VAD_RATE * 2) * 0.1).astype(np.float32)
-    figures: dict[str, Any] = {
-        "silence_max_prob": round(float(speech_probabilities(silence, module, VAD_WINDOW).max()), 4),
-        "white_noise_max_prob": round(float(speech_probabilities(noise, module, VAD_WINDOW).max()), 4),
-    }
-    if figures["silence_max_prob"] >= 0.5:
-        raise BuildError(f"model {spec.name}: silence scores {figures['silence_max_prob']} >= 0.5: not a VAD model?")
-    probe = speech_probabilities(probe_audio(1.0), module, VAD_WINDOW)
-    reference = write_reference(out / "reference.json", [{"probe_audio_seconds": 1.0}], [probe.tolist()])
-    progress(
-        f"silero VAD copied (silence max p {figures['silence_max_prob']}, noise max p {figures['white_noise_max_prob']})"
-    )
-    notes = ["shipped TorchScript, unchanged", "CPU only: stateful 32 ms windows, one clip at a time"]
-    return built_entry(
-        spec,
-        t0,
-        figures,
-        variants={"cpu": Variant(files={"model": file_ref(target, out)}, dtype="float32", notes=notes)},
-        inputs=[{"name": "audio", "dtype": "float32", "shape": [1, VAD_WINDOW], "sample_rate": VAD_RATE}],
-        outputs=[{"name": "speech_probability", "dtype": "float32", "shape": [1, 1]}],
-        preprocessing={"sample_rate": VAD_RATE, "window": VAD_WINDOW, "mono": True},
-        files={"reference": reference},
-        options=dict(spec.options),
     )
