@@ -12,7 +12,7 @@ from elsewhere on the machine hits each alike):
   tutorial       the Flask tutorial (eager fp32 transformers) behind waitress, 4 threads
   http-ceiling   Flask + waitress, 4 threads, answering a constant 384-float vector (no model)
   infinity       infinity-emb, torch engine (not in the defaults; .venv-infinity)
-  edge-mm:K=V,.. edge-mm with runtime settings changed (intra, lone, conc, batching, wait, max_batch, threads)
+  edge-mm:K=V,.. edge-mm with runtime settings changed (intra, conc, batching, wait, max_batch, threads)
   edge-mm@REV    edge-mm as of git revision REV, or from the edge_mm package in folder REV (before/after)
 Plus the forward-only ceiling: the edge-mm artifact and the ONNX Runtime model in process, batch
 1 and 8, 1 and 2 threads. Load comes from wrk (one thread, N keep-alive connections), the Python
@@ -160,7 +160,6 @@ def peers(config: Path) -> dict[str, Peer]:
 VARIANT_KEYS = {
     "intra": "EDGE_MM_RUNTIME_INTRA_OP_THREADS",
     "conc": "EDGE_MM_RUNTIME_CONCURRENT_INFERENCES",
-    "lone": "EDGE_MM_RUNTIME_LONE_INFERENCE_THREADS",
     "batching": "EDGE_MM_RUNTIME_MICRO_BATCHING",
     "wait": "EDGE_MM_RUNTIME_MAX_BATCH_WAIT_MS",
     "max_batch": "EDGE_MM_RUNTIME_MAX_BATCH",

@@ -198,15 +198,6 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
-        "runtime.lone_inference_threads",
-        0,
-        int,
-        "ONNX Runtime intra-op threads of an inference that starts while no other is running (a lone "
-        "request gets the idle cores; costs each model's weights once more in memory); 0: every core; "
-        "1 or intra_op_threads: off.",
-        minimum=0,
-    ),
-    Setting(
         "runtime.concurrent_inferences",
         0,
         int,

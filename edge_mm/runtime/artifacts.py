@@ -20,19 +20,16 @@ if TYPE_CHECKING:
     import torch
 
 _cpu_threads = 1  # intra-op threads per inference; set once at start-up by set_cpu_threads
-_lone_threads = 0  # ONNX Runtime: intra-op threads of a run with no other running (0: as _cpu_threads)
 
 
-def set_cpu_threads(intra: int, lone: int = 0) -> None:
+def set_cpu_threads(intra: int) -> None:
     """Intra-op threads per inference, for torch and for every ONNX Runtime session loaded after this.
 
-    ``lone``: the threads an ONNX Runtime run gets when no other is running (runtime/onnx_session.py).
     torch is told now if it is loaded, else when the first TorchScript module loads: a server whose
     every model runs on ONNX Runtime never imports torch (the lite bundle has none).
     """
-    global _cpu_threads, _lone_threads
+    global _cpu_threads
     _cpu_threads = max(1, intra)
-    _lone_threads = lone
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(_cpu_threads)
 
@@ -56,7 +53,7 @@ def load_artifact(variant: Variant, root: Path, device: str) -> Any:
     if variant.backend == "onnxruntime":
         if device != "cpu":
             raise ConfigError(f"{path.name}: the ONNX Runtime variant runs on CPU only, not {device}")
-        return OnnxSession(path, _cpu_threads, _lone_threads)
+        return OnnxSession(path, _cpu_threads)
     if variant.backend != "torchscript":
         raise ConfigError(f"{path.name}: backend {variant.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
     return load_module(path, device)

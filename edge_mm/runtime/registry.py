@@ -126,8 +126,7 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
     intra, concurrent = device_policy.cpu_threads(
         cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
     )
-    lone = settings["runtime.lone_inference_threads"] or cores
-    set_cpu_threads(intra, lone)
+    set_cpu_threads(intra)
     registry = Registry()
     choices = {}
     for spec in settings.models:
@@ -161,8 +160,8 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             "backend": backend,
             "backend_reason": backend_reason,
         }
-    set_cpu_threads(intra, lone)  # again: torch may have been imported by a TorchScript loader
-    registry.info = _info(manifest, settings, choices, (intra, max(intra, lone)), concurrent, cuda)
+    set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
+    registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry
 
 
@@ -184,14 +183,8 @@ def _cuda_available(settings: Settings, manifest: Manifest) -> bool:
 
 
 def _info(
-    manifest: Manifest,
-    settings: Settings,
-    choices: dict[str, Any],
-    threads: tuple[int, int],
-    concurrent: int,
-    cuda: bool,
+    manifest: Manifest, settings: Settings, choices: dict[str, Any], intra: int, concurrent: int, cuda: bool
 ) -> dict[str, Any]:
-    """``threads``: (intra-op threads per inference, those of a lone ONNX Runtime inference)."""
     devices = sorted({c["device"] for c in choices.values()}) or ["cpu"]
     torch = sys.modules.get("torch")  # None where every model runs on ONNX Runtime
     ort = sys.modules.get("onnxruntime")
@@ -207,12 +200,7 @@ def _info(
         "device": devices[0] if len(devices) == 1 else devices,
         "cuda_available": cuda,
         "cuda_device": torch.cuda.get_device_name(0) if cuda and torch is not None else None,
-        "threads": {
-            "intra_op": threads[0],
-            "lone_inference": threads[1],
-            "concurrent_inferences": concurrent,
-            "cores": os.cpu_count(),
-        },
+        "threads": {"intra_op": intra, "concurrent_inferences": concurrent, "cores": os.cpu_count()},
         "limits": {
             k: settings[k]
             for k in (

@@ -61,46 +61,6 @@ def test_session_answers_like_the_torch_module(two_inputs_onnx):
         session(ids)
 
 
-def test_a_lone_run_gets_the_wide_session_and_concurrent_runs_the_narrow_one(two_inputs_onnx, monkeypatch):
-    import threading
-
-    from edge_mm.runtime import onnx_session
-
-    session = OnnxSession(two_inputs_onnx, threads=1, lone_threads=2)
-    assert (session.threads, session.lone_threads) == (1, 2)
-    used: list[str] = []
-    for name in ("_session", "_lone"):
-        real = getattr(session, name)
-
-        class Spy:
-            def run(self, outputs, feeds, real=real, name=name):  # type: ignore[no-untyped-def]
-                used.append(name)
-                return real.run(outputs, feeds)
-
-        monkeypatch.setattr(session, name, Spy())
-    ids, mask = torch.randint(0, 50, (1, 5)), torch.ones(1, 5, dtype=torch.int64)
-    session(ids, mask)
-    assert used == ["_lone"]
-    other_running, release = threading.Event(), threading.Event()
-
-    def another_inference() -> None:  # holds the process-wide count at one, as a running request would
-        with onnx_session.RUNNING.one():
-            other_running.set()
-            release.wait(5)
-
-    t = threading.Thread(target=another_inference)
-    t.start()
-    other_running.wait(5)
-    try:
-        session(ids, mask)
-    finally:
-        release.set()
-        t.join()
-    assert used == ["_lone", "_session"]
-    assert onnx_session.RUNNING.count == 0
-    assert OnnxSession(two_inputs_onnx, threads=2, lone_threads=2)._lone is None  # nothing wider to offer
-
-
 def entry(backends: dict, variants: tuple[str, ...] = ("cpu", ORT_VARIANT)) -> ModelEntry:
     made = {k: Variant({"model": FileRef(f"{k}.bin", "0")}, "int8-dynamic") for k in variants}
     return ModelEntry("embeddings", "x", "h", made, [], [], backends=backends)
