@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -47,6 +48,9 @@ def serve(settings: Settings) -> None:
     if drain.requested.is_set():
         log.info("%s while loading: not serving", drain.signal_name)
         return
+    # what loading made lives as long as the server: keep it out of the collector's sweeps
+    gc.collect()
+    gc.freeze()
     host = settings["server.host"]
     warn_if_open(host, settings["server.api_keys"])
     server = create_server(ready_503_while_draining(create_app(settings, registry), drain.requested), settings)
