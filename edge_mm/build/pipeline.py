@@ -136,6 +136,10 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
 
 
 def _prefix_paths(entry: ModelEntry, folder: str) -> None:
-    """Builders write names relative to the model folder; the manifest stores them relative to the root."""
-    for ref in entry.all_files():
+    """Builders write names relative to the model folder; the manifest stores them relative to the root.
+
+    A file two variants share (MTCNN's CUDA variant loads the CPU nets) may be one ``FileRef``
+    object: each object is prefixed once.
+    """
+    for ref in {id(ref): ref for ref in entry.all_files()}.values():
         ref.path = f"{folder}/{ref.path}"

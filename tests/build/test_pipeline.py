@@ -129,3 +129,21 @@ def test_hf_source_from_local_cache(tiny_checkpoints, tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(huggingface_hub.constants)
+
+
+def test_a_file_two_variants_share_is_prefixed_once():
+    from edge_mm.build.pipeline import _prefix_paths
+    from edge_mm.manifest import FileRef, ModelEntry, Variant
+
+    shared = FileRef("pnet.pt", "0")
+    own = FileRef("cpu.onnx", "1")
+    entry = ModelEntry(
+        "face-detection",
+        "x",
+        "h",
+        {"cpu": Variant({"pnet": shared}, "float32"), "cuda": Variant({"pnet": shared, "model": own}, "float32")},
+        [],
+        [],
+    )
+    _prefix_paths(entry, "mtcnn")
+    assert [r.path for r in entry.all_files()] == ["mtcnn/pnet.pt", "mtcnn/pnet.pt", "mtcnn/cpu.onnx"]
