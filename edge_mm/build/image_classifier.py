@@ -278,10 +278,7 @@ def _cpu_backends(
 
         def fidelity(f: Any) -> tuple[dict[str, Any], list[str]]:
             figs = verify.classifier_figures(eager[0], f(x)[0])
-            missed = figs["top1_agreement"] < spec.min_top1_agreement or figs["max_prob_diff"] > spec.max_prob_diff
-            return figs, [
-                f"{figs} misses top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
-            ] * missed
+            return figs, verify.classifier_misses(figs, spec.min_top1_agreement, spec.max_prob_diff)
 
         ort = onnx_backend.build_candidate(
             module,
@@ -335,8 +332,7 @@ def _int8(
             return verify.classifier_figures(ref_logits, m(x)[0])
 
     def passes(m: nn.Module) -> bool:
-        f = figs(m)
-        return f["top1_agreement"] >= spec.min_top1_agreement and f["max_prob_diff"] <= spec.max_prob_diff
+        return not verify.classifier_misses(figs(m), spec.min_top1_agreement, spec.max_prob_diff)
 
     def damage(m: nn.Module) -> float:
         f = figs(m)

@@ -224,10 +224,9 @@ def image_candidate(
             "heldout_vs_fp32": vs,
             "heldout_features_vs_fp32": verify.cosine_figures(ref_features, features),
         }
-        missed = vs["top1_agreement"] < spec.min_top1_agreement or vs["max_prob_diff"] > spec.max_prob_diff
         return figs, [
-            f"held-out {vs} misses top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
-        ] * missed
+            f"held-out {m}" for m in verify.classifier_misses(vs, spec.min_top1_agreement, spec.max_prob_diff)
+        ]
 
     path, int8 = out / "cpu.onnx", out / "cpu.int8.onnx"
     calibration = pre(calibration_images()).contiguous().numpy()

@@ -381,6 +381,12 @@ def _onnx_candidate(
 
     A recipe that misses is recorded (``figures["tried"]``); the last one's result stands when none passes.
     """
+
+    def fidelity(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
+        test = _run(f, samples.fidelity_batches, "verify: onnxruntime vs fp32")
+        figs = _fidelity(spec, samples.reference, test, samples.fid_mask)
+        return figs, _misses(spec, figs)
+
     tried: list[str] = []
     for n, recipe in enumerate(exports):
         last = n == len(exports) - 1
@@ -392,11 +398,6 @@ def _onnx_candidate(
                 "batch_vs_single_fp32_max_abs": verify.batch_vs_single(f, samples.batches[-1]),
             }
             return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
-
-        def fidelity(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
-            test = _run(f, samples.fidelity_batches, "verify: onnxruntime vs fp32")
-            figs = _fidelity(spec, samples.reference, test, samples.fid_mask)
-            return figs, _misses(spec, figs)
 
         build = onnx_backend.build_candidate(
             module,

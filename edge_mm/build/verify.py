@@ -43,6 +43,13 @@ def cosine_figures(ref: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
     return {"mean_cosine": round(float(cos.mean()), 5), "min_cosine": round(float(cos.min()), 5)}
 
 
+def classifier_misses(figures: dict[str, float], min_top1: float, max_prob_diff: float) -> list[str]:
+    """[why] when classifier ``figures`` miss the targets (top-1 agreement, largest probability difference), else []."""
+    if figures["top1_agreement"] >= min_top1 and figures["max_prob_diff"] <= max_prob_diff:
+        return []
+    return [f"{figures} misses top-1 >= {min_top1}, prob diff <= {max_prob_diff}"]
+
+
 def classifier_figures(ref_logits: torch.Tensor, test_logits: torch.Tensor) -> dict[str, float]:
     """Top-1 agreement and largest probability difference over rows of (n, classes) logits."""
     p_ref, p_test = ref_logits.float().softmax(-1), test_logits.float().softmax(-1)

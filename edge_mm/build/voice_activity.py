@@ -80,7 +80,7 @@ def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Pro
             runs["onnxruntime"] = onnx
         refused = f" refused: {'; '.join(candidate.misses)}" if candidate.misses else ""
         progress(f"onnxruntime {candidate.fidelity}{refused}")
-    backends = _decide(spec, candidates, runs, out)
+    backends = _decide(spec, candidates, runs, figures)
     progress(f"serves {backends['serves']}: {backends['reason']}")
     serving = runs[backends["serves"]]
     probe = speech_probabilities(probe_audio(1.0), serving, VAD_WINDOW)
@@ -156,7 +156,7 @@ def _versions(onnx_path: Path) -> dict[str, str]:
 
 
 def _decide(
-    spec: ModelSpec, candidates: dict[str, onnx_backend.Candidate], runs: dict[str, Any], out: Path
+    spec: ModelSpec, candidates: dict[str, onnx_backend.Candidate], runs: dict[str, Any], figures: dict[str, Any]
 ) -> dict[str, Any]:
     """Time every passing backend on the sample clip as it is served (TorchScript at the build's threads,
     ONNX Runtime at one), alternating, and return the ``backends`` record."""
@@ -170,7 +170,8 @@ def _decide(
     seconds = len(clip) / VAD_RATE
     for name, latency in onnx_backend.measure_latency(timed, threads, LATENCY_ROUNDS).items():
         candidates[name].latency_ms = {"per_audio_second": round(latency["sample_audio"] / seconds, 3)}
-    extra = {"criterion": CRITERION, **(_versions(out / ONNX_NAME) if "onnxruntime" in runs else {})}
+    versions = {k: figures["onnxruntime"][k] for k in ("onnxruntime_version", "opset")} if "onnxruntime" in runs else {}
+    extra = {"criterion": CRITERION, **versions}
     try:
         return onnx_backend.backends_record(spec.artifact_backend, candidates, threads, extra)
     except ValueError as exc:
