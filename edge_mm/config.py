@@ -219,6 +219,13 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0.1,
     ),
     Setting(
+        "runtime.fidelity_check",
+        True,
+        bool,
+        "At start-up, replay each int8 model's fidelity sample (fidelity.json) on this CPU against the build's "
+        "gates; on a miss serve the next variant (down to fp32 compute). /info and `edge-mm check` show the result.",
+    ),
+    Setting(
         "runtime.micro_batching",
         True,
         bool,

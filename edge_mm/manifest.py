@@ -30,6 +30,8 @@ FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 BACKENDS = ("torchscript", "onnxruntime")
 ORT_VARIANT = "cpu-onnxruntime"  # the ONNX Runtime CPU variant's key
+# ONNX Runtime with fp32 compute: what serves when a CPU's int8 kernels miss the gates at start-up
+ORT_FP32_VARIANT = "cpu-onnxruntime-fp32"
 
 
 def variant_device(key: str) -> str:

@@ -29,7 +29,7 @@ from edge_mm.build.quantize import guard_int8
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import FileRef, ModelEntry, Variant
+from edge_mm.manifest import ORT_FP32_VARIANT, FileRef, ModelEntry, Variant, sha256_file
 from edge_mm.media.image_preprocess import (
     EFFICIENTNET_LITE0_PREPROCESS,
     ImagePreprocess,
@@ -37,7 +37,8 @@ from edge_mm.media.image_preprocess import (
     input_size,
     preprocess_to_dict,
 )
-from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
+from edge_mm.runtime import fidelity_gate
+from edge_mm.runtime.probes import image_from_base64, jpeg_base64, png_base64, probe_pixels
 
 CL = torch.channels_last
 TRACE_TOLERANCE = 2e-3  # fp32 traced (conv+BN folded) vs eager, max abs logit difference
@@ -222,6 +223,9 @@ def build_image_classifier(
     else:
         progress("no CUDA on this machine: CUDA variant skipped")
     reference = _reference(serving, pre, out)
+    files = {"reference": reference}
+    if spec.quantization == "int8":
+        files[fidelity_gate.FILE_KEY] = _fidelity_samples(spec, model, pre, len(labels), out / "fidelity.json")
     h, w = input_size(pre)
     return built_entry(
         spec,
@@ -235,10 +239,20 @@ def build_image_classifier(
         ],
         labels=labels,
         preprocessing={**preprocess_to_dict(pre), "kind": kind},
-        files={"reference": reference},
+        files=files,
         options=dict(spec.options),
         backends=backends,
     )
+
+
+def _fidelity_samples(spec: ModelSpec, model: nn.Module, pre: Any, labels: int, path: Path) -> FileRef:
+    """The start-up gate's sample (runtime/fidelity_gate.py): the held-out photos (JPEG, as sent) and fp32 logits."""
+    inputs = [jpeg_base64(image) for image in onnx_static.heldout_images()]
+    with torch.inference_mode():
+        logits = model(pre([image_from_base64(s) for s in inputs]))[0].float()
+    gates = {"min_top1_agreement": spec.min_top1_agreement, "max_prob_diff": spec.max_prob_diff}
+    fidelity_gate.Samples(inputs, logits.tolist(), "classifier", gates, labels).write(path)
+    return FileRef(path.name, sha256_file(path))
 
 
 def _cpu_backends(
@@ -301,6 +315,8 @@ def _cpu_backends(
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
             runs["onnxruntime"] = (ort.forward, nchw)
+        if ort.fallback is not None:
+            variants[ORT_FP32_VARIANT] = ort.fallback
         refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
         progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
     try:

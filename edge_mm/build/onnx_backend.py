@@ -30,13 +30,16 @@ import torch
 from torch import nn
 
 from edge_mm import device as device_policy
+from edge_mm.build import onnx_rowwise
 from edge_mm.build.quantize import is_kept
-from edge_mm.manifest import ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
 from edge_mm.runtime.onnx_session import OnnxSession
 
 OPSET = 17
 CRITERION = "geometric mean of the batch-1 and batch-8 forward times (ms); a tie serves TorchScript"
 Forward = Callable[..., Any]
+ROWWISE_FORM = "row-wise int8 activations, {bits}-bit per-column weights (exact on every CPU's int8 kernel)"
+WEIGHT_ONLY_FORM = "int8-stored weights dequantized in the graph: fp32 activations and GEMMs"
 
 
 @dataclass
@@ -168,24 +171,22 @@ def nodes_for_layers(onnx_path: Path, model: nn.Module, keep_fp32: Sequence[str]
     return sorted(set(found))
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, exclude: Sequence[str]) -> None:
-    """Dynamic int8 of every MatMul with constant weights except ``exclude`` (per-channel int8 weights),
-    and int8 embedding tables (Gather): a third of the file and of the resident memory."""
+def quantize_int8(fp32_path: Path, int8_path: Path, exclude: Sequence[str]) -> onnx_rowwise.Rewrite:
+    """Row-wise int8 of every MatMul with constant weights except ``exclude`` (build/onnx_rowwise.py:
+    batch-invariant, exact on every CPU's int8 kernel), and int8 embedding tables (Gather):
+    a third of the file and of the resident memory."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # its "consider pre-processing" note goes to the root logger
-    try:
-        quantize_dynamic(
-            fp32_path,
-            int8_path,
-            op_types_to_quantize=["MatMul", "Gather"],  # Linear layers and embedding tables
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
-        )
-    finally:
-        logging.disable(previous)
+    with tempfile.TemporaryDirectory(prefix="edge-mm-rowwise-") as tmp:
+        rowwise = Path(tmp) / "rowwise.onnx"
+        done = onnx_rowwise.rowwise_int8(fp32_path, rowwise, exclude)
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # its "consider pre-processing" note goes to the root logger
+        try:
+            quantize_dynamic(rowwise, int8_path, op_types_to_quantize=["Gather"], weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(previous)
+    return done
 
 
 def count_ops(onnx_path: Path, op_type: str) -> int:
@@ -234,10 +235,10 @@ def measure_latency(
     return {b: {k: round(statistics.median(v), 3) for k, v in per.items()} for b, per in times.items()}
 
 
-def variant_notes(quantized: int, kept: int, int8: bool) -> list[str]:
+def variant_notes(quantized: int, kept: int, int8: bool, weight_bits: int = 8) -> list[str]:
     notes = ["ONNX (TorchScript-based exporter)", f"opset {OPSET}", "dynamic batch axis"]
     if int8:
-        notes += [f"int8 MatMuls (per-channel weights): {quantized}", f"fp32 MatMuls kept: {kept}"]
+        notes += [f"int8 MatMuls ({ROWWISE_FORM.format(bits=weight_bits)}): {quantized}", f"fp32 MatMuls kept: {kept}"]
     return notes
 
 
@@ -252,6 +253,7 @@ class OnnxBuild:
     figures: dict[str, Any]
     variant: Variant | None = None
     forward: OrtForward | None = None
+    fallback: Variant | None = None  # the weight-only fp32-compute graph, when the candidate is int8
 
 
 def build_candidate(
@@ -279,30 +281,53 @@ def build_candidate(
             fp32 = export(module, example, Path(tmp) / "fp32.onnx", io_names[0], io_names[1], dynamic_axes)
             fp32_figures, misses = check_fp32(OrtForward(fp32, threads))
             figures.update(fp32_figures)
+            fallback_path = path.with_name(path.stem + ".fp32.onnx")
             if keep_fp32 is not None:
                 exclude = nodes_for_layers(fp32, module, keep_fp32)
-                quantize_int8(fp32, path, exclude)
-                quantized = count_ops(path, "MatMulInteger")
-                figures.update({"int8_matmuls": quantized, "fp32_matmuls_kept": exclude})
-                notes, dtype = variant_notes(quantized, len(exclude), True), "int8-dynamic"
+                done = quantize_int8(fp32, path, exclude)
+                figures.update(
+                    {
+                        "int8_matmuls": done.matmuls,
+                        "fp32_matmuls_kept": exclude,
+                        "int8_form": ROWWISE_FORM.format(bits=done.weight_bits),
+                        "row_quantizers": done.row_quantizers,
+                    }
+                )
+                notes, dtype = variant_notes(done.matmuls, len(exclude), True, done.weight_bits), "int8-rowwise"
+                onnx_rowwise.weight_only(fp32, fallback_path)
             else:
                 shutil.copyfile(fp32, path)
                 notes, dtype = variant_notes(0, 0, False), "float32"
         forward = OrtForward(path, threads)
         fid, fid_misses = fidelity(forward)
         misses += fid_misses
+        fallback = _fallback(fallback_path, fidelity, threads, figures) if fallback_path.exists() else None
     except Exception as exc:
         if strict:
             raise
         path.unlink(missing_ok=True)
+        path.with_name(path.stem + ".fp32.onnx").unlink(missing_ok=True)
         reason = f"export or quantization failed: {type(exc).__name__}: {exc}"[:300]
         return OnnxBuild(Candidate(ORT_VARIANT, False, [reason]), figures)
     candidate = Candidate(ORT_VARIANT, not misses, misses, fid)
     if misses:
         path.unlink(missing_ok=True)  # a refused graph is not shipped
+        fallback_path.unlink(missing_ok=True)
         return OnnxBuild(candidate, figures)
     variant = Variant({"model": FileRef(path.name, sha256_file(path))}, dtype, notes, backend="onnxruntime")
-    return OnnxBuild(candidate, figures, variant, forward)
+    return OnnxBuild(candidate, figures, variant, forward, fallback)
+
+
+def _fallback(path: Path, fidelity: Checker, threads: int, figures: dict[str, Any]) -> Variant | None:
+    """The weight-only graph at ``path`` as the ``cpu-onnxruntime-fp32`` variant, when it meets the gates
+    (it is what serves on a CPU whose int8 kernels miss them at start-up); deleted when it does not."""
+    fid, misses = fidelity(OrtForward(path, threads))
+    figures["fallback"] = {"variant": ORT_FP32_VARIANT, "form": WEIGHT_ONLY_FORM, "vs_fp32": fid, "misses": misses}
+    if misses:
+        path.unlink()
+        return None
+    notes = ["ONNX (TorchScript-based exporter)", f"opset {OPSET}", WEIGHT_ONLY_FORM]
+    return Variant({"model": FileRef(path.name, sha256_file(path))}, "float32-w8", notes, backend="onnxruntime")
 
 
 def decide(

@@ -140,6 +140,7 @@ def quantize(
                 reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
+                reduce_range=True,  # 7-bit weights: exact on x86 without VNNI (runtime/cpu_features.py)
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 calibrate_method=CalibrationMethod[method],
@@ -187,7 +188,7 @@ def build(
     figures, misses = gate(open_forward(int8_path))
     figures = {
         "method": method,
-        "format": "QDQ, per-channel int8 weights, uint8 activations",
+        "format": "QDQ, per-channel 7-bit int8 weights (reduce_range), uint8 activations",
         "calibration_images": len(calibration),
         "qdq_nodes": count_ops(int8_path),
         **figures,
@@ -243,6 +244,8 @@ def image_candidate(
         reason = f"{'; '.join(built.misses)}: the fp32 ONNX graph stays"
         progress(f"static int8 refused: {reason}")
         return fp32, {**built.figures, "applied": False, "reason": reason}
+    fallback_path = path.with_name(path.stem + ".fp32.onnx")
+    os.replace(path, fallback_path)  # the fp32 graph stays, as the start-up gate's fallback
     os.replace(int8, path)
     notes = [
         *onnx_backend.variant_notes(0, 0, False),
@@ -256,7 +259,13 @@ def image_candidate(
     progress(f"static int8 is the ONNX candidate: {reason}")
     candidate = onnx_backend.Candidate(ORT_VARIANT, True, [], dict(vs))
     forward = onnx_backend.OrtForward(path, threads)
-    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward), {
+    fallback = Variant(
+        {"model": FileRef(fallback_path.name, sha256_file(fallback_path))},
+        "float32",
+        [*onnx_backend.variant_notes(0, 0, False), "the fp32 graph the static int8 one was made from"],
+        backend="onnxruntime",
+    )
+    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, fallback), {
         **built.figures,
         "applied": True,
         "reason": reason,

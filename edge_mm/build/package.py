@@ -31,7 +31,7 @@ from typing import Any
 
 from edge_mm.config import MODEL_SETTINGS, SETTINGS, Settings, load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import MANIFEST_NAME, ORT_VARIANT, read_manifest, variant_device
+from edge_mm.manifest import MANIFEST_NAME, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest, variant_device
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "edge_mm.spec"
@@ -247,13 +247,14 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
 
 
 def _lite_variants(name: str, cpu_backend: str, variants: dict[str, Any]) -> dict[str, Any]:
-    """The lite bundle keeps each model's ONNX Runtime variant only; a model served by TorchScript is refused."""
+    """The lite bundle keeps each model's ONNX Runtime variants only (the int8 one and its fp32-compute fallback);
+    a model served by TorchScript is refused."""
     if cpu_backend != "onnxruntime" or ORT_VARIANT not in variants:
         raise ConfigError(
             f"model {name!r} is served by {cpu_backend} on CPU; the lite bundle has no torch: set "
             'artifact_backend = "onnxruntime" for it (settings.lite.toml) and build again, or leave it out'
         )
-    return {ORT_VARIANT: variants[ORT_VARIANT]}
+    return {k: v for k, v in variants.items() if k in (ORT_VARIANT, ORT_FP32_VARIANT)}
 
 
 def dir_size(path: Path) -> int:

@@ -22,7 +22,8 @@ from edge_mm.build.quantize import guard_int8
 from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.manifest import ORT_FP32_VARIANT, FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.runtime import fidelity_gate
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
 Progress = Callable[[str], None]
@@ -284,6 +285,9 @@ def build_text_model(
     samples = _Samples(batches, fidelity_batches, fid_mask, reference)
     backends, serving = _cpu_backends(spec, samples, cpu_module, exports, tok, out, figures, variants, progress)
     reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json")
+    files = {"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file}
+    if spec.quantization == "int8":
+        files[fidelity_gate.FILE_KEY] = _write_fidelity_samples(spec, sentences, samples, out / "fidelity.json")
     accel = resolve_accelerator(accelerator)
     if accel is not None:
         variants["cuda"] = _build_accelerated(
@@ -305,7 +309,7 @@ def build_text_model(
         outputs=_OUTPUTS[spec.task],
         labels=labels,
         preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
-        files={"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file},
+        files=files,
         options=dict(spec.options),
         backends=backends,
     )
@@ -363,6 +367,8 @@ def _cpu_backends(
         figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
+        if ort.fallback is not None:
+            variants[ORT_FP32_VARIANT] = ort.fallback
             runs["onnxruntime"] = (ort.forward, timing_inputs)
         refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
         progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
@@ -424,6 +430,27 @@ def latency_inputs(tok: TextTokenizer, sentences: list[str]) -> dict[str, tuple[
     picked = [s for s, n in zip(sentences, lengths, strict=True) if 21 <= n <= 32] or sentences
     one, eight = tok.encode(picked[:1]), tok.encode((picked * 8)[:8])
     return {"batch_1": (one.input_ids, one.attention_mask), "batch_8": (eight.input_ids, eight.attention_mask)}
+
+
+FIDELITY_SAMPLES = 64  # sentences the start-up gate replays (two of the build's fidelity batches)
+
+
+def _write_fidelity_samples(spec: ModelSpec, sentences: list[str], samples: _Samples, path: Path) -> FileRef:
+    """The start-up gate's sample (runtime/fidelity_gate.py): sentences, their fp32 outputs, this model's gates."""
+    n = min(FIDELITY_SAMPLES, len(sentences))
+    ref = samples.reference[:n]
+    if ref.dim() == 3:  # token logits: each sentence's own tokens, as the runner answers
+        lengths = samples.fid_mask[:n].sum(1).tolist()
+        fp32 = [ref[i, : int(lengths[i])].tolist() for i in range(n)]
+    else:
+        fp32 = ref.tolist()
+    if spec.task == "embeddings":
+        metric, gates = "cosine", {"min_mean_cosine": spec.min_mean_cosine, "min_min_cosine": spec.min_min_cosine}
+    else:
+        metric = "classifier"
+        gates = {"min_top1_agreement": spec.min_top1_agreement, "max_prob_diff": spec.max_prob_diff}
+    fidelity_gate.Samples(sentences[:n], fp32, metric, gates).write(path)
+    return FileRef(path.name, sha256_file(path))
 
 
 def _write_reference(module: Callable[..., Any], tok: TextTokenizer, texts: list[str], path: Path) -> FileRef:

@@ -6,13 +6,14 @@ Which loader builds which kind's runner is injected (the task table's ``LOADERS`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import edge_mm
@@ -20,6 +21,7 @@ from edge_mm import device as device_policy
 from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
+from edge_mm.runtime import cpu_features, fidelity_gate
 from edge_mm.runtime.admission import Admission
 from edge_mm.runtime.artifacts import serving_variant, set_cpu_threads
 from edge_mm.runtime.deadline import Deadline
@@ -144,9 +146,16 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             variant, backend_reason = serving_variant(entry, choice.variant, spec.artifact_backend)
         except ConfigError as exc:
             raise ConfigError(f"model {spec.name!r}: {exc}") from None
+        load = functools.partial(loaders[entry.task], spec.name, entry, root, choice.device)
+        gate: dict[str, Any] | None = None
+        if choice.device == "cpu" and settings["runtime.fidelity_check"] and fidelity_gate.FILE_KEY in entry.files:
+            runner, variant, gate = _load_verified(
+                spec.name, load, entry, root, variant, spec.artifact_backend, settings
+            )
+        else:
+            runner = load(variant, settings["runtime.max_batch"])
         backend = entry.variants[variant].backend
         log.info("model %s: device %s (%s); %s (%s)", spec.name, choice.device, choice.reason, backend, backend_reason)
-        runner = loaders[entry.task](spec.name, entry, root, choice.device, variant, settings["runtime.max_batch"])
         in_flight = concurrent if choice.device == "cpu" else max(2, concurrent)
         if settings["runtime.micro_batching"] and isinstance(runner, BatchedRunner):
             runner.enable_batching(settings["runtime.max_batch_wait_ms"], workers=in_flight)
@@ -159,10 +168,58 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             "reason": choice.reason,
             "backend": backend,
             "backend_reason": backend_reason,
+            **({"fidelity_check": gate} if gate is not None else {}),
         }
     set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry
+
+
+def _load_verified(
+    name: str,
+    load: Callable[[str, int], Any],
+    entry: ModelEntry,
+    root: Any,
+    picked: str,
+    setting: str,
+    settings: Settings,
+) -> tuple[Any, str, dict[str, Any]]:
+    """(runner, variant, record): the first variant of the fallback chain that meets the build's gates on this CPU.
+
+    Raises ConfigError when none does (the server must not serve answers it cannot vouch for).
+    """
+    samples = fidelity_gate.Samples.read(entry.files[fidelity_gate.FILE_KEY].resolve(root))
+    cpu = cpu_features.detect()
+    tried: list[fidelity_gate.Verdict] = []
+    for variant in fidelity_gate.fallback_chain(entry, picked, setting):
+        try:
+            runner = load(variant, settings["runtime.max_batch"])
+            verdict = fidelity_gate.measure(samples, variant, runner.check_outputs)
+        except Exception as exc:  # a variant that cannot load here (no torch in the lite bundle) is skipped
+            tried.append(fidelity_gate.Verdict(variant, False, error=f"{type(exc).__name__}: {exc}"[:300]))
+            log.warning("model %s: variant %s could not run here: %s", name, variant, tried[-1].error)
+            continue
+        tried.append(verdict)
+        if verdict.passes:
+            record = {
+                "cpu_path": cpu.path,
+                "variant": variant,
+                "samples": len(samples.inputs),
+                "gates": samples.gates,
+                "figures": verdict.figures,
+                "reason": (
+                    f"meets its gates on this CPU ({cpu.path})"
+                    if variant == picked
+                    else f"{picked} missed its gates on this CPU ({cpu.path}): {'; '.join(tried[0].misses or [str(tried[0].error)])}; "
+                    f"{variant} serves instead"
+                ),
+                "tried": [asdict(v) for v in tried],
+            }
+            (log.info if variant == picked else log.warning)("model %s: %s", name, record["reason"])
+            return runner, variant, record
+        log.warning("model %s: %s misses its gates on %s: %s", name, variant, cpu.path, "; ".join(verdict.misses))
+    summary = "; ".join(f"{v.variant}: {v.error or '; '.join(v.misses)}" for v in tried)
+    raise ConfigError(f"model {name!r}: no variant meets its fidelity gates on this CPU ({cpu.path}): {summary}")
 
 
 def _cuda_available(settings: Settings, manifest: Manifest) -> bool:
@@ -201,6 +258,7 @@ def _info(
         "cuda_available": cuda,
         "cuda_device": torch.cuda.get_device_name(0) if cuda and torch is not None else None,
         "threads": {"intra_op": intra, "concurrent_inferences": concurrent, "cores": os.cpu_count()},
+        "cpu": cpu_features.detect().describe(),
         "limits": {
             k: settings[k]
             for k in (

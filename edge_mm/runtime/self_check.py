@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -21,6 +21,7 @@ def run_check(settings: Settings, loaders: Mapping[str, Loader], out: TextIO = s
     """0 when every model reproduces its reference within tolerance, else 1."""
     registry = load_registry(settings, loaders)
     registry.warm_all()
+    print_fidelity_table(registry.info, out)
     failures = 0
     root = settings.path("runtime.artifacts_dir")
     for name, served in registry.models.items():
@@ -42,3 +43,23 @@ def run_check(settings: Settings, loaders: Mapping[str, Loader], out: TextIO = s
         )
     print("check passed" if not failures else f"check FAILED for {failures} model(s)", file=out)
     return 1 if failures else 0
+
+
+def print_fidelity_table(info: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
+    """The start-up fidelity gate per model and variant tried, on this CPU (runtime/fidelity_gate.py)."""
+    cpu = info.get("cpu", {})
+    print(f"CPU: {cpu.get('model', '?')} ({cpu.get('machine', '?')}); int8 path {cpu.get('path', '?')}", file=out)
+    rows = [("model", "variant", "figures", "gates", "verdict")]
+    for name, model in info.get("models", {}).items():
+        gate = model.get("fidelity_check")
+        if gate is None:
+            rows.append((name, model["variant"], "-", "-", "no int8 form: not gated"))
+            continue
+        gates = ", ".join(f"{k} {v}" for k, v in gate["gates"].items())
+        for v in gate["tried"]:
+            figs = ", ".join(f"{k} {x}" for k, x in v["figures"].items()) or "-"
+            verdict = "serves" if v["variant"] == gate["variant"] else (v["error"] or "; ".join(v["misses"]))
+            rows.append((name, v["variant"], figs, gates, verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4], file=out)

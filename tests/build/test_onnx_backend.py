@@ -17,7 +17,7 @@ from edge_mm.build.onnx_backend import Candidate, choose_backend
 from edge_mm.build.pipeline import build_all
 from edge_mm.build.text import BuildError
 from edge_mm.config import load_settings
-from edge_mm.manifest import ORT_VARIANT, read_manifest
+from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
 from tests.conftest import tiny_settings_toml
 
 
@@ -84,8 +84,9 @@ def test_kept_layers_are_found_by_their_weights_and_stay_fp32(tmp_path):
     weight = numpy_helper.to_array(next(i for i in graph.initializer if i.name == node.input[1]))
     np.testing.assert_array_equal(weight, model.b.weight.detach().numpy().T)
     onnx_backend.quantize_int8(fp32, tmp_path / "int8.onnx", kept)
-    assert onnx_backend.count_ops(tmp_path / "int8.onnx", "MatMulInteger") == 2
-    assert kept[0] in {n.name for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node}  # still a float MatMul
+    assert onnx_backend.count_ops(tmp_path / "int8.onnx", "MatMulIntegerToFloat") == 2
+    kept_node = next(n for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node if n.name == kept[0])
+    assert kept_node.op_type == "MatMul"  # still a float MatMul
     with torch.inference_mode():
         ref = model(x)
     got = onnx_backend.OrtForward(tmp_path / "int8.onnx")(torch.randn(3, 7, 16))  # other batch and length
@@ -149,8 +150,12 @@ def test_manifest_records_both_backends_and_the_choice(tiny_settings):
     manifest = read_manifest(tiny_settings.path("runtime.artifacts_dir"))
     embed = manifest.models["tiny-embed"]  # artifact_backend = "onnxruntime"
     assert embed.variants[ORT_VARIANT].backend == "onnxruntime"
-    assert embed.variants[ORT_VARIANT].dtype == "int8-dynamic"
+    assert embed.variants[ORT_VARIANT].dtype == "int8-rowwise"
     assert embed.variants["cpu"].backend == "torchscript"  # the reference path is always built
+    fallback = embed.variants[ORT_FP32_VARIANT]  # what the start-up gate falls back to: fp32 compute
+    assert (fallback.backend, fallback.dtype) == ("onnxruntime", "float32-w8")
+    assert embed.verification["onnxruntime"]["fallback"]["misses"] == []
+    assert "fidelity" in embed.files  # the start-up gate's sample
     b = embed.backends
     assert (b["setting"], b["serves"]) == ("onnxruntime", "onnxruntime")
     assert b["reason"] == "artifact_backend = onnxruntime in settings"
@@ -203,12 +208,13 @@ def _damaging_quantizer(fp32, int8, exclude):
     (A random tiny BERT is dominated by its embeddings and residual path, so damage to its
     int8 weights alone barely moves the pooled vector.)
     """
-    REAL_QUANTIZE(fp32, int8, exclude)
+    done = REAL_QUANTIZE(fp32, int8, exclude)
     model = onnx.load(str(int8))
     for init in model.graph.initializer:
         if init.name.endswith(("word_embeddings.weight", "word_embeddings.weight_quantized")):  # fp32 or int8 table
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init)[::-1].copy(), init.name))
     onnx.save(model, str(int8))
+    return done
 
 
 def test_unfaithful_onnx_int8_is_refused_under_auto_and_fails_a_named_build(tiny_checkpoints, tmp_path, monkeypatch):
@@ -254,7 +260,7 @@ def test_the_cpu_bundle_keeps_the_onnx_variant(tiny_settings, tmp_path):
     from edge_mm.build.package import copy_artifacts
 
     copied = copy_artifacts(tiny_settings, tmp_path / "artifacts", "cpu")
-    assert set(copied["models"]["tiny-embed"]["variants"]) == {"cpu", ORT_VARIANT}
+    assert set(copied["models"]["tiny-embed"]["variants"]) == {"cpu", ORT_VARIANT, ORT_FP32_VARIANT}
     entry = read_manifest(tmp_path / "artifacts").models["tiny-embed"]
     assert entry.variants[ORT_VARIANT].files["model"].resolve(tmp_path / "artifacts").suffix == ".onnx"
     assert entry.backends["serves"] == "onnxruntime"

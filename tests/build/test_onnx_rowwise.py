@@ -1,0 +1,108 @@
+"""Row-wise int8 (build/onnx_rowwise.py): a row's answer does not depend on its batch-mates, weights fit
+every CPU's int8 kernel, and the weight-only fallback stays next to fp32."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from edge_mm.build import onnx_backend, onnx_rowwise
+
+
+class Mlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(32, 64), nn.Linear(64, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rowwise") / "fp32.onnx"
+    x = torch.randn(2, 5, 32)
+    return onnx_backend.export(Mlp().eval(), (x,), path, ["x"], ["y"], {"x": {0: "batch", 1: "seq"}})
+
+
+def _batch_with_loud_mate() -> tuple[np.ndarray, np.ndarray]:
+    """A quiet row, and the same row batched next to one 50x louder (a long, loud sentence's tokens)."""
+    rng = np.random.default_rng(0)
+    quiet = rng.standard_normal((1, 6, 32)).astype(np.float32)
+    loud = 50 * rng.standard_normal((1, 6, 32)).astype(np.float32)
+    return quiet, np.concatenate([quiet, loud])
+
+
+def test_a_rows_answer_does_not_depend_on_its_batch_mates(fp32, tmp_path):
+    done = onnx_rowwise.rowwise_int8(fp32, tmp_path / "rowwise.onnx")
+    assert (done.matmuls, done.row_quantizers, done.weight_bits) == (2, 2, 7)
+    forward = onnx_backend.OrtForward(tmp_path / "rowwise.onnx")
+    quiet, batch = _batch_with_loud_mate()
+    alone = forward(torch.from_numpy(quiet)).numpy()
+    batched = forward(torch.from_numpy(batch)).numpy()[:1]
+    assert float(np.abs(alone - batched).max()) <= 1e-6 * float(np.abs(alone).max())
+
+
+def test_per_tensor_dynamic_int8_does_depend_on_them(fp32, tmp_path):
+    """What the rewrite replaces: ``quantize_dynamic``'s one scale per tensor moves the quiet row's answer."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(fp32, tmp_path / "tensor.onnx", op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
+    forward = onnx_backend.OrtForward(tmp_path / "tensor.onnx")
+    quiet, batch = _batch_with_loud_mate()
+    alone = forward(torch.from_numpy(quiet)).numpy()
+    batched = forward(torch.from_numpy(batch)).numpy()[:1]
+    assert float(np.abs(alone - batched).max()) > 1e-2 * float(np.abs(alone).max())
+
+
+def test_weights_fit_a_16_bit_pair_sum_and_answers_stay_close_to_fp32(fp32, tmp_path):
+    onnx_rowwise.rowwise_int8(fp32, tmp_path / "rowwise.onnx")
+    graph = onnx.load(str(tmp_path / "rowwise.onnx")).graph
+    weights = [numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_wq")]
+    assert len(weights) == 2
+    for w in weights:
+        assert w.dtype == np.int8
+        assert int(np.abs(w.astype(np.int32)).max()) == 63  # 255 x 63 x 2 = 32130 < 32767: no vpmaddubsw saturation
+    assert {n.op_type for n in graph.node} >= {"MatMulIntegerToFloat", "QuantizeLinear", "ReduceMax"}
+    assert "MatMul" not in {n.op_type for n in graph.node}
+    x = torch.randn(3, 7, 32)
+    with torch.inference_mode():
+        ref = Mlp().eval()(x).numpy()
+    got = onnx_backend.OrtForward(tmp_path / "rowwise.onnx")(x).numpy()
+    assert float(np.abs(got - ref).max()) < 0.05 * float(np.abs(ref).max())
+
+
+def test_excluded_matmuls_stay_fp32(fp32, tmp_path):
+    name = next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "MatMul")
+    done = onnx_rowwise.rowwise_int8(fp32, tmp_path / "rowwise.onnx", exclude=[name])
+    assert done.matmuls == 1
+    nodes = onnx.load(str(tmp_path / "rowwise.onnx")).graph.node
+    assert next(n for n in nodes if n.name == name).op_type == "MatMul"
+
+
+def test_weight_only_fallback_has_no_int8_kernel_and_matches_fp32(fp32, tmp_path):
+    onnx_rowwise.weight_only(fp32, tmp_path / "w8.onnx")
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "w8.onnx")).graph.node}
+    assert "DequantizeLinear" in ops
+    assert not ops & {"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeLinear", "QuantizeLinear"}
+    x = torch.randn(4, 3, 32)
+    with torch.inference_mode():
+        ref = Mlp().eval()(x).numpy()
+    got = onnx_backend.OrtForward(tmp_path / "w8.onnx")(x).numpy()
+    assert float(np.abs(got - ref).max()) < 0.02 * float(np.abs(ref).max())
+
+
+def test_weight_bits_out_of_range_are_refused(fp32, tmp_path):
+    with pytest.raises(ValueError, match="weight_bits"):
+        onnx_rowwise.rowwise_int8(fp32, tmp_path / "x.onnx", weight_bits=9)

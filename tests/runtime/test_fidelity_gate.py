@@ -1,0 +1,143 @@
+"""The start-up fidelity gate (runtime/fidelity_gate.py): int8 re-measured on the CPU that serves, with fallback."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_mm.config import load_settings
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest, sha256_file
+from edge_mm.runtime import cpu_features, fidelity_gate
+from edge_mm.runtime.registry import load_registry
+from edge_mm.runtime.self_check import run_check
+from edge_mm.tasks.table import LOADERS
+from tests.conftest import tiny_settings_toml
+
+
+def test_cosine_figures_and_misses():
+    s = fidelity_gate.Samples(
+        ["a", "b"], [[1.0, 0.0], [0.0, 1.0]], "cosine", {"min_mean_cosine": 0.9, "min_min_cosine": 0.8}
+    )
+    figs = fidelity_gate.figures(s, [np.array([1.0, 0.0]), np.array([1.0, 1.0])])
+    assert figs == {
+        "mean_cosine": pytest.approx((1 + 2**-0.5) / 2, abs=1e-6),
+        "min_cosine": pytest.approx(2**-0.5, abs=1e-6),
+    }
+    assert fidelity_gate.misses(s, figs) == [
+        "mean_cosine 0.853553 (needs >= 0.9)",
+        "min_cosine 0.707107 (needs >= 0.8)",
+    ]
+
+
+def test_classifier_figures_read_logits_before_features_and_per_token_rows():
+    gates = {"min_top1_agreement": 0.9, "max_prob_diff": 0.1}
+    images = fidelity_gate.Samples(["x"], [[2.0, 0.0]], "classifier", gates, labels=2)
+    same = fidelity_gate.figures(images, [np.array([2.0, 0.0, 99.0, -5.0])])  # logits, then features
+    assert same == {"top1_agreement": 1.0, "max_prob_diff": 0.0}
+    tokens = fidelity_gate.Samples(["t"], [[[3.0, 0.0], [0.0, 3.0]]], "classifier", gates)
+    flipped = fidelity_gate.figures(tokens, [np.array([[3.0, 0.0], [3.0, 0.0]])])
+    assert flipped["top1_agreement"] == 0.5
+    assert fidelity_gate.misses(tokens, flipped)[0] == "top1_agreement 0.5 (needs >= 0.9)"
+
+
+def test_fallback_chain_goes_down_to_fp32_compute_and_skips_torch_when_onnxruntime_is_pinned(tiny_settings):
+    entry = read_manifest(tiny_settings.path("runtime.artifacts_dir")).models["tiny-embed"]
+    assert fidelity_gate.fallback_chain(entry, ORT_VARIANT, "auto") == [ORT_VARIANT, "cpu", ORT_FP32_VARIANT]
+    assert fidelity_gate.fallback_chain(entry, ORT_VARIANT, "onnxruntime") == [ORT_VARIANT, ORT_FP32_VARIANT]
+    assert fidelity_gate.fallback_chain(entry, "cpu", "auto") == ["cpu", ORT_VARIANT, ORT_FP32_VARIANT]
+
+
+def test_the_picked_variant_is_verified_on_this_cpu_and_info_says_so(tiny_registry):
+    info = tiny_registry.info
+    cpu = cpu_features.detect()
+    assert info["cpu"]["path"] == cpu.path
+    assert info["cpu"]["model"]
+    gate = info["models"]["tiny-embed"]["fidelity_check"]
+    assert gate["variant"] == info["models"]["tiny-embed"]["variant"] == ORT_VARIANT
+    assert gate["cpu_path"] == cpu.path
+    assert gate["reason"] == f"meets its gates on this CPU ({cpu.path})"
+    assert [t["variant"] for t in gate["tried"]] == [ORT_VARIANT]
+    assert gate["figures"]["min_cosine"] >= gate["gates"]["min_min_cosine"]
+    assert gate["samples"] > 0
+
+
+def _copy_with_gates(tiny_settings, tiny_checkpoints, tmp_path, gates, env=None):
+    """The tiny artifacts copied, tiny-embed's fidelity gates replaced (and its hash in the manifest)."""
+    src = tiny_settings.path("runtime.artifacts_dir")
+    dst = tmp_path / "artifacts"
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    ref = manifest["models"]["tiny-embed"]["files"]["fidelity"]
+    path = dst / ref["path"]
+    raw = json.loads(path.read_text())
+    raw["gates"] = gates
+    path.write_text(json.dumps(raw))
+    ref["sha256"] = sha256_file(path)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    config = tmp_path / "settings.toml"
+    config.write_text(tiny_settings_toml(tiny_checkpoints, dst))
+    return load_settings(config, env=env or {})
+
+
+def _measured(tiny_registry, tiny_settings):
+    """(int8 min cosine, fp32-compute min cosine) of tiny-embed on this CPU."""
+    root = tiny_settings.path("runtime.artifacts_dir")
+    entry = read_manifest(root).models["tiny-embed"]
+    samples = fidelity_gate.Samples.read(entry.files["fidelity"].resolve(root))
+    load = LOADERS["embeddings"]
+    figs = [
+        fidelity_gate.measure(samples, v, load("tiny-embed", entry, root, "cpu", v, 8).check_outputs).figures[
+            "min_cosine"
+        ]
+        for v in (ORT_VARIANT, ORT_FP32_VARIANT)
+    ]
+    return figs[0], figs[1]
+
+
+def test_a_miss_on_this_cpu_falls_back_to_the_next_variant(tiny_registry, tiny_settings, tiny_checkpoints, tmp_path):
+    int8, fp32 = _measured(tiny_registry, tiny_settings)
+    assert fp32 > int8  # fp32 compute is closer to the fp32 reference than int8 on any CPU
+    between = round((int8 + fp32) / 2, 7)
+    settings = _copy_with_gates(
+        tiny_settings, tiny_checkpoints, tmp_path, {"min_mean_cosine": 0.0, "min_min_cosine": between}
+    )
+    registry = load_registry(settings, LOADERS)
+    served = registry.models["tiny-embed"]
+    assert served.variant == ORT_FP32_VARIANT  # tiny-embed pins onnxruntime: TorchScript is never tried
+    gate = registry.info["models"]["tiny-embed"]["fidelity_check"]
+    assert gate["variant"] == ORT_FP32_VARIANT
+    assert [(t["variant"], t["passes"]) for t in gate["tried"]] == [(ORT_VARIANT, False), (ORT_FP32_VARIANT, True)]
+    assert gate["reason"].startswith(f"{ORT_VARIANT} missed its gates on this CPU")
+    assert f"needs >= {between}" in gate["reason"]
+    assert registry.info["models"]["tiny-embed"]["variant"] == ORT_FP32_VARIANT
+    registry.warm_all()
+    assert registry.ready
+    assert len(served.runner.check_outputs(["still answers"])) == 1
+
+    out = io.StringIO()
+    run_check(settings, LOADERS, out)
+    table = out.getvalue()
+    assert f"int8 path {cpu_features.detect().path}" in table
+    lines = [line for line in table.splitlines() if line.startswith("tiny-embed")]
+    assert ORT_VARIANT in lines[0] and "needs >=" in lines[0]
+    assert ORT_FP32_VARIANT in lines[1] and lines[1].endswith("serves")
+
+
+def test_no_variant_meeting_the_gates_refuses_to_serve(tiny_settings, tiny_checkpoints, tmp_path):
+    impossible = {"min_mean_cosine": 1.5, "min_min_cosine": 1.5}
+    settings = _copy_with_gates(tiny_settings, tiny_checkpoints, tmp_path, impossible)
+    with pytest.raises(ConfigError, match=r"no variant meets its fidelity gates on this CPU \("):
+        load_registry(settings, LOADERS)
+
+
+def test_the_check_can_be_turned_off(tiny_settings, tiny_checkpoints, tmp_path):
+    impossible = {"min_mean_cosine": 1.5, "min_min_cosine": 1.5}
+    env = {"EDGE_MM_RUNTIME_FIDELITY_CHECK": "false"}
+    registry = load_registry(_copy_with_gates(tiny_settings, tiny_checkpoints, tmp_path, impossible, env), LOADERS)
+    assert registry.models["tiny-embed"].variant == ORT_VARIANT
+    assert "fidelity_check" not in registry.info["models"]["tiny-embed"]
