@@ -124,8 +124,10 @@ def test_a_miss_on_this_cpu_falls_back_to_the_next_variant(tiny_registry, tiny_s
     table = out.getvalue()
     assert f"int8 path {cpu_features.detect().path}" in table
     lines = [line for line in table.splitlines() if line.startswith("tiny-embed")]
-    assert ORT_VARIANT in lines[0] and "needs >=" in lines[0]
-    assert ORT_FP32_VARIANT in lines[1] and lines[1].endswith("serves")
+    assert ORT_VARIANT in lines[0]
+    assert "needs >=" in lines[0]
+    assert ORT_FP32_VARIANT in lines[1]
+    assert lines[1].endswith("serves")
 
 
 def test_no_variant_meeting_the_gates_refuses_to_serve(tiny_settings, tiny_checkpoints, tmp_path):
