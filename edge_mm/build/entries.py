@@ -14,6 +14,7 @@ from PIL import Image
 from edge_mm.build import artifact_backend
 from edge_mm.config import ModelSpec
 from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.runtime import cpu_features
 
 DATA = Path(__file__).with_name("data")
 # Small thumbnails of scikit-image's public-domain photos (cat, coffee, astronaut, camera).
@@ -48,6 +49,8 @@ def max_abs(a: torch.Tensor | tuple[torch.Tensor, ...], b: torch.Tensor | tuple[
 
 
 def built_entry(spec: ModelSpec, t0: float, figures: dict[str, Any], **fields: Any) -> ModelEntry:
-    """The model's manifest entry, with the build's figures (and its time since ``t0``, s) as verification."""
+    """The model's manifest entry, with the build's figures (its time since ``t0``, s, and the CPU they were
+    measured on: int8 figures hold for that CPU's int8 path, runtime/cpu_features.py) as verification."""
     figures["build_seconds"] = round(time.perf_counter() - t0, 1)
+    figures["build_cpu"] = cpu_features.detect().describe()
     return ModelEntry(task=spec.task, source=spec.source, content_hash="", verification=figures, **fields)

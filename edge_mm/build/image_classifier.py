@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,7 +39,7 @@ from edge_mm.media.image_preprocess import (
     preprocess_to_dict,
 )
 from edge_mm.runtime import fidelity_gate
-from edge_mm.runtime.probes import image_from_base64, jpeg_base64, png_base64, probe_pixels
+from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
 
 CL = torch.channels_last
 TRACE_TOLERANCE = 2e-3  # fp32 traced (conv+BN folded) vs eager, max abs logit difference
@@ -246,8 +247,8 @@ def build_image_classifier(
 
 
 def _fidelity_samples(spec: ModelSpec, model: nn.Module, pre: Any, labels: int, path: Path) -> FileRef:
-    """The start-up gate's sample (runtime/fidelity_gate.py): the held-out photos (JPEG, as sent) and fp32 logits."""
-    inputs = [jpeg_base64(image) for image in onnx_static.heldout_images()]
+    """The start-up gate's sample (runtime/fidelity_gate.py): the build gate's held-out photos (PNG: the same pixels) and fp32 logits."""
+    inputs = [png_base64(np.asarray(image)) for image in onnx_static.heldout_images()]
     with torch.inference_mode():
         logits = model(pre([image_from_base64(s) for s in inputs]))[0].float()
     gates = {"min_top1_agreement": spec.min_top1_agreement, "max_prob_diff": spec.max_prob_diff}

@@ -140,7 +140,6 @@ def quantize(
                 reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                reduce_range=True,  # 7-bit weights: exact on x86 without VNNI (runtime/cpu_features.py)
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 calibrate_method=CalibrationMethod[method],
@@ -188,7 +187,7 @@ def build(
     figures, misses = gate(open_forward(int8_path))
     figures = {
         "method": method,
-        "format": "QDQ, per-channel 7-bit int8 weights (reduce_range), uint8 activations",
+        "format": "QDQ, per-channel int8 weights, uint8 activations",
         "calibration_images": len(calibration),
         "qdq_nodes": count_ops(int8_path),
         **figures,

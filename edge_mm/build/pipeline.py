@@ -23,7 +23,7 @@ from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 
-BUILDER_VERSION = 5  # bump when build code changes what it writes (5: ONNX Runtime for every default kind)
+BUILDER_VERSION = 6  # bump when build code changes what it writes (6: row-wise int8, fidelity samples, fallbacks)
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 
 

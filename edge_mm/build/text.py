@@ -271,7 +271,10 @@ def build_text_model(
         if missed:
             raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {'; '.join(missed)}")
         cpu_module, cpu_dtype = traced_int8, "int8-dynamic"
-        exports = [_OnnxRecipe("the TorchScript int8 recipe", to_quantize, guarded.kept_fp32)]
+        exports = [
+            *_sensitive_layer_recipes(to_quantize, guarded.sensitivity, len(guarded.kept_fp32), spec.keep_fp32),
+            _OnnxRecipe("the TorchScript int8 recipe", to_quantize, guarded.kept_fp32),
+        ]
         if guarded.kept_fp32 or spec.smooth_alpha > 0:
             lean = smooth_attention(model, calibration, spec.smooth_alpha) if spec.smooth_alpha > 0 else model
             exports.insert(0, _OnnxRecipe(_LEAN_RECIPE, lean, []))
@@ -330,6 +333,21 @@ class _OnnxRecipe:
     kept: list[str] | None
 
 
+def _sensitive_layer_recipes(
+    module: nn.Module, sensitivity: dict[str, float], torchscript_kept: int, pinned: Sequence[str]
+) -> list[_OnnxRecipe]:
+    """ONNX Runtime's own sensitive-layer fallback: the 1, 2, 4, ... layers the int8 guard measured as most
+    damaging kept in fp32, fewer than TorchScript needed (row-wise int8 is more faithful, so fewer may do).
+
+    Empty when the guard measured nothing (its pinned ``keep_fp32`` met the targets)."""
+    ranked = sorted(sensitivity, key=sensitivity.__getitem__, reverse=True)
+    recipes, k = [], 1
+    while ranked and k < torchscript_kept:
+        recipes.append(_OnnxRecipe(f"{k} most sensitive Linear layers fp32", module, [*pinned, *ranked[:k]]))
+        k *= 2
+    return recipes
+
+
 @dataclass
 class _Samples:
     """What one build's checks run on: verify batches (1, 3, 8), fidelity batches, their mask, fp32 outputs."""
@@ -367,9 +385,9 @@ def _cpu_backends(
         figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
+            runs["onnxruntime"] = (ort.forward, timing_inputs)
         if ort.fallback is not None:
             variants[ORT_FP32_VARIANT] = ort.fallback
-            runs["onnxruntime"] = (ort.forward, timing_inputs)
         refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
         progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
     try:

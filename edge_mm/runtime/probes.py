@@ -55,12 +55,5 @@ def png_base64(pixels: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def jpeg_base64(image: Image.Image, quality: int = 92) -> str:
-    """A photo as a client sends it (the fidelity samples: a tenth of a PNG's size)."""
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="JPEG", quality=quality)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def image_from_base64(text: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB")

@@ -195,7 +195,7 @@ def _load_verified(
         try:
             runner = load(variant, settings["runtime.max_batch"])
             verdict = fidelity_gate.measure(samples, variant, runner.check_outputs)
-        except Exception as exc:  # a variant that cannot load here (no torch in the lite bundle) is skipped
+        except ImportError as exc:  # a variant this bundle cannot run (TorchScript in the torch-free lite bundle)
             tried.append(fidelity_gate.Verdict(variant, False, error=f"{type(exc).__name__}: {exc}"[:300]))
             log.warning("model %s: variant %s could not run here: %s", name, variant, tried[-1].error)
             continue

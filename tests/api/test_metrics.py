@@ -62,7 +62,7 @@ def test_model_state_queue_and_process(client, tiny_registry):
     m = scrape(client)
     assert value(m, "edge_mm_ready") == 1
     assert (
-        value(m, "edge_mm_model_ready", model="tiny-embed", task="embeddings", device="cpu", dtype="int8-dynamic") == 1
+        value(m, "edge_mm_model_ready", model="tiny-embed", task="embeddings", device="cpu", dtype="int8-rowwise") == 1
     )
     assert value(m, "edge_mm_queue_depth", model="tiny-embed") == 0
     assert value(m, "edge_mm_in_flight", model="tiny-embed") == 0

@@ -11,6 +11,7 @@ import torch
 from edge_mm.build import onnx_backend
 from edge_mm.build.text import sample_sentences
 from edge_mm.manifest import ORT_VARIANT, read_manifest
+from edge_mm.runtime import cpu_features
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.text_model import TextModel
 from tests.vision_fixtures import *  # noqa: F403
@@ -32,8 +33,15 @@ def _check_choice(backends: dict) -> None:
 
 
 def test_minilm_both_backends_meet_the_fidelity_gates(vision_settings):
+    """What holds on every CPU path: each candidate meets the gates, the choice and its form are recorded.
+
+    Which recipe the ONNX Runtime candidate ends on is a figure of the build, not asserted: the
+    row-wise int8 kernels are exact on VNNI, AVX2 and Arm alike (build/onnx_rowwise.py), so it is
+    the same on every machine, but the test must not assume the build machine's CPU.
+    """
     spec = vision_settings.model("minilm")
-    entry = read_manifest(vision_settings.path("runtime.artifacts_dir")).models["minilm"]
+    root = vision_settings.path("runtime.artifacts_dir")
+    entry = read_manifest(root).models["minilm"]
     _check_choice(entry.backends)
     for name, c in entry.backends["candidates"].items():
         assert c["passes"], (name, c)
@@ -42,16 +50,34 @@ def test_minilm_both_backends_meet_the_fidelity_gates(vision_settings):
     v = entry.verification["onnxruntime"]
     assert v["exported_vs_eager_fp32_max_abs"] <= 1e-4
     assert v["batch_vs_single_fp32_max_abs"] <= 1e-4
-    # TorchScript keeps one layer in fp32; ONNX Runtime's first recipe (every layer int8, shared
-    # attention smoothing) passes on its own, so its graph keeps none and has fewer multiplies
-    assert len(spec.keep_fp32) == 1
-    assert v["fp32_matmuls_kept"] == []
-    assert v["recipe"] == "attention-shared smoothing, every Linear int8"
-    assert v["tried"] == []
-    assert v["int8_matmuls"] == 36  # 6 layers x 6 Linear
-    path = vision_settings.path("runtime.artifacts_dir") / entry.variants[ORT_VARIANT].files["model"].path
-    assert onnx_backend.count_ops(path, "DynamicQuantizeLinear") == 24  # query/key/value share one per layer
-    assert entry.variants[ORT_VARIANT].dtype == "int8-dynamic"
+    assert v["recipe"] in ("attention-shared smoothing, every Linear int8", "the TorchScript int8 recipe")
+    assert len(v["tried"]) == (v["recipe"] == "the TorchScript int8 recipe")  # a fallback recipe says why
+    assert v["int8_matmuls"] == 36 - len(v["fp32_matmuls_kept"])  # 6 layers x 6 Linear
+    assert "7-bit" in v["int8_form"]
+    path = root / entry.variants[ORT_VARIANT].files["model"].path
+    assert onnx_backend.count_ops(path, "MatMulIntegerToFloat") == v["int8_matmuls"]
+    assert onnx_backend.count_ops(path, "DynamicQuantizeLinear") == 0  # no scale shared across a batch
+    assert entry.variants[ORT_VARIANT].dtype == "int8-rowwise"
+    assert v["fallback"]["misses"] == []
+    # fp32 compute (the start-up gate's last resort): no int8 kernel, closer to fp32 than the int8 graph
+    assert v["fallback"]["vs_fp32"]["min_cosine"] >= v["vs_fp32"]["min_cosine"]
+    assert entry.verification["build_cpu"]["path"] in cpu_features.PATHS
+
+
+def test_minilm_answers_do_not_depend_on_batch_mates(vision_settings):
+    """Mixed-length sentences embedded alone and batched as the server batches them: min cosine >= 0.99999."""
+    root = vision_settings.path("runtime.artifacts_dir")
+    entry = read_manifest(root).models["minilm"]
+    runner = TextModel.load("minilm", entry, root, "cpu", ORT_VARIANT, 16)
+    sentences = sample_sentences()
+    texts = [sentences[0], sentences[1][:12], " ".join(sentences[2:30]), "ok", *sentences[3:15]]
+    encodings = runner.tokenizer.encode(texts).encodings
+    assert len({len(e.ids) for e in encodings}) > 5  # padding differs between the two runs
+    batched = np.stack(runner.forward_now(encodings))
+    alone = np.stack([runner.forward_now([e])[0] for e in encodings])
+    cos = (alone * batched).sum(1) / (np.linalg.norm(alone, axis=1) * np.linalg.norm(batched, axis=1))
+    assert float(cos.min()) >= 0.99999
+    assert float(np.abs(alone - batched).max()) < 1e-4
 
 
 def test_minilm_served_by_either_backend_agrees(vision_settings):
@@ -67,19 +93,24 @@ def test_minilm_served_by_either_backend_agrees(vision_settings):
 
 
 def test_efficientnet_onnx_is_static_int8_and_agrees_with_torchscript(vision_settings, photos):
-    """settings.toml: int8 (static, QDQ) on ONNX Runtime, within its gates; TorchScript stays fp32."""
+    """settings.toml: int8 (static, QDQ) on ONNX Runtime within its gates where the build's CPU holds them
+    (VNNI, AMX, Arm); on x86 without VNNI the fp32 graph serves, with the reason. TorchScript stays fp32."""
     from PIL import Image
 
     root = vision_settings.path("runtime.artifacts_dir")
     entry = read_manifest(root).models["efficientnet"]
     _check_choice(entry.backends)
-    assert entry.variants[ORT_VARIANT].dtype == "int8-static"
     v = entry.verification["onnxruntime"]
     assert v["exported_vs_eager_fp32_max_abs"] <= entry.verification["tolerance"]  # the fp32 export, before int8
-    held_out = entry.backends["int8_static"]["heldout_vs_fp32"]
-    assert entry.backends["int8_static"]["applied"] is True
-    assert held_out["top1_agreement"] >= 0.95
-    assert held_out["max_prob_diff"] <= 0.2
+    static = entry.backends["int8_static"]
+    if not entry.verification["build_cpu"]["saturating_u8s8"]:
+        assert static["applied"] is True
+    if static["applied"]:
+        assert entry.variants[ORT_VARIANT].dtype == "int8-static"
+        assert static["heldout_vs_fp32"]["top1_agreement"] >= 0.95
+        assert static["heldout_vs_fp32"]["max_prob_diff"] <= 0.2
+    else:
+        assert entry.variants[ORT_VARIANT].dtype == "float32"
     images = [Image.open(photos / n).convert("RGB") for n in ("chelsea.png", "coffee.png", "camera.png")]
     ts = ImageClassifier.load("efficientnet", entry, root, "cpu", "cpu", 8).classify(images)
     ort = ImageClassifier.load("efficientnet", entry, root, "cpu", ORT_VARIANT, 8).classify(images)

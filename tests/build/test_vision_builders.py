@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edge_mm.manifest import ORT_VARIANT, read_manifest
+from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
 from edge_mm.media.image_preprocess import preprocess_from_dict
 from tests.conftest import PACKAGES, need
 from tests.vision_fixtures import *  # noqa: F403
@@ -183,28 +183,40 @@ def int8_efficientnet(tmp_path_factory):
 
 
 def test_efficientnet_int8_serves_a_static_qdq_graph_that_passes_its_gate(int8_efficientnet):
+    """The static int8 graph serves wherever it meets its held-out gate; where it does not (x86 without VNNI,
+    whose u8 x s8 kernels saturate), the fp32 graph serves and the reason is recorded. Either way every
+    ONNX Runtime variant shipped meets the gate, and the fp32 graph ships as the start-up gate's fallback."""
     from edge_mm.build import onnx_static
+    from edge_mm.runtime import cpu_features
 
     spec, entry, out = int8_efficientnet
     assert entry.backends["serves"] == "onnxruntime"
-    variant = entry.variants[ORT_VARIANT]
-    assert variant.dtype == "int8-static"
-    ops = onnx_static.count_ops(variant.files["model"].resolve(out))
-    assert ops["QuantizeLinear"] >= 49
-    assert ops["DequantizeLinear"] >= 49
     record = entry.verification["onnxruntime"]["int8_static"]
-    assert record["applied"] is True
-    assert entry.backends["int8_static"]["applied"] is True
     assert record["method"] == onnx_static.CALIBRATION_METHOD
     assert record["calibration_images"] == 32
     assert record["heldout_images"] == 24
-    vs = record["heldout_vs_fp32"]
-    assert vs["top1_agreement"] >= spec.min_top1_agreement
-    assert vs["max_prob_diff"] <= spec.max_prob_diff
-    assert entry.backends["candidates"]["onnxruntime"]["fidelity"] == vs
-    assert record["heldout_features_vs_fp32"]["min_cosine"] > 0.95
+    assert entry.backends["int8_static"]["applied"] is record["applied"]
     assert entry.variants["cpu"].dtype == "float32"  # the TorchScript path is unchanged
     assert not (out / "cpu.int8.onnx").exists()
+    assert entry.verification["build_cpu"]["path"] == cpu_features.detect().path
+    if not cpu_features.detect().saturating:
+        assert record["applied"] is True  # on VNNI, AMX and Arm the 8-bit static graph holds its gate
+    variant = entry.variants[ORT_VARIANT]
+    if record["applied"]:
+        assert variant.dtype == "int8-static"
+        ops = onnx_static.count_ops(variant.files["model"].resolve(out))
+        assert ops["QuantizeLinear"] >= 49
+        assert ops["DequantizeLinear"] >= 49
+        vs = record["heldout_vs_fp32"]
+        assert vs["top1_agreement"] >= spec.min_top1_agreement
+        assert vs["max_prob_diff"] <= spec.max_prob_diff
+        assert entry.backends["candidates"]["onnxruntime"]["fidelity"] == vs
+        assert record["heldout_features_vs_fp32"]["min_cosine"] > 0.95
+        assert entry.variants[ORT_FP32_VARIANT].dtype == "float32"
+    else:
+        assert variant.dtype == "float32"
+        assert record["reason"].startswith("held-out")
+    assert "fidelity" in entry.files  # the held-out photos and fp32 logits the server re-checks at start-up
 
 
 def test_efficientnet_int8_agrees_with_fp32_on_heldout_photos(int8_efficientnet):

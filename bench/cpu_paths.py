@@ -1,0 +1,172 @@
+"""Int8 fidelity on every CPU path: the built artifacts' ONNX Runtime variants, natively and under qemu-user.
+
+    python -m bench.cpu_paths [--config settings.toml] [--cpus native,Haswell] [--text-samples 16]
+
+For each CPU (``native``: this machine; any other name: ``qemu-x86_64 -cpu NAME``, e.g. ``Haswell``
+for an AVX2-only x86 without VNNI) a child process loads each int8 model's ONNX Runtime variants
+the way the server does and replays the start-up gate's fidelity samples (fidelity.json) on them:
+figures against the stored fp32 outputs, the gates, and the largest difference from the native
+outputs. The child reads its CPU with cpuid, so an emulated child reports the emulated CPU's int8
+path. Emulated timings mean nothing and none are taken; emulated fidelity is what the kernels compute.
+
+qemu 7.2's TCG emulates up to AVX2 (no AVX-512), so the non-VNNI x86 path is emulated as Haswell;
+AVX-512BW without VNNI uses the same 16-bit pair sums (``vpmaddubsw``) and is not emulated here.
+Writes bench/results/cpu_paths.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.machine import machine, machine_line
+from edge_mm.config import load_settings
+from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
+from edge_mm.runtime import cpu_features, fidelity_gate
+
+ROOT = Path(__file__).resolve().parents[1]
+INT8_VARIANTS = (ORT_VARIANT, ORT_FP32_VARIANT)
+
+
+def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
+    """This process's CPU and, per model and ONNX Runtime variant, the gate's figures and the raw outputs."""
+    from edge_mm.runtime.artifacts import set_cpu_threads
+    from edge_mm.tasks.table import LOADERS
+
+    settings = load_settings(config)
+    root = settings.path("runtime.artifacts_dir")
+    manifest = read_manifest(root)
+    set_cpu_threads(1)
+    out: dict[str, Any] = {"cpu": cpu_features.detect().describe(), "models": {}}
+    for name, entry in manifest.models.items():
+        if fidelity_gate.FILE_KEY not in entry.files:
+            continue
+        samples = fidelity_gate.Samples.read(entry.files[fidelity_gate.FILE_KEY].resolve(root))
+        n = image_samples if samples.metric == "classifier" and samples.labels else text_samples
+        samples = fidelity_gate.Samples(
+            samples.inputs[:n], samples.fp32[:n], samples.metric, samples.gates, samples.labels
+        )
+        per: dict[str, Any] = {}
+        for variant in INT8_VARIANTS:
+            if variant not in entry.variants:
+                continue
+            runner = LOADERS[entry.task](name, entry, root, "cpu", variant, 8)
+            outputs = runner.check_outputs(samples.inputs)
+            figs = fidelity_gate.figures(samples, outputs)
+            per[variant] = {
+                "dtype": entry.variants[variant].dtype,
+                "samples": len(samples.inputs),
+                "figures": figs,
+                "misses": fidelity_gate.misses(samples, figs),
+                "outputs": [np.asarray(o, dtype=np.float32).ravel().tolist() for o in outputs],
+            }
+        out["models"][name] = {"gates": samples.gates, "variants": per}
+    return out
+
+
+def run_on(cpu: str, config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.cpu_paths", "--child", "--config", config]
+    cmd += ["--text-samples", str(text_samples), "--image-samples", str(image_samples)]
+    if cpu != "native":
+        qemu = shutil.which("qemu-x86_64")
+        if qemu is None:
+            raise SystemExit("qemu-x86_64 is not installed (Debian: qemu-user)")
+        cmd = [qemu, "-cpu", cpu, *cmd]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cpu}: child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["label"], result["wall_s"] = cpu, round(time.perf_counter() - t0, 1)
+    return result
+
+
+def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per CPU, model and variant: figures, verdict, and the largest difference from the first run."""
+    base = runs[0]
+    rows = []
+    for run in runs:
+        for model, m in run["models"].items():
+            for variant, v in m["variants"].items():
+                ref = base["models"][model]["variants"][variant]["outputs"]
+                diff = max(float(np.abs(np.subtract(a, b)).max()) for a, b in zip(ref, v["outputs"], strict=True))
+                rows.append(
+                    {
+                        "cpu": run["label"],
+                        "cpu_model": run["cpu"]["model"],
+                        "int8_path": run["cpu"]["path"],
+                        "flags": run["cpu"]["flags"],
+                        "model": model,
+                        "variant": variant,
+                        "dtype": v["dtype"],
+                        "samples": v["samples"],
+                        "figures": v["figures"],
+                        "gates": m["gates"],
+                        "passes": not v["misses"],
+                        "max_abs_vs_first": diff,
+                    }
+                )
+    return rows
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [
+        f"Command: `{result['command']}`",
+        "",
+        f"Run {result['when']}. {machine_line(result['machine'])}",
+        "Emulated CPUs run under qemu-user (`qemu-x86_64 -cpu NAME`): their fidelity is what the int8 kernels "
+        "compute on that CPU model; no timing is taken under emulation. Each child reads its CPU with cpuid.",
+        "",
+        "| CPU | int8 path (flags) | model | variant | samples | figures vs fp32 | gates | verdict | max abs vs "
+        f"{result['rows'][0]['cpu'] if result['rows'] else 'first'} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        figs = ", ".join(f"{k} {v}" for k, v in r["figures"].items())
+        gates = ", ".join(f"{k} {v}" for k, v in r["gates"].items())
+        lines.append(
+            f"| {r['cpu']}: {r['cpu_model']} | {r['int8_path']} ({' '.join(r['flags'])}) | {r['model']} | "
+            f"{r['variant']} ({r['dtype']}) | {r['samples']} | {figs} | {gates} | "
+            f"{'meets' if r['passes'] else 'MISSES'} | {r['max_abs_vs_first']:.2e} |"
+        )
+    lines += ["", f"Wall time per CPU (s): {', '.join(f'{k} {v}' for k, v in result['wall_s'].items())}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="settings.toml")
+    p.add_argument("--cpus", default="native,Haswell", help="native and/or qemu -cpu names, comma-separated")
+    p.add_argument("--text-samples", type=int, default=16, help="sentences per text model (of the gate's 64)")
+    p.add_argument("--image-samples", type=int, default=24, help="held-out images per image model (of 24)")
+    p.add_argument("--out", default="cpu_paths")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        print(json.dumps(child(a.config, a.text_samples, a.image_samples)))
+        return
+    runs = [run_on(cpu, a.config, a.text_samples, a.image_samples) for cpu in a.cpus.split(",")]
+    result = {
+        "command": "python -m bench.cpu_paths " + " ".join(sys.argv[1:]),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "rows": compare(runs),
+        "wall_s": {r["label"]: r["wall_s"] for r in runs},
+    }
+    out = ROOT / "bench" / "results"
+    (out / f"{a.out}.json").write_text(json.dumps(result, indent=2))
+    md = render(result)
+    (out / f"{a.out}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

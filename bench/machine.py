@@ -1,0 +1,35 @@
+"""The machine a figure was measured on: every bench result records it (CPU model, int8 path, flags).
+
+Int8 figures hold for the int8 path they were measured on (edge_mm/runtime/cpu_features.py), so a
+result without its CPU cannot be compared with another machine's.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from edge_mm.runtime import cpu_features
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, int8 path and flags, cores, Python and platform: the ``machine`` field of a result."""
+    cpu = cpu_features.detect()
+    return {
+        "cpu_model": cpu.model,
+        "machine": cpu.machine,
+        "int8_path": cpu.path,
+        "int8_flags": cpu.flags,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def machine_line(m: dict[str, Any] | None = None) -> str:
+    """One markdown line for a result's header (``m``: a stored :func:`machine` record; default this one)."""
+    m = m or machine()
+    return (
+        f"Machine: {m['cpu_model']} ({m['machine']}, {m['cores']} cores), int8 path **{m['int8_path']}** "
+        f"({', '.join(m['int8_flags']) or 'no int8 flags'}), {m['platform']}."
+    )
