@@ -173,20 +173,33 @@ def nodes_for_layers(onnx_path: Path, model: nn.Module, keep_fp32: Sequence[str]
 
 def quantize_int8(fp32_path: Path, int8_path: Path, exclude: Sequence[str]) -> onnx_rowwise.Rewrite:
     """Row-wise int8 of every MatMul with constant weights except ``exclude`` (build/onnx_rowwise.py:
-    batch-invariant, exact on every CPU's int8 kernel), and int8 embedding tables (Gather):
-    a third of the file and of the resident memory."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    batch-invariant, and its int8 GEMMs cannot saturate on any CPU's kernel), and int8 embedding
+    tables (Gather): a third of the file and of the resident memory."""
     with tempfile.TemporaryDirectory(prefix="edge-mm-rowwise-") as tmp:
         rowwise = Path(tmp) / "rowwise.onnx"
         done = onnx_rowwise.rowwise_int8(fp32_path, rowwise, exclude)
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)  # its "consider pre-processing" note goes to the root logger
-        try:
-            quantize_dynamic(rowwise, int8_path, op_types_to_quantize=["Gather"], weight_type=QuantType.QInt8)
-        finally:
-            logging.disable(previous)
+        int8_tables(rowwise, int8_path)
     return done
+
+
+def weight_only_int8(fp32_path: Path, out_path: Path) -> None:
+    """The fp32-compute fallback (build/onnx_rowwise.py ``weight_only``) with int8 embedding tables too."""
+    with tempfile.TemporaryDirectory(prefix="edge-mm-w8-") as tmp:
+        w8 = Path(tmp) / "w8.onnx"
+        onnx_rowwise.weight_only(fp32_path, w8)
+        int8_tables(w8, out_path)
+
+
+def int8_tables(src: Path, dst: Path) -> None:
+    """Embedding tables (Gather on a constant) stored int8 per row, dequantized after the look-up."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # its "consider pre-processing" note goes to the root logger
+    try:
+        quantize_dynamic(src, dst, op_types_to_quantize=["Gather"], weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(previous)
 
 
 def count_ops(onnx_path: Path, op_type: str) -> int:
@@ -294,7 +307,7 @@ def build_candidate(
                     }
                 )
                 notes, dtype = variant_notes(done.matmuls, len(exclude), True, done.weight_bits), "int8-rowwise"
-                onnx_rowwise.weight_only(fp32, fallback_path)
+                weight_only_int8(fp32, fallback_path)
             else:
                 shutil.copyfile(fp32, path)
                 notes, dtype = variant_notes(0, 0, False), "float32"

@@ -115,11 +115,15 @@ def measure(samples: Samples, variant: str, check_outputs: Callable[[list[Any]],
 
 
 def fallback_chain(entry: ModelEntry, picked: str, setting: str) -> list[str]:
-    """The CPU variants to try, ``picked`` first, then by :data:`PREFERENCE`.
+    """The CPU variants to try: ``picked`` first, then the others of its backend, then the rest (by :data:`PREFERENCE`).
 
-    ``artifact_backend = onnxruntime`` never falls back to TorchScript (a torch-free bundle has no torch).
+    Same backend first: a server whose models all run on ONNX Runtime keeps torch out of memory
+    when one of them falls back. ``artifact_backend = onnxruntime`` never tries TorchScript
+    (a torch-free bundle has no torch).
     """
+    backend = entry.variants[picked].backend
     rest = [v for v in PREFERENCE if v != picked and v in entry.variants]
+    rest.sort(key=lambda v: entry.variants[v].backend != backend)  # stable: PREFERENCE within each group
     if setting == "onnxruntime":
         rest = [v for v in rest if entry.variants[v].backend == "onnxruntime"]
     return [picked, *rest]
