@@ -2,8 +2,10 @@
 
     python -m bench.cpu_paths [--config settings.toml] [--cpus native,Haswell] [--text-samples 16]
 
-For each CPU (``native``: this machine; any other name: ``qemu-x86_64 -cpu NAME``, e.g. ``Haswell``
-for an AVX2-only x86 without VNNI) a child process loads each int8 model's ONNX Runtime variants
+For each CPU (``native``: this machine; ``aarch64`` or ``aarch64:CPU`` (e.g. ``cortex-a72``, a
+Raspberry Pi 4 without the dot product): linux/arm64 under qemu-aarch64, from scripts/arm64_python.sh;
+any other name: ``qemu-x86_64 -cpu NAME``, e.g. ``Haswell`` for an
+AVX2-only x86 without VNNI) a child process loads each int8 model's ONNX Runtime variants
 the way the server does and replays the start-up gate's fidelity samples (fidelity.json) on them:
 figures against the stored fp32 outputs, the gates, and the largest difference from the native
 outputs. The child reads its CPU with cpuid, so an emulated child reports the emulated CPU's int8
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,13 +36,15 @@ from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
 from edge_mm.runtime import cpu_features, fidelity_gate
 
 ROOT = Path(__file__).resolve().parents[1]
+ARM64_PYTHON = ROOT / "build" / "arm64" / "python"  # written by scripts/arm64_python.sh
 INT8_VARIANTS = (ORT_VARIANT, ORT_FP32_VARIANT)
 
 
 def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
     """This process's CPU and, per model and ONNX Runtime variant, the gate's figures and the raw outputs."""
     from edge_mm.runtime.artifacts import set_cpu_threads
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.runtime.image_classifier import ImageClassifier
+    from edge_mm.runtime.text_model import TextModel
 
     settings = load_settings(config)
     root = settings.path("runtime.artifacts_dir")
@@ -58,7 +63,8 @@ def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
         for variant in INT8_VARIANTS:
             if variant not in entry.variants:
                 continue
-            runner = LOADERS[entry.task](name, entry, root, "cpu", variant, 8)
+            load = ImageClassifier.load if entry.task == "image-classification" else TextModel.load  # no web stack
+            runner = load(name, entry, root, "cpu", variant, 8)
             outputs = runner.check_outputs(samples.inputs)
             figs = fidelity_gate.figures(samples, outputs)
             per[variant] = {
@@ -75,13 +81,20 @@ def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
 def run_on(cpu: str, config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.cpu_paths", "--child", "--config", config]
     cmd += ["--text-samples", str(text_samples), "--image-samples", str(image_samples)]
-    if cpu != "native":
+    env = dict(os.environ)
+    if cpu.startswith("aarch64"):  # emulated arm64 Python (scripts/arm64_python.sh); "aarch64:cortex-a72" picks the CPU
+        if not ARM64_PYTHON.exists():
+            raise SystemExit(f"{ARM64_PYTHON} is missing: run scripts/arm64_python.sh first")
+        cmd = [str(ARM64_PYTHON), *cmd[1:]]
+        env["PYTHONPATH"] = str(ROOT)
+        env["EDGE_MM_ARM64_CPU"] = cpu.partition(":")[2]
+    elif cpu != "native":
         qemu = shutil.which("qemu-x86_64")
         if qemu is None:
             raise SystemExit("qemu-x86_64 is not installed (Debian: qemu-user)")
         cmd = [qemu, "-cpu", cpu, *cmd]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{cpu}: child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -30,6 +30,8 @@ FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 BACKENDS = ("torchscript", "onnxruntime")
 ORT_VARIANT = "cpu-onnxruntime"  # the ONNX Runtime CPU variant's key
+# ONNX Runtime int8 with 7-bit weights: what x86 CPUs without VNNI serve (runtime/cpu_features.py)
+ORT_7BIT_VARIANT = "cpu-onnxruntime-7bit"
 # ONNX Runtime with fp32 compute: what serves when a CPU's int8 kernels miss the gates at start-up
 ORT_FP32_VARIANT = "cpu-onnxruntime-fp32"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge_mm.build.package import BUILD_ONLY, INFO_NAME
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT
 from tests.bundle_probe import SAMPLES, is_loopback
 from tests.bundles import LITE_SETTINGS, lite_bundle
 from tests.serving import ROOT, processes_with, request, running_server
@@ -61,10 +61,10 @@ def test_layout_and_flavour(bundle):
     assert info["onnxruntime_version"]
     manifest = json.loads((bundle / "artifacts" / "manifest.json").read_text())
     assert manifest["flavour"] == "lite"
-    int8 = {"minilm", "efficientnet"}  # their int8 graphs ship with the fp32-compute fallback of the start-up gate
+    # int8 graphs ship with the start-up gate's fp32-compute fallback; MiniLM's also with its 7-bit form (no VNNI)
+    int8 = {"minilm": {ORT_7BIT_VARIANT, ORT_FP32_VARIANT}, "efficientnet": {ORT_FP32_VARIANT}}
     assert {name: set(m["variants"]) for name, m in manifest["models"].items()} == {
-        name: {ORT_VARIANT, ORT_FP32_VARIANT} if name in int8 else {ORT_VARIANT}
-        for name in ("minilm", "efficientnet", "mtcnn", "silero-vad", "conse")
+        name: {ORT_VARIANT, *int8.get(name, ())} for name in ("minilm", "efficientnet", "mtcnn", "silero-vad", "conse")
     }
     internal = bundle / "_internal"
     for name in (*BUILD_ONLY, "torch", "functorch", "av", "torchvision"):

@@ -30,7 +30,7 @@ from edge_mm.build.quantize import guard_int8
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_FP32_VARIANT, FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
 from edge_mm.media.image_preprocess import (
     EFFICIENTNET_LITE0_PREPROCESS,
     ImagePreprocess,
@@ -316,8 +316,7 @@ def _cpu_backends(
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
             runs["onnxruntime"] = (ort.forward, nchw)
-        if ort.fallback is not None:
-            variants[ORT_FP32_VARIANT] = ort.fallback
+        variants.update(ort.extra)
         refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
         progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
     try:

@@ -32,7 +32,8 @@ from torch import nn
 from edge_mm import device as device_policy
 from edge_mm.build import onnx_rowwise
 from edge_mm.build.quantize import is_kept
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.runtime import cpu_features
 from edge_mm.runtime.onnx_session import OnnxSession
 
 OPSET = 17
@@ -171,13 +172,15 @@ def nodes_for_layers(onnx_path: Path, model: nn.Module, keep_fp32: Sequence[str]
     return sorted(set(found))
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, exclude: Sequence[str]) -> onnx_rowwise.Rewrite:
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, exclude: Sequence[str], weight_bits: int = 8
+) -> onnx_rowwise.Rewrite:
     """Row-wise int8 of every MatMul with constant weights except ``exclude`` (build/onnx_rowwise.py:
     batch-invariant, and its int8 GEMMs cannot saturate on any CPU's kernel), and int8 embedding
     tables (Gather): a third of the file and of the resident memory."""
     with tempfile.TemporaryDirectory(prefix="edge-mm-rowwise-") as tmp:
         rowwise = Path(tmp) / "rowwise.onnx"
-        done = onnx_rowwise.rowwise_int8(fp32_path, rowwise, exclude)
+        done = onnx_rowwise.rowwise_int8(fp32_path, rowwise, exclude, weight_bits)
         int8_tables(rowwise, int8_path)
     return done
 
@@ -266,7 +269,8 @@ class OnnxBuild:
     figures: dict[str, Any]
     variant: Variant | None = None
     forward: OrtForward | None = None
-    fallback: Variant | None = None  # the weight-only fp32-compute graph, when the candidate is int8
+    # more variants of the same graph: the 7-bit int8 form, the fp32-compute fallback (keys as in the manifest)
+    extra: dict[str, Variant] = field(default_factory=dict)
 
 
 def build_candidate(
@@ -297,7 +301,10 @@ def build_candidate(
             fallback_path = path.with_name(path.stem + ".fp32.onnx")
             if keep_fp32 is not None:
                 exclude = nodes_for_layers(fp32, module, keep_fp32)
-                done = quantize_int8(fp32, path, exclude)
+                forms = {
+                    key: quantize_int8(fp32, _form_path(path, key), exclude, bits) for key, bits in INT8_FORMS.items()
+                }
+                done = forms[ORT_VARIANT]
                 figures.update(
                     {
                         "int8_matmuls": done.matmuls,
@@ -306,29 +313,82 @@ def build_candidate(
                         "row_quantizers": done.row_quantizers,
                     }
                 )
-                notes, dtype = variant_notes(done.matmuls, len(exclude), True, done.weight_bits), "int8-rowwise"
+                dtype = "int8-rowwise"
                 weight_only_int8(fp32, fallback_path)
             else:
                 shutil.copyfile(fp32, path)
-                notes, dtype = variant_notes(0, 0, False), "float32"
-        forward = OrtForward(path, threads)
-        fid, fid_misses = fidelity(forward)
+                forms, dtype = {}, "float32"
+        served_here = _form_for_this_cpu(forms)
+        checked = {key: fidelity(OrtForward(_form_path(path, key), threads)) for key in list(forms) or [ORT_VARIANT]}
+        fid, fid_misses = checked[served_here]
         misses += fid_misses
-        fallback = _fallback(fallback_path, fidelity, threads, figures) if fallback_path.exists() else None
+        forward = OrtForward(_form_path(path, served_here), threads)
+        if forms:
+            figures["int8_forms"] = {
+                key: {"weight_bits": forms[key].weight_bits, "vs_fp32": f, "misses": m}
+                for key, (f, m) in checked.items()
+            }
+            figures["served_on_build_cpu"] = served_here
+        extra = _extra_forms(path, forms, checked, served_here, exclude if forms else [])
+        if fallback_path.exists() and (fallback := _fallback(fallback_path, fidelity, threads, figures)) is not None:
+            extra[ORT_FP32_VARIANT] = fallback
     except Exception as exc:
         if strict:
             raise
-        path.unlink(missing_ok=True)
-        path.with_name(path.stem + ".fp32.onnx").unlink(missing_ok=True)
+        for key in (ORT_VARIANT, *INT8_FORMS, ORT_FP32_VARIANT):
+            _form_path(path, key).unlink(missing_ok=True)
         reason = f"export or quantization failed: {type(exc).__name__}: {exc}"[:300]
         return OnnxBuild(Candidate(ORT_VARIANT, False, [reason]), figures)
     candidate = Candidate(ORT_VARIANT, not misses, misses, fid)
     if misses:
-        path.unlink(missing_ok=True)  # a refused graph is not shipped
-        fallback_path.unlink(missing_ok=True)
+        for key in (ORT_VARIANT, *INT8_FORMS, ORT_FP32_VARIANT):
+            _form_path(path, key).unlink(missing_ok=True)  # a refused graph is not shipped
         return OnnxBuild(candidate, figures)
+    if not forms:
+        notes = variant_notes(0, 0, False)
+    else:
+        notes = variant_notes(done.matmuls, len(exclude), True, done.weight_bits)
+        if checked[ORT_VARIANT][1]:  # the 8-bit form misses on this (saturating) CPU: it ships for the others
+            notes.append(f"measured on {cpu_features.detect().path}: {'; '.join(checked[ORT_VARIANT][1])}")
     variant = Variant({"model": FileRef(path.name, sha256_file(path))}, dtype, notes, backend="onnxruntime")
-    return OnnxBuild(candidate, figures, variant, forward, fallback)
+    return OnnxBuild(candidate, figures, variant, forward, extra)
+
+
+# The row-wise int8 forms of a text graph: 8-bit weights (VNNI, AMX, Arm: 32-bit accumulation) and
+# 7-bit weights (x86 without VNNI, whose 16-bit pair sums saturate with 8-bit weights).
+INT8_FORMS = {ORT_VARIANT: 8, ORT_7BIT_VARIANT: 7}
+
+
+def _form_path(path: Path, key: str) -> Path:
+    suffix = {ORT_VARIANT: "", ORT_7BIT_VARIANT: ".7bit", ORT_FP32_VARIANT: ".fp32"}[key]
+    return path.with_name(path.stem + suffix + ".onnx")
+
+
+def _form_for_this_cpu(forms: Mapping[str, Any]) -> str:
+    """The int8 form the build's own CPU would serve (runtime/fidelity_gate.py ``path_variant`` picks alike)."""
+    return ORT_7BIT_VARIANT if forms and cpu_features.detect().saturating else ORT_VARIANT
+
+
+def _extra_forms(
+    path: Path,
+    forms: Mapping[str, onnx_rowwise.Rewrite],
+    checked: Mapping[str, Any],
+    served: str,
+    exclude: Sequence[str],
+) -> dict[str, Variant]:
+    """The 7-bit form as its own variant when it meets the gates here (deleted when it does not)."""
+    extra: dict[str, Variant] = {}
+    if ORT_7BIT_VARIANT not in forms:
+        return extra
+    form_path = _form_path(path, ORT_7BIT_VARIANT)
+    if checked[ORT_7BIT_VARIANT][1]:
+        form_path.unlink()
+        return extra
+    done = forms[ORT_7BIT_VARIANT]
+    notes = [*variant_notes(done.matmuls, len(exclude), True, done.weight_bits), "serves on x86 without VNNI"]
+    ref = FileRef(form_path.name, sha256_file(form_path))
+    extra[ORT_7BIT_VARIANT] = Variant({"model": ref}, "int8-rowwise", notes, backend="onnxruntime")
+    return extra
 
 
 def _fallback(path: Path, fidelity: Checker, threads: int, figures: dict[str, Any]) -> Variant | None:

@@ -45,7 +45,7 @@ from edge_mm.build import onnx_backend, verify
 from edge_mm.build.entries import DATA, sample_images
 from edge_mm.build.text import Progress
 from edge_mm.config import ModelSpec
-from edge_mm.manifest import ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
 
 CALIBRATION_METHOD = "Percentile"
 HELDOUT_NAMES = ("rocket", "china", "flower")
@@ -264,7 +264,7 @@ def image_candidate(
         [*onnx_backend.variant_notes(0, 0, False), "the fp32 graph the static int8 one was made from"],
         backend="onnxruntime",
     )
-    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, fallback), {
+    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, {ORT_FP32_VARIANT: fallback}), {
         **built.figures,
         "applied": True,
         "reason": reason,

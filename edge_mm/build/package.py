@@ -31,7 +31,14 @@ from typing import Any
 
 from edge_mm.config import MODEL_SETTINGS, SETTINGS, Settings, load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import MANIFEST_NAME, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest, variant_device
+from edge_mm.manifest import (
+    MANIFEST_NAME,
+    ORT_7BIT_VARIANT,
+    ORT_FP32_VARIANT,
+    ORT_VARIANT,
+    read_manifest,
+    variant_device,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "edge_mm.spec"
@@ -254,7 +261,7 @@ def _lite_variants(name: str, cpu_backend: str, variants: dict[str, Any]) -> dic
             f"model {name!r} is served by {cpu_backend} on CPU; the lite bundle has no torch: set "
             'artifact_backend = "onnxruntime" for it (settings.lite.toml) and build again, or leave it out'
         )
-    return {k: v for k, v in variants.items() if k in (ORT_VARIANT, ORT_FP32_VARIANT)}
+    return {k: v for k, v in variants.items() if k in (ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT)}
 
 
 def dir_size(path: Path) -> int:

@@ -22,7 +22,7 @@ from edge_mm.build.quantize import guard_int8
 from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_FP32_VARIANT, FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
 from edge_mm.runtime import fidelity_gate
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
@@ -386,8 +386,7 @@ def _cpu_backends(
         if ort.variant is not None:
             variants[onnx_backend.ORT_VARIANT] = ort.variant
             runs["onnxruntime"] = (ort.forward, timing_inputs)
-        if ort.fallback is not None:
-            variants[ORT_FP32_VARIANT] = ort.fallback
+        variants.update(ort.extra)
         refused = f" refused: {'; '.join(ort.candidate.misses)}" if ort.candidate.misses else ""
         progress(f"onnxruntime {ort.candidate.fidelity}{refused}")
     try:

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, ModelEntry
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, ModelEntry
+from edge_mm.runtime.cpu_features import CpuInfo
 
 FILE_KEY = "fidelity"  # the manifest's file key for the samples
 # The order variants are tried in when the one picked misses: int8 forms first, fp32 compute last.
-PREFERENCE = (ORT_VARIANT, "cpu", ORT_FP32_VARIANT)
+PREFERENCE = (ORT_VARIANT, ORT_7BIT_VARIANT, "cpu", ORT_FP32_VARIANT)
 
 
 @dataclass
@@ -112,6 +113,13 @@ def measure(samples: Samples, variant: str, check_outputs: Callable[[list[Any]],
     figs = figures(samples, check_outputs(samples.inputs))
     missed = misses(samples, figs)
     return Verdict(variant, not missed, figs, missed)
+
+
+def path_variant(entry: ModelEntry, picked: str, cpu: CpuInfo) -> str:
+    """The int8 form made for this CPU's kernels: the 7-bit one where 8-bit weights saturate (x86 without VNNI)."""
+    if picked == ORT_VARIANT and cpu.saturating and ORT_7BIT_VARIANT in entry.variants:
+        return ORT_7BIT_VARIANT
+    return picked
 
 
 def fallback_chain(entry: ModelEntry, picked: str, setting: str) -> list[str]:

@@ -146,6 +146,8 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             variant, backend_reason = serving_variant(entry, choice.variant, spec.artifact_backend)
         except ConfigError as exc:
             raise ConfigError(f"model {spec.name!r}: {exc}") from None
+        if choice.device == "cpu":
+            variant = fidelity_gate.path_variant(entry, variant, cpu_features.detect())
         load = functools.partial(loaders[entry.task], spec.name, entry, root, choice.device)
         gate: dict[str, Any] | None = None
         if choice.device == "cpu" and settings["runtime.fidelity_check"] and fidelity_gate.FILE_KEY in entry.files:

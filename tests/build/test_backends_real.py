@@ -10,7 +10,7 @@ import torch
 
 from edge_mm.build import onnx_backend
 from edge_mm.build.text import sample_sentences
-from edge_mm.manifest import ORT_VARIANT, read_manifest
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_VARIANT, read_manifest
 from edge_mm.runtime import cpu_features
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.text_model import TextModel
@@ -53,7 +53,13 @@ def test_minilm_both_backends_meet_the_fidelity_gates(vision_settings):
     assert v["recipe"] in ("attention-shared smoothing, every Linear int8", "the TorchScript int8 recipe")
     assert len(v["tried"]) == (v["recipe"] == "the TorchScript int8 recipe")  # a fallback recipe says why
     assert v["int8_matmuls"] == 36 - len(v["fp32_matmuls_kept"])  # 6 layers x 6 Linear
-    assert "7-bit" in v["int8_form"]
+    forms = v["int8_forms"]  # 8-bit weights for VNNI, AMX and Arm; 7-bit for x86 without VNNI
+    assert {k: f["weight_bits"] for k, f in forms.items()} == {ORT_VARIANT: 8, ORT_7BIT_VARIANT: 7}
+    assert forms[ORT_7BIT_VARIANT]["misses"] == []  # exact on every x86 kernel: it holds wherever it serves
+    served_here = ORT_7BIT_VARIANT if entry.verification["build_cpu"]["saturating_u8s8"] else ORT_VARIANT
+    assert v["served_on_build_cpu"] == served_here
+    assert v["vs_fp32"] == forms[served_here]["vs_fp32"]
+    assert ORT_7BIT_VARIANT in entry.variants
     path = root / entry.variants[ORT_VARIANT].files["model"].path
     assert onnx_backend.count_ops(path, "MatMulIntegerToFloat") == v["int8_matmuls"]
     assert onnx_backend.count_ops(path, "DynamicQuantizeLinear") == 0  # no scale shared across a batch

@@ -17,7 +17,7 @@ from edge_mm.build.onnx_backend import Candidate, choose_backend
 from edge_mm.build.pipeline import build_all
 from edge_mm.build.text import BuildError
 from edge_mm.config import load_settings
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
 from tests.conftest import tiny_settings_toml
 
 
@@ -152,6 +152,8 @@ def test_manifest_records_both_backends_and_the_choice(tiny_settings):
     assert embed.variants[ORT_VARIANT].backend == "onnxruntime"
     assert embed.variants[ORT_VARIANT].dtype == "int8-rowwise"
     assert embed.variants["cpu"].backend == "torchscript"  # the reference path is always built
+    assert embed.variants[ORT_7BIT_VARIANT].dtype == "int8-rowwise"  # for x86 without VNNI
+    assert set(embed.verification["onnxruntime"]["int8_forms"]) == {ORT_VARIANT, ORT_7BIT_VARIANT}
     fallback = embed.variants[ORT_FP32_VARIANT]  # what the start-up gate falls back to: fp32 compute
     assert (fallback.backend, fallback.dtype) == ("onnxruntime", "float32-w8")
     assert embed.verification["onnxruntime"]["fallback"]["misses"] == []
@@ -202,13 +204,13 @@ def test_auto_serves_what_its_recorded_figures_say(tiny_checkpoints, tmp_path):
 REAL_QUANTIZE = onnx_backend.quantize_int8
 
 
-def _damaging_quantizer(fp32, int8, exclude):
+def _damaging_quantizer(fp32, int8, exclude, weight_bits=8):
     """The real quantizer, then the token embedding table reversed: a graph far from fp32.
 
     (A random tiny BERT is dominated by its embeddings and residual path, so damage to its
     int8 weights alone barely moves the pooled vector.)
     """
-    done = REAL_QUANTIZE(fp32, int8, exclude)
+    done = REAL_QUANTIZE(fp32, int8, exclude, weight_bits)
     model = onnx.load(str(int8))
     for init in model.graph.initializer:
         if init.name.endswith(("word_embeddings.weight", "word_embeddings.weight_quantized")):  # fp32 or int8 table
@@ -260,7 +262,7 @@ def test_the_cpu_bundle_keeps_the_onnx_variant(tiny_settings, tmp_path):
     from edge_mm.build.package import copy_artifacts
 
     copied = copy_artifacts(tiny_settings, tmp_path / "artifacts", "cpu")
-    assert set(copied["models"]["tiny-embed"]["variants"]) == {"cpu", ORT_VARIANT, ORT_FP32_VARIANT}
+    assert set(copied["models"]["tiny-embed"]["variants"]) == {"cpu", ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT}
     entry = read_manifest(tmp_path / "artifacts").models["tiny-embed"]
     assert entry.variants[ORT_VARIANT].files["model"].resolve(tmp_path / "artifacts").suffix == ".onnx"
     assert entry.backends["serves"] == "onnxruntime"

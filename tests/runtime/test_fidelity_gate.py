@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 from edge_mm.config import load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest, sha256_file
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest, sha256_file
 from edge_mm.runtime import cpu_features, fidelity_gate
 from edge_mm.runtime.registry import load_registry
 from edge_mm.runtime.self_check import run_check
@@ -49,9 +49,40 @@ def test_classifier_figures_read_logits_before_features_and_per_token_rows():
 
 def test_fallback_chain_stays_on_the_backend_then_goes_down_and_skips_torch_when_onnxruntime_is_pinned(tiny_settings):
     entry = read_manifest(tiny_settings.path("runtime.artifacts_dir")).models["tiny-embed"]
-    assert fidelity_gate.fallback_chain(entry, ORT_VARIANT, "auto") == [ORT_VARIANT, ORT_FP32_VARIANT, "cpu"]
-    assert fidelity_gate.fallback_chain(entry, ORT_VARIANT, "onnxruntime") == [ORT_VARIANT, ORT_FP32_VARIANT]
-    assert fidelity_gate.fallback_chain(entry, "cpu", "auto") == ["cpu", ORT_VARIANT, ORT_FP32_VARIANT]
+    ort = [ORT_7BIT_VARIANT, ORT_FP32_VARIANT]
+    assert fidelity_gate.fallback_chain(entry, ORT_VARIANT, "auto") == [ORT_VARIANT, *ort, "cpu"]
+    assert fidelity_gate.fallback_chain(entry, ORT_VARIANT, "onnxruntime") == [ORT_VARIANT, *ort]
+    assert fidelity_gate.fallback_chain(entry, ORT_7BIT_VARIANT, "onnxruntime") == [
+        ORT_7BIT_VARIANT,
+        ORT_VARIANT,
+        ORT_FP32_VARIANT,
+    ]
+    assert fidelity_gate.fallback_chain(entry, "cpu", "auto") == ["cpu", ORT_VARIANT, *ort]
+
+
+@pytest.mark.parametrize(
+    ("path", "serves"),
+    [
+        ("avx2", ORT_7BIT_VARIANT),
+        ("avx512", ORT_7BIT_VARIANT),
+        ("avx512-vnni", ORT_VARIANT),
+        ("amx", ORT_VARIANT),
+        ("neon-dot", ORT_VARIANT),
+    ],
+)
+def test_each_cpu_path_serves_the_int8_form_made_for_its_kernels(tiny_settings, monkeypatch, path, serves):
+    monkeypatch.setenv(cpu_features.ENV_OVERRIDE, path)
+    cpu_features.detect.cache_clear()
+    try:
+        registry = load_registry(tiny_settings, LOADERS)
+    finally:
+        monkeypatch.delenv(cpu_features.ENV_OVERRIDE)
+        cpu_features.detect.cache_clear()
+    assert registry.info["cpu"]["path"] == path
+    assert registry.info["cpu"]["source"] == "override"
+    assert registry.models["tiny-embed"].variant == serves
+    gate = registry.info["models"]["tiny-embed"]["fidelity_check"]
+    assert (gate["variant"], gate["cpu_path"]) == (serves, path)
 
 
 def test_the_picked_variant_is_verified_on_this_cpu_and_info_says_so(tiny_registry):
@@ -60,10 +91,11 @@ def test_the_picked_variant_is_verified_on_this_cpu_and_info_says_so(tiny_regist
     assert info["cpu"]["path"] == cpu.path
     assert info["cpu"]["model"]
     gate = info["models"]["tiny-embed"]["fidelity_check"]
-    assert gate["variant"] == info["models"]["tiny-embed"]["variant"] == ORT_VARIANT
+    expected = ORT_7BIT_VARIANT if cpu.saturating else ORT_VARIANT
+    assert gate["variant"] == info["models"]["tiny-embed"]["variant"] == expected
     assert gate["cpu_path"] == cpu.path
     assert gate["reason"] == f"meets its gates on this CPU ({cpu.path})"
-    assert [t["variant"] for t in gate["tried"]] == [ORT_VARIANT]
+    assert [t["variant"] for t in gate["tried"]] == [gate["variant"]]
     assert gate["figures"]["min_cosine"] >= gate["gates"]["min_min_cosine"]
     assert gate["samples"] > 0
 
@@ -83,8 +115,8 @@ def _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, *, gates=None, da
         raw["gates"] = gates
         path.write_text(json.dumps(raw))
         model["files"]["fidelity"]["sha256"] = sha256_file(path)
-    if damage_int8:
-        ref = model["variants"][ORT_VARIANT]["files"]["model"]
+    for key in (ORT_VARIANT, ORT_7BIT_VARIANT) if damage_int8 else ():
+        ref = model["variants"][key]["files"]["model"]
         graph = onnx.load(str(dst / ref["path"]))
         for init in graph.graph.initializer:
             if "word_embeddings" in init.name and init.name.endswith("_quantized"):
@@ -104,8 +136,13 @@ def test_a_miss_on_this_cpu_falls_back_to_the_next_variant(tiny_settings, tiny_c
     assert served.variant == ORT_FP32_VARIANT  # the next of its backend: torch stays out of memory
     gate = registry.info["models"]["tiny-embed"]["fidelity_check"]
     assert gate["variant"] == ORT_FP32_VARIANT
-    assert [(t["variant"], t["passes"]) for t in gate["tried"]] == [(ORT_VARIANT, False), (ORT_FP32_VARIANT, True)]
-    assert gate["reason"].startswith(f"{ORT_VARIANT} missed its gates on this CPU")
+    first = fidelity_gate.path_variant(
+        read_manifest(settings.path("runtime.artifacts_dir")).models["tiny-embed"], ORT_VARIANT, cpu_features.detect()
+    )
+    second = ORT_VARIANT if first == ORT_7BIT_VARIANT else ORT_7BIT_VARIANT
+    tried = [(t["variant"], t["passes"]) for t in gate["tried"]]
+    assert tried == [(first, False), (second, False), (ORT_FP32_VARIANT, True)]
+    assert gate["reason"].startswith(f"{first} missed its gates on this CPU")
     assert "needs >= " in gate["reason"]
     assert registry.info["models"]["tiny-embed"]["variant"] == ORT_FP32_VARIANT
     registry.warm_all()
@@ -117,10 +154,10 @@ def test_a_miss_on_this_cpu_falls_back_to_the_next_variant(tiny_settings, tiny_c
     table = out.getvalue()
     assert f"int8 path {cpu_features.detect().path}" in table
     lines = [line for line in table.splitlines() if line.startswith("tiny-embed")]
-    assert ORT_VARIANT in lines[0]
+    assert first in lines[0]
     assert "needs >=" in lines[0]
-    assert ORT_FP32_VARIANT in lines[1]
-    assert lines[1].endswith("serves")
+    assert ORT_FP32_VARIANT in lines[2]
+    assert lines[2].endswith("serves")
 
 
 def test_no_variant_meeting_the_gates_refuses_to_serve(tiny_settings, tiny_checkpoints, tmp_path):
@@ -136,5 +173,5 @@ def test_the_check_can_be_turned_off(tiny_settings, tiny_checkpoints, tmp_path):
     registry = load_registry(
         _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, gates=impossible, env=env), LOADERS
     )
-    assert registry.models["tiny-embed"].variant == ORT_VARIANT
+    assert registry.models["tiny-embed"].variant in (ORT_VARIANT, ORT_7BIT_VARIANT)  # by the CPU's kernels
     assert "fidelity_check" not in registry.info["models"]["tiny-embed"]
