@@ -287,7 +287,12 @@ def build_text_model(
     variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
     samples = _Samples(batches, fidelity_batches, fid_mask, reference)
     backends, serving = _cpu_backends(spec, samples, cpu_module, exports, tok, out, figures, variants, progress)
-    reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json")
+    serving_variant = (
+        figures.get("onnxruntime", {}).get("served_on_build_cpu", onnx_backend.ORT_VARIANT)
+        if backends["serves"] == "onnxruntime"
+        else "cpu"
+    )
+    reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json", serving_variant)
     files = {"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file}
     if spec.quantization == "int8":
         files[fidelity_gate.FILE_KEY] = _write_fidelity_samples(spec, sentences, samples, out / "fidelity.json")
@@ -470,13 +475,15 @@ def _write_fidelity_samples(spec: ModelSpec, sentences: list[str], samples: _Sam
     return FileRef(path.name, sha256_file(path))
 
 
-def _write_reference(module: Callable[..., Any], tok: TextTokenizer, texts: list[str], path: Path) -> FileRef:
-    """Sample inputs and the CPU artifact's outputs, for `edge-mm check` on the target machine."""
+def _write_reference(
+    module: Callable[..., Any], tok: TextTokenizer, texts: list[str], path: Path, variant: str
+) -> FileRef:
+    """Sample inputs and the CPU artifact's outputs (``variant``: the one that made them), for `edge-mm check`."""
     enc = tok.encode(texts)
     with torch.inference_mode():
         out = torch.as_tensor(module(enc.input_ids, enc.attention_mask)).float()
     outputs = [(out[i, : enc.lengths[i]] if out.dim() == 3 else out[i]).tolist() for i in range(len(texts))]
-    path.write_text(json.dumps({"inputs": texts, "outputs": outputs}))
+    path.write_text(json.dumps({"inputs": texts, "outputs": outputs, "variant": variant}))
     return FileRef(path.name, sha256_file(path))
 
 
