@@ -106,3 +106,38 @@ def test_weight_only_fallback_has_no_int8_kernel_and_matches_fp32(fp32, tmp_path
 def test_weight_bits_out_of_range_are_refused(fp32, tmp_path):
     with pytest.raises(ValueError, match="weight_bits"):
         onnx_rowwise.rowwise_int8(fp32, tmp_path / "x.onnx", weight_bits=9)
+
+
+class Embed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.table, self.head = nn.Embedding(50, 16), nn.Linear(16, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.table(ids))
+
+
+def _tables_are_int8(path) -> bool:
+    return any(i.name.endswith("_quantized") for i in onnx.load(str(path)).graph.initializer)
+
+
+@pytest.mark.parametrize("tables_cost_the_gates", [False, True])
+def test_int8_embedding_tables_stay_unless_they_cost_the_gates(tmp_path, tables_cost_the_gates):
+    ids = torch.randint(0, 50, (2, 5))
+    fp32 = onnx_backend.export(
+        Embed().eval(), (ids,), tmp_path / "fp32.onnx", ["ids"], ["y"], {"ids": {0: "b", 1: "s"}}
+    )
+    seen: list[bool] = []
+
+    def fidelity(forward):  # a gate the int8 tables miss, when asked to
+        int8_tables = _tables_are_int8(forward.session.path)
+        seen.append(int8_tables)
+        return {}, ["tables moved the answers"] if int8_tables and tables_cost_the_gates else []
+
+    forms, checked, tables = onnx_backend._int8_forms(fp32, tmp_path / "cpu.onnx", [], fidelity, threads=1)
+    assert set(forms) == set(onnx_backend.INT8_FORMS)
+    assert tables is not tables_cost_the_gates
+    assert _tables_are_int8(tmp_path / "cpu.onnx") is tables
+    assert all(m == [] for _, m in checked.values())
+    assert seen == ([True, True, False, False] if tables_cost_the_gates else [True, True])
