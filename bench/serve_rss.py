@@ -36,7 +36,11 @@ def measure(config: Path) -> dict:
             "ready_s": round(ready_s, 2),
             "torch_loaded": info["torch_version"] is not None,
             "models": {
-                n: {"variant": m["variant"], "backend": m["backend"], "gate": m.get("fidelity_check", {}).get("figures")}
+                n: {
+                    "variant": m["variant"],
+                    "backend": m["backend"],
+                    "gate": m.get("fidelity_check", {}).get("figures"),
+                }
                 for n, m in info["models"].items()
             },
         }
