@@ -32,12 +32,12 @@ import numpy as np
 
 from bench.machine import machine, machine_line
 from edge_mm.config import load_settings
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
 from edge_mm.runtime import cpu_features, fidelity_gate
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM64_PYTHON = ROOT / "build" / "arm64" / "python"  # written by scripts/arm64_python.sh
-INT8_VARIANTS = (ORT_VARIANT, ORT_FP32_VARIANT)
+INT8_VARIANTS = (ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT)
 
 
 def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
