@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_mm.build.package import BUILD_ONLY, INFO_NAME
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT
 from tests.bundle_probe import is_loopback, peers
 from tests.bundles import cpu_bundle
 from tests.serving import ROOT, processes_with, request, running_server
@@ -39,7 +40,7 @@ def test_layout_and_flavour(bundle):
     assert manifest["flavour"] == "cpu"
     for m in manifest["models"].values():  # no CUDA variant; ONNX Runtime copies where the build made one
         assert "cpu" in m["variants"]
-        assert set(m["variants"]) <= {"cpu", "cpu-onnxruntime"}
+        assert set(m["variants"]) <= {"cpu", ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT}  # no CUDA variant
     assert 'artifacts_dir = "artifacts"' in (bundle / "settings.toml").read_text()
     internal = bundle / "_internal"
     for name in BUILD_ONLY:
