@@ -76,7 +76,7 @@ def test_each_cpu_path_serves_the_int8_form_made_for_its_kernels(tiny_settings, 
     try:
         registry = load_registry(tiny_settings, LOADERS)
     finally:
-        monkeypatch.delenv(cpu_features.ENV_OVERRIDE)
+        monkeypatch.undo()  # the environment as it was (a whole run may set the override too)
         cpu_features.detect.cache_clear()
     assert registry.info["cpu"]["path"] == path
     assert registry.info["cpu"]["source"] == "override"
