@@ -40,7 +40,9 @@ ARM64_PYTHON = ROOT / "build" / "arm64" / "python"  # written by scripts/arm64_p
 INT8_VARIANTS = (ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT)
 
 
-def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
+def child(
+    config: str, text_samples: int, image_samples: int, models: set[str] | None = None, variants: set[str] | None = None
+) -> dict[str, Any]:
     """This process's CPU and, per model and ONNX Runtime variant, the gate's figures and the raw outputs."""
     from edge_mm.runtime.artifacts import set_cpu_threads
     from edge_mm.runtime.image_classifier import ImageClassifier
@@ -52,7 +54,7 @@ def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
     set_cpu_threads(1)
     out: dict[str, Any] = {"cpu": cpu_features.detect().describe(), "models": {}}
     for name, entry in manifest.models.items():
-        if fidelity_gate.FILE_KEY not in entry.files:
+        if fidelity_gate.FILE_KEY not in entry.files or (models and name not in models):
             continue
         samples = fidelity_gate.Samples.read(entry.files[fidelity_gate.FILE_KEY].resolve(root))
         n = image_samples if samples.metric == "classifier" and samples.labels else text_samples
@@ -61,7 +63,7 @@ def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
         )
         per: dict[str, Any] = {}
         for variant in INT8_VARIANTS:
-            if variant not in entry.variants:
+            if variant not in entry.variants or (variants and variant not in variants):
                 continue
             load = ImageClassifier.load if entry.task == "image-classification" else TextModel.load  # no web stack
             runner = load(name, entry, root, "cpu", variant, 8)
@@ -78,8 +80,8 @@ def child(config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
     return out
 
 
-def run_on(cpu: str, config: str, text_samples: int, image_samples: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.cpu_paths", "--child", "--config", config]
+def run_on(cpu: str, config: str, text_samples: int, image_samples: int, only: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.cpu_paths", "--child", "--config", config, *only]
     cmd += ["--text-samples", str(text_samples), "--image-samples", str(image_samples)]
     env = dict(os.environ)
     if cpu.startswith("aarch64"):  # emulated arm64 Python (scripts/arm64_python.sh); "aarch64:cortex-a72" picks the CPU
@@ -165,16 +167,20 @@ def main() -> None:
     p.add_argument("--cpus", default="native,Haswell", help="native and/or qemu -cpu names, comma-separated")
     p.add_argument("--text-samples", type=int, default=16, help="sentences per text model (of the gate's 64)")
     p.add_argument("--image-samples", type=int, default=24, help="held-out images per image model (of 24)")
+    p.add_argument("--models", default="", help="only these models, comma-separated (default: every int8 model)")
+    p.add_argument("--variants", default="", help="only these variants, comma-separated (an emulated run is slow)")
     p.add_argument("--out", default="cpu_paths")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(child(a.config, a.text_samples, a.image_samples)))
+        models, variants = (set(filter(None, x.split(","))) for x in (a.models, a.variants))
+        print(json.dumps(child(a.config, a.text_samples, a.image_samples, models, variants)))
         return
+    only = [f"--models={a.models}", f"--variants={a.variants}"]
     out = ROOT / "bench" / "results"
     runs: list[dict[str, Any]] = []
     for cpu in a.cpus.split(","):  # the files are rewritten after each CPU: an emulated run takes minutes
-        runs.append(run_on(cpu, a.config, a.text_samples, a.image_samples))
+        runs.append(run_on(cpu, a.config, a.text_samples, a.image_samples, only))
         result = {
             "command": "python -m bench.cpu_paths " + " ".join(sys.argv[1:]),
             "when": time.strftime("%Y-%m-%d %H:%M"),
