@@ -12,14 +12,15 @@ as the int8 error itself). This module rewrites each fp32 ``MatMul`` with a cons
 Integer GEMMs accumulate exactly in int32 and every scale belongs to one row, so a row's answer
 is the same whatever else is in the batch (measured: max abs difference 5e-8, fp32 noise).
 
-Weights are symmetric per output column with ``weight_bits`` bits. 7 bits by default: on x86
-without VNNI (AVX2, AVX-512BW) ONNX Runtime's u8 x s8 kernel adds pairs of products in 16 bits
-(``vpmaddubsw``), which saturates when 255 x 127 x 2 > 32767; with weights within +-63 no pair
-can overflow, so the int8 GEMM is exact on every x86 path and on Arm, and the fidelity the build
-measures is the fidelity every CPU serves (checked under qemu ``-cpu Haswell``: scripts/emulated_fidelity.py).
-Measured on MiniLM (384 sentences, AMX machine, 1 thread): mean/min cosine to fp32 0.99698/0.99012
-with 7-bit weights, 0.99864/0.99636 with 8-bit; per-tensor ``quantize_dynamic`` 0.99712/0.99208
-here and 0.9943 mean on an AVX2 machine (its saturation).
+Weights are symmetric per output column with ``weight_bits`` bits, and the build writes two
+forms (build/onnx_backend.py ``INT8_FORMS``). On x86 without VNNI (AVX2, AVX-512BW) ONNX Runtime's
+u8 x s8 kernel adds pairs of products in 16 bits (``vpmaddubsw``), which saturates when
+255 x 127 x 2 > 32767: with 7-bit weights (within +-63) no pair can overflow, so that form gives
+the same answers there as on VNNI (largest difference 6e-4 under ``qemu -cpu Haswell``, fp32
+rounding carried through; bench/cpu_paths.py). VNNI, AMX and Arm accumulate in 32 bits and get
+the more faithful 8-bit form. Measured on MiniLM (384 sentences, AMX machine): mean/min cosine to
+fp32 0.99835/0.99531 with 8-bit weights, 0.99664/0.98776 with 7-bit; per-tensor
+``quantize_dynamic`` 0.99712/0.99208 here and 0.9943 mean on an AVX2 machine (its saturation).
 
 :func:`weight_only` writes the fallback form: the same int8 weights, dequantized in the graph,
 fp32 activations and GEMMs (no int8 kernel, so nothing CPU-specific): what serves when a CPU
