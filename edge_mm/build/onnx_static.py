@@ -8,6 +8,12 @@ for that (ReLU6, no squeeze-excitation). Measured on the build machine (AVX512-V
 process, fp32 and int8 ONNX Runtime alternating, medians): int8 1.63x faster at batch 1 and 1.75x
 at batch 8 with one intra-op thread, 1.62x and 1.67x with two.
 
+On x86 without VNNI the same graph misses its gate (held-out top-1 agreement 0.625, max prob
+diff 0.40 under ``qemu -cpu Haswell``, as on an AVX2 EPYC): the u8 x s8 kernels' 16-bit pair sums
+saturate. Nothing tried held there at int8 speed (7-bit weights: 0.75 top-1 even on VNNI; s8s8
+0.667 under Haswell; u8u8 holds but runs 3x slower than fp32), so the fp32 graph ships beside it
+(``cpu-onnxruntime-fp32``) and the server's start-up gate (runtime/fidelity_gate.py) serves it there.
+
 Calibration: the four sample photos (:func:`edge_mm.build.entries.sample_images`) under
 deterministic crops and mirrors, 32 images. The gate uses other photos, never calibrated on
 (:data:`HELDOUT_NAMES`, under the same crops and mirrors: 24 images), against the fp32 model.
