@@ -341,14 +341,12 @@ def build_candidate(
     except Exception as exc:
         if strict:
             raise
-        for key in (ORT_VARIANT, *INT8_FORMS, ORT_FP32_VARIANT):
-            _form_path(path, key).unlink(missing_ok=True)
+        _remove_forms(path)
         reason = f"export or quantization failed: {type(exc).__name__}: {exc}"[:300]
         return OnnxBuild(Candidate(ORT_VARIANT, False, [reason]), figures)
     candidate = Candidate(ORT_VARIANT, not misses, misses, fid)
     if misses:
-        for key in (ORT_VARIANT, *INT8_FORMS, ORT_FP32_VARIANT):
-            _form_path(path, key).unlink(missing_ok=True)  # a refused graph is not shipped
+        _remove_forms(path)  # a refused graph is not shipped
         return OnnxBuild(candidate, figures)
     if not forms:
         notes = variant_notes(0, 0, False)
@@ -384,6 +382,12 @@ INT8_FORMS = {ORT_VARIANT: 8, ORT_7BIT_VARIANT: 7}
 def _form_path(path: Path, key: str) -> Path:
     suffix = {ORT_VARIANT: "", ORT_7BIT_VARIANT: ".7bit", ORT_FP32_VARIANT: ".fp32"}[key]
     return path.with_name(path.stem + suffix + ".onnx")
+
+
+def _remove_forms(path: Path) -> None:
+    """Every graph a candidate may have written beside ``path`` (its int8 forms, the fp32-compute fallback)."""
+    for key in (*INT8_FORMS, ORT_FP32_VARIANT):
+        _form_path(path, key).unlink(missing_ok=True)
 
 
 def _form_for_this_cpu(forms: Mapping[str, Any]) -> str:
