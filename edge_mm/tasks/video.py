@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from edge_mm.errors import Unprocessable
+from edge_mm.errors import NotFound, Unprocessable
 from edge_mm.media.video import Clip, Sampling, decode_video
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
@@ -24,7 +24,6 @@ from edge_mm.tasks.schemas import VideoInput, validate
 from edge_mm.tasks.task import Task
 
 ROUTE = "/v1/video"
-SUBTASKS = ("classification", "faces", "voice")
 # the sub-task -> (the request field naming its model, the model kinds it takes)
 MODEL_FIELDS = {
     "classification": ("classifier", ("image-classification",)),
@@ -100,6 +99,9 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
         task: models.find(kinds, ROUTE, payload.model_name(field)) for task, (field, kinds) in MODEL_FIELDS.items()
     }
     available = tuple(t for t, served in found.items() if served is not None)
+    if not available:
+        kinds = ", ".join(k for _, ks in MODEL_FIELDS.values() for k in ks)
+        raise NotFound(f"no model serving {ROUTE} is configured: it needs a model of one of the kinds {kinds}")
     options = parse_options(payload.fields, limits.max_video_frames, available)
     chosen = {t: s for t, s in found.items() if s is not None and t in options.tasks}
     return Request(chosen, options, file_from(payload, limits, "video"), limits)

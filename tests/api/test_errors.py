@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+
+from tests.conftest import need_import
 
 TEXT_ROUTES = ["/v1/embeddings", "/v1/zero-shot-classification", "/v1/text-classification", "/v1/token-classification"]
 
@@ -91,6 +95,17 @@ def test_bad_options(client, route, extra, status):
 
 def test_model_of_wrong_task_is_404(client):
     assert_error(client.post("/v1/embeddings", json={"inputs": "x", "model": "tiny-ner"}), 404, "not_found")
+
+
+def test_video_without_a_video_capable_model_is_404_naming_the_kinds(client):
+    """Issue 18: text models only -> a 404 that says which model kinds /v1/video needs (was a 500)."""
+    need_import("av", "/v1/video is served only where PyAV is installed")
+    data = {"video": (io.BytesIO(b"\x00" * 64), "v.mp4")}
+    response = client.post("/v1/video", data=data, content_type="multipart/form-data")
+    assert_error(response, 404, "not_found")
+    message = response.get_json()["error"]["message"]
+    for kind in ("image-classification", "face-detection", "voice-activity"):
+        assert kind in message
 
 
 @pytest.mark.parametrize("route", TEXT_ROUTES)
