@@ -1,7 +1,7 @@
 """Graceful shutdown. SIGTERM or SIGINT: stop accepting connections, answer GET /health/ready
-with 503, let the requests already received finish within ``server.drain_timeout_s``, then
-return so the process exits 0. A second signal ends the wait at once (while models are
-still loading: exits at once with 128 + the signal number)."""
+and /v2/health/ready with 503, let the requests already received finish within
+``server.drain_timeout_s``, then return so the process exits 0. A second signal ends the
+wait at once (while models are still loading: exits at once with 128 + the signal number)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ from edge_mm.serving.waitress_server import GuardedServer
 
 log = logging.getLogger("edge_mm.server")
 
-READY_PATH = "/health/ready"
+# each readiness route -> its 503 body while draining: ours, and Open Inference's (api/open_inference.py)
+READY_BODIES = {
+    "/health/ready": {"status": "draining", "detail": "the server is shutting down"},
+    "/v2/health/ready": {"ready": False},
+}
 
 
 class Drain:
@@ -60,14 +64,17 @@ class Drain:
 
 
 def ready_503_while_draining(app: Any, draining: threading.Event) -> Any:
-    """WSGI wrapper: GET /health/ready answers 503 once draining, so load balancers stop sending."""
-    body = json.dumps({"status": "draining", "detail": "the server is shutting down"}).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    """WSGI wrapper: both readiness routes answer 503 once draining, so load balancers stop sending."""
+    answers = {}
+    for path, fields in READY_BODIES.items():
+        body = json.dumps(fields).encode()
+        answers[path] = (body, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if draining.is_set() and environ.get("PATH_INFO") == READY_PATH:
-            start_response("503 Service Unavailable", headers)
-            return [body]
+        answer = answers.get(environ.get("PATH_INFO", "")) if draining.is_set() else None
+        if answer is not None:
+            start_response("503 Service Unavailable", answer[1])
+            return [answer[0]]
         return app(environ, start_response)
 
     return wsgi
