@@ -174,7 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
         "runtime.device",
         "auto",
         str,
-        "auto (CUDA when present, else CPU int8), cpu, or cuda (refuse to start without CUDA).",
+        "auto (each model on CUDA when present and it has a CUDA variant, else CPU), cpu, or cuda (refuse to "
+        "start without CUDA; models with no CUDA variant serve on CPU and /info says why). A model's own "
+        "device overrides it.",
         choices=DEVICES,
     ),
     Setting(
@@ -365,7 +367,18 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
         "passes the fidelity targets), torchscript or onnxruntime. CUDA always serves TorchScript.",
     ),
     ModelSetting("options", {}, dict, "Task options, e.g. hypothesis_template, top_k, stride."),
+    ModelSetting(
+        "device",
+        "inherit",
+        str,
+        "Serve-time device for this model: inherit (runtime.device), auto, cpu or cuda (this model on CUDA "
+        "or refuse to start). Not part of the build.",
+    ),
 )
+# Settings read when serving only: changing them does not rebuild the model.
+SERVE_TIME_MODEL_SETTINGS = frozenset({"device"})
+MODEL_DEVICES = ("inherit", *DEVICES)
+
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
@@ -386,10 +399,13 @@ class ModelSpec:
     auto_keep_fp32: bool = True
     artifact_backend: str = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "inherit"
 
     def build_fingerprint(self) -> dict[str, Any]:
         """What a build of this model depends on from the settings."""
-        return {k.key: _jsonable(getattr(self, k.key)) for k in MODEL_SETTINGS}
+        return {
+            k.key: _jsonable(getattr(self, k.key)) for k in MODEL_SETTINGS if k.key not in SERVE_TIME_MODEL_SETTINGS
+        }
 
 
 @dataclass(frozen=True)
@@ -528,15 +544,13 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
         raise ConfigError(f"{where}.name: {name!r} is not allowed; use letters, digits, '-' and '_'")
     if not 0.0 <= values["smooth_alpha"] <= 1.0:
         raise ConfigError(f"{where}.smooth_alpha: {values['smooth_alpha']} is out of range; use 0..1 (0 = off)")
-    if values["quantization"] not in QUANTIZATIONS:
-        raise ConfigError(
-            f"{where}.quantization: {values['quantization']!r} is not allowed; use one of {', '.join(QUANTIZATIONS)}"
-        )
-    if values["artifact_backend"] not in ARTIFACT_BACKENDS:
-        raise ConfigError(
-            f"{where}.artifact_backend: {values['artifact_backend']!r} is not allowed; "
-            f"use one of {', '.join(ARTIFACT_BACKENDS)}"
-        )
+    for key, allowed in (
+        ("quantization", QUANTIZATIONS),
+        ("artifact_backend", ARTIFACT_BACKENDS),
+        ("device", MODEL_DEVICES),
+    ):
+        if values[key] not in allowed:
+            raise ConfigError(f"{where}.{key}: {values[key]!r} is not allowed; use one of {', '.join(allowed)}")
     if not 8 <= values["max_length"] <= 8192:
         raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")
     values["keep_fp32"] = tuple(values["keep_fp32"])

@@ -34,6 +34,8 @@ ORT_VARIANT = "cpu-onnxruntime"  # the ONNX Runtime CPU variant's key
 ORT_7BIT_VARIANT = "cpu-onnxruntime-7bit"
 # ONNX Runtime with fp32 compute: what serves when a CPU's int8 kernels miss the gates at start-up
 ORT_FP32_VARIANT = "cpu-onnxruntime-fp32"
+# verification[NO_CUDA_KEY]: why the build wrote no ``cuda`` variant (no GPU there, a CPU-only kind, fp16 refused)
+NO_CUDA_KEY = "no_cuda_variant"
 
 
 def variant_device(key: str) -> str:

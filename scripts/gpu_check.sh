@@ -2,7 +2,9 @@
 # GPU proof, for a machine with an NVIDIA GPU (not run yet: no GPU was available when written).
 #   1. builds the artifacts again on the GPU (`edge-mm build --force`: CPU int8 + CUDA variants)
 #      into build/work/gpu-artifacts, and the CUDA bundle from them into build/work/gpu-dist;
-#   2. serves the bundle with device = auto and checks that /info and the log say cuda;
+#   2. serves the bundle with device = cuda and auto and checks /info against the device policy
+#      (edge_mm/device.py): each model with a CUDA variant in the manifest serves on cuda, every other
+#      one on cpu with a reason, and the top-level device is cuda;
 #   3. serves it again with device = cpu and compares the two: embedding cosine and image top-1;
 #   4. prints time to ready, per-request latency on each device, and `edge-mm check` on cuda.
 # The servers run in their own process group; on exit (pass, fail or signal) none survives
@@ -18,6 +20,8 @@ trap 'exit 143' TERM
 PY=${PY:-.venv/bin/python}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+# the tests that need a GPU (skipped elsewhere: needs_cuda) and the device policy's, on this GPU
+"$PY" -m pytest -q $(grep -rlE "needs_cuda|mark\.cuda" tests --include='*.py') tests/test_device.py tests/runtime/test_device_policy.py
 export EDGE_MM_RUNTIME_ARTIFACTS_DIR=$PWD/build/work/gpu-artifacts
 time "$PY" -m edge_mm --config settings.toml build --force
 time "$PY" -m edge_mm --config settings.toml package --dist build/work/gpu-dist
@@ -43,14 +47,26 @@ def run(device):
             times = []
             for _ in range(20):
                 t = time.perf_counter(); status, headers, out[name] = request(f"{base}/v1/{route}", body); times.append(time.perf_counter() - t)
-                assert status == 200 and headers["X-Edge-Device"] == device, (status, headers)
+                # MiniLM and EfficientNet-Lite have CUDA variants: auto and cuda serve them there
+                assert status == 200 and headers["X-Edge-Device"] == ("cpu" if device == "cpu" else "cuda"), (status, headers)
             lat[name] = statistics.median(times) * 1000
         return info, ready, out, lat
 
+manifest = json.loads((bundle / "artifacts" / "manifest.json").read_text())["models"]
+
+def check_policy(info, device):
+    """Models with a CUDA variant serve on cuda, the others on cpu with a reason (edge_mm/device.py)."""
+    assert info["device"] == "cuda", (device, info["device"])
+    for name, model in info["models"].items():
+        want = "cuda" if "cuda" in manifest[name]["variants"] else "cpu"
+        assert model["device"] == want, (device, name, model["device"], model["reason"])
+        assert model["reason"], (device, name)
+        print(f"  {device}: {name} -> {model['device']} ({model['reason']}){' ' + model['provider'] if 'provider' in model else ''}")
+
 ci, cr, co, cl = run("cuda")
-assert ci["device"] == "cuda", ci["device"]
+check_policy(ci, "cuda")
 auto_info = run("auto")[0]
-assert auto_info["device"] == "cuda", f"auto picked {auto_info['device']}"
+check_policy(auto_info, "auto")
 pi, pr, po, pl = run("cpu")
 cos = lambda a, b: sum(x*y for x, y in zip(a, b)) / math.sqrt(sum(x*x for x in a) * sum(y*y for y in b))
 emb = [cos(c["embedding"], p["embedding"]) for c, p in zip(co["emb"]["data"], po["emb"]["data"])]

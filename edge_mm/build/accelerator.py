@@ -2,7 +2,10 @@
 
 Builders take ``accelerator="cuda"`` (fp16, only when a GPU is present). ``"cpu"`` lets the
 CPU stand in with bfloat16, so the default test run goes through the same accelerator code
-(trace on the device, compare with the fp32 reference, save) on a machine without a GPU.
+(trace on the device, compare with the fp32 reference, refuse a form that misses the model's
+fidelity targets as int8 is refused, save it with its own reference sample) on a machine
+without a GPU. A refused or skipped form leaves the model CPU-only; the entry's verification
+says why (manifest.NO_CUDA_KEY), and the runtime reports it.
 A stand-in variant is for tests: its notes say so and it is never faster than the CPU one.
 """
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 ACCELERATOR_DTYPES = {"cuda": torch.float16, "cpu": torch.bfloat16}
+NO_GPU = "built on a machine without CUDA: run 'edge-mm build' on a CUDA machine to add the fp16 form"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,18 @@ class Accelerator:
     def short_dtype(self) -> str:
         """``fp16`` / ``bf16``."""
         return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, self.dtype_name)
+
+    @property
+    def check_tolerance(self) -> float:
+        """Largest abs difference `edge-mm check` allows between this form and its own reference
+        (recorded with it): fp16 kernels differ between GPUs and batch shapes more than fp32 ones."""
+        return {torch.float16: 5e-2, torch.bfloat16: 1e-1}.get(self.dtype, 2e-2)
+
+    def refusal(self, misses: list[str]) -> str:
+        """Why the build writes no CUDA variant when this form misses the model's fidelity targets."""
+        return (
+            f"the {self.short_dtype} form traced on {self.device.type} misses its fidelity targets: {'; '.join(misses)}"
+        )
 
     @property
     def figure_key(self) -> str:

@@ -26,9 +26,13 @@ def sample_images() -> list[Image.Image]:
     return [Image.open(DATA / f"sample_{name}.jpg").convert("RGB") for name in SAMPLE_NAMES]
 
 
-def write_reference(path: Path, inputs: list[Any], outputs: list[Any]) -> FileRef:
-    """``{"inputs", "outputs"}`` for `edge-mm check`; outputs are nested float lists."""
-    path.write_text(json.dumps({"inputs": inputs, "outputs": outputs}))
+def write_reference(path: Path, inputs: list[Any], outputs: list[Any], tolerance: float | None = None) -> FileRef:
+    """``{"inputs", "outputs"}`` for `edge-mm check`; outputs are nested float lists. ``tolerance``: the
+    largest abs difference the check allows (a variant's own; None: the runtime's default)."""
+    record: dict[str, Any] = {"inputs": inputs, "outputs": outputs}
+    if tolerance is not None:
+        record["tolerance"] = tolerance
+    path.write_text(json.dumps(record))
     return FileRef(path.name, sha256_file(path))
 
 

@@ -9,19 +9,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_mm.build.accelerator import resolve_accelerator
+from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
 from edge_mm.build.entries import SAMPLE_NAMES, built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
 from edge_mm.build.mtcnn_onnx import decide_backend, timing_frames
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_VARIANT, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.artifacts import load_module
 from edge_mm.runtime.face_detector import mtcnn_probe_arrays, mtcnn_probe_outputs
 from edge_mm.runtime.mtcnn import detect_faces
 
 MTCNN_TOLERANCE = 1e-4
+# `edge-mm check` on CUDA: the fp32 nets may run TF32 convolutions there (cuDNN's default)
+MTCNN_CUDA_TOLERANCE = 2e-2
 # Shapes of the probe tensors run through each net for `edge-mm check`.
 MTCNN_PROBES = [
     {"net": "pnet", "shape": [1, 3, 61, 77]},
@@ -83,8 +85,18 @@ def build_face_detector(
         "fp32: nets are tiny, int8 buys nothing",
     ]
     variants = {"cpu": Variant(files=files, dtype="float32", notes=notes)}
-    if resolve_accelerator(accelerator) is not None:  # fp32 nets: the same files serve the accelerator
-        variants["cuda"] = Variant(files=dict(files), dtype="float32", notes=[*notes, "same files, loaded on CUDA"])
+    accel = resolve_accelerator(accelerator)
+    if accel is not None:  # fp32 nets: the same files serve the accelerator, with their own reference there
+        on_accel = {n: load_module(out / f"{n}.pt", accel.device.type) for n in names}
+        accel_out = mtcnn_probe_outputs(on_accel, MTCNN_PROBES, accel.device.type)
+        accel_ref = write_reference(
+            out / "reference-cuda.json", MTCNN_PROBES, [t.tolist() for t in accel_out], MTCNN_CUDA_TOLERANCE
+        )
+        variants["cuda"] = Variant(
+            files={**files, "reference": accel_ref}, dtype="float32", notes=[*notes, "same files, loaded on CUDA"]
+        )
+    else:
+        figures[NO_CUDA_KEY] = NO_GPU
     frames = timing_frames(samples)
     images = {**{f"sample_{n}": np.asarray(im) for n, im in zip(SAMPLE_NAMES, samples, strict=True)}, **frames}
     try:

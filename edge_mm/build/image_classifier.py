@@ -23,14 +23,14 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend, onnx_backend, onnx_static, verify
-from edge_mm.build.accelerator import Accelerator, resolve_accelerator
+from edge_mm.build.accelerator import NO_GPU, Accelerator, resolve_accelerator
 from edge_mm.build.entries import SAMPLE_NAMES, built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.imagenet import load_imagenet_labels
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.manifest import NO_CUDA_KEY, FileRef, ModelEntry, Variant, sha256_file
 from edge_mm.media.image_preprocess import (
     EFFICIENTNET_LITE0_PREPROCESS,
     ImagePreprocess,
@@ -220,8 +220,13 @@ def build_image_classifier(
     backends, serving = _cpu_backends(spec, (model, kept, pre), cpu_module, x, eager, out, figures, variants, progress)
     accel = resolve_accelerator(accelerator)
     if accel is not None:
-        variants["cuda"] = _accelerated_variant(model, x, eager, out, figures, accel)
+        accelerated = _accelerated_variant(spec, model, pre, x, eager, out, figures, accel)
+        if accelerated is not None:
+            variants["cuda"] = accelerated
+        else:
+            progress(f"CUDA variant refused: {figures[NO_CUDA_KEY]}")
     else:
+        figures[NO_CUDA_KEY] = NO_GPU
         progress("no CUDA on this machine: CUDA variant skipped")
     reference = _reference(serving, pre, out)
     files = {"reference": reference}
@@ -367,14 +372,17 @@ def _int8(
 
 
 def _accelerated_variant(
+    spec: ModelSpec,
     model: nn.Module,
+    pre: Any,
     x: torch.Tensor,
     eager: tuple[torch.Tensor, ...],
     out: Path,
     figures: dict[str, Any],
     accel: Accelerator,
-) -> Variant:
-    """Reduced-precision channels-last trace on the accelerator (fp16 on the GPU)."""
+) -> Variant | None:
+    """Reduced-precision channels-last trace on the accelerator (fp16 on the GPU), with its own reference
+    sample; None when it misses the model's fidelity targets (``figures[NO_CUDA_KEY]`` says why)."""
     import copy
 
     dev = copy.deepcopy(model).to(device=accel.device, dtype=accel.dtype).eval()
@@ -383,13 +391,31 @@ def _accelerated_variant(
     with torch.inference_mode():
         got = traced(xd)
     figures[accel.figure_key] = verify.classifier_figures(eager[0], got[0].float().cpu())
+    missed = verify.classifier_misses(figures[accel.figure_key], spec.min_top1_agreement, spec.max_prob_diff)
+    if missed:
+        figures[NO_CUDA_KEY] = accel.refusal(missed)
+        return None
     notes = [*accel.notes, "frozen", "channels_last", accel.short_dtype]
-    return save_variant(traced, out / "cuda.pt", accel.dtype_name, notes)
+    variant = save_variant(traced, out / "cuda.pt", accel.dtype_name, notes)
+    variant.files["reference"] = _reference(
+        traced, pre, out, "reference-cuda.json", accel.device, accel.dtype, accel.check_tolerance
+    )
+    return variant
 
 
-def _reference(module: Any, pre: Any, out: Path) -> FileRef:
+def _reference(
+    module: Any,
+    pre: Any,
+    out: Path,
+    name: str = "reference.json",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    tolerance: float | None = None,
+) -> FileRef:
+    """Two probe images through ``module`` (on ``device``, in ``dtype``) for `edge-mm check`."""
     inputs = [png_base64(probe_pixels(90, 120, 1)), png_base64(probe_pixels(120, 90, 2))]
+    x = pre([image_from_base64(s) for s in inputs]).to(device=device, dtype=dtype)
     with torch.inference_mode():
-        logits, features = (torch.as_tensor(t) for t in module(pre([image_from_base64(s) for s in inputs])))
+        logits, features = (torch.as_tensor(t).float().cpu() for t in module(x))
     outputs = [torch.cat([logits[i], features[i]]).tolist() for i in range(len(inputs))]
-    return write_reference(out / "reference.json", inputs, outputs)
+    return write_reference(out / name, inputs, outputs, tolerance)

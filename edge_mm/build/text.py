@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend, onnx_backend, verify
-from edge_mm.build.accelerator import Accelerator, resolve_accelerator
+from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
 from edge_mm.build.entries import built_entry
 from edge_mm.build.progress import bar
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import FileRef, ModelEntry, Variant, sha256_file
+from edge_mm.manifest import NO_CUDA_KEY, FileRef, ModelEntry, Variant, sha256_file
 from edge_mm.runtime import fidelity_gate
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
@@ -163,7 +163,7 @@ def _fidelity(spec: ModelSpec, ref: torch.Tensor, test: torch.Tensor, mask: torc
 
 
 def _misses(spec: ModelSpec, figures: dict[str, float]) -> list[str]:
-    """Which targets the int8 figures miss, as readable lines."""
+    """Which targets the int8 (or accelerator) figures miss, as readable lines."""
     if spec.task == "embeddings":
         checks = [
             ("mean_cosine", figures["mean_cosine"], spec.min_mean_cosine, ">="),
@@ -296,14 +296,9 @@ def build_text_model(
     files = {"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file}
     if spec.quantization == "int8":
         files[fidelity_gate.FILE_KEY] = _write_fidelity_samples(spec, sentences, samples, out / "fidelity.json")
-    accel = resolve_accelerator(accelerator)
-    if accel is not None:
-        variants["cuda"] = _build_accelerated(
-            spec, model, batches, reference, fidelity_batches, fid_mask, out, figures, accel
-        )
-        progress(f"{accel.device.type} {accel.dtype_name} {figures[accel.figure_key]}")
-    else:
-        progress("no CUDA on this machine: CUDA variant skipped (build on a CUDA machine to add it)")
+    accelerated = _build_accelerated(spec, model, samples, tok, sentences[:4], out, figures, accelerator, progress)
+    if accelerated is not None:
+        variants["cuda"] = accelerated
 
     return built_entry(
         spec,
@@ -476,14 +471,24 @@ def _write_fidelity_samples(spec: ModelSpec, sentences: list[str], samples: _Sam
 
 
 def _write_reference(
-    module: Callable[..., Any], tok: TextTokenizer, texts: list[str], path: Path, variant: str
+    module: Callable[..., Any],
+    tok: TextTokenizer,
+    texts: list[str],
+    path: Path,
+    variant: str,
+    device: torch.device | str = "cpu",
+    tolerance: float | None = None,
 ) -> FileRef:
-    """Sample inputs and the CPU artifact's outputs (``variant``: the one that made them), for `edge-mm check`."""
+    """Sample inputs and ``variant``'s outputs (run on ``device``), for `edge-mm check`; ``tolerance``:
+    the largest abs difference the check allows for this variant (None: the runtime's default)."""
     enc = tok.encode(texts)
     with torch.inference_mode():
-        out = torch.as_tensor(module(enc.input_ids, enc.attention_mask)).float()
+        out = torch.as_tensor(module(enc.input_ids.to(device), enc.attention_mask.to(device))).float().cpu()
     outputs = [(out[i, : enc.lengths[i]] if out.dim() == 3 else out[i]).tolist() for i in range(len(texts))]
-    path.write_text(json.dumps({"inputs": texts, "outputs": outputs, "variant": variant}))
+    record: dict[str, Any] = {"inputs": texts, "outputs": outputs, "variant": variant}
+    if tolerance is not None:
+        record["tolerance"] = tolerance
+    path.write_text(json.dumps(record))
     return FileRef(path.name, sha256_file(path))
 
 
@@ -495,21 +500,39 @@ def _save_variant(module: torch.jit.ScriptModule, path: Path, out: Path, dtype: 
 def _build_accelerated(
     spec: ModelSpec,
     model: nn.Module,
-    batches: list,
-    reference: torch.Tensor,
-    fidelity_batches: list,
-    fid_mask: torch.Tensor,
+    samples: _Samples,
+    tok: TextTokenizer,
+    texts: list[str],
     out: Path,
     figures: dict[str, Any],
-    accel: Accelerator,
-) -> Variant:
+    accelerator: str | None,
+    progress: Progress,
+) -> Variant | None:
     """Reduced-precision trace on the accelerator (mask code bakes in the trace device, so trace where it runs).
 
-    ``reference``: the fp32 eager outputs over ``fidelity_batches``; the figures compare against it.
+    Compared with ``samples.reference`` (fp32 eager) against the same targets as int8; a miss is
+    refused: None, and ``figures[NO_CUDA_KEY]`` says why (as it does when there is no accelerator).
+    The variant carries its own reference sample (``texts`` through it), so `edge-mm check`
+    compares it with itself, not with the CPU form.
     """
+    accel = resolve_accelerator(accelerator)
+    if accel is None:
+        figures[NO_CUDA_KEY] = NO_GPU
+        progress("no CUDA on this machine: CUDA variant skipped (build on a CUDA machine to add it)")
+        return None
     device_model = copy.deepcopy(model).to(device=accel.device, dtype=accel.dtype).eval()  # leaves fp32 intact
-    on_device = [tuple(t.to(accel.device) for t in b) for b in batches]
+    on_device = [tuple(t.to(accel.device) for t in b) for b in samples.batches]
     traced = artifact_backend.trace_and_freeze(device_model, on_device[-1])
-    test = _run(traced, [tuple(t.to(accel.device) for t in b) for b in fidelity_batches]).float().cpu()
-    figures[accel.figure_key] = _fidelity(spec, reference, test, fid_mask)
-    return _save_variant(traced, out / "cuda.pt", out, accel.dtype_name, [*accel.notes, "frozen"])
+    test = _run(traced, [tuple(t.to(accel.device) for t in b) for b in samples.fidelity_batches]).float().cpu()
+    figures[accel.figure_key] = _fidelity(spec, samples.reference, test, samples.fid_mask)
+    progress(f"{accel.device.type} {accel.dtype_name} {figures[accel.figure_key]}")
+    missed = _misses(spec, figures[accel.figure_key])
+    if missed:
+        figures[NO_CUDA_KEY] = accel.refusal(missed)
+        progress(f"CUDA variant refused: {figures[NO_CUDA_KEY]}")
+        return None
+    variant = _save_variant(traced, out / "cuda.pt", out, accel.dtype_name, [*accel.notes, "frozen"])
+    variant.files["reference"] = _write_reference(
+        traced, tok, texts, out / "reference-cuda.json", "cuda", accel.device, accel.check_tolerance
+    )
+    return variant

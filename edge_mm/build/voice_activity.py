@@ -23,7 +23,7 @@ from edge_mm.build.entries import built_entry, file_ref, write_reference
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_VARIANT, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.artifacts import load_module
 from edge_mm.runtime.probes import probe_audio
 from edge_mm.runtime.silero_vad import SileroOnnx, speech_probabilities, speech_segments
@@ -57,6 +57,7 @@ def build_voice_activity(spec: ModelSpec, source: Path, out: Path, progress: Pro
     figures: dict[str, Any] = {
         "silence_max_prob": round(float(speech_probabilities(silence, module, VAD_WINDOW).max()), 4),
         "white_noise_max_prob": round(float(speech_probabilities(noise, module, VAD_WINDOW).max()), 4),
+        NO_CUDA_KEY: "silero VAD serves on CPU only: stateful 32 ms windows, one clip at a time",
     }
     if figures["silence_max_prob"] >= 0.5:
         raise BuildError(f"model {spec.name}: silence scores {figures['silence_max_prob']} >= 0.5: not a VAD model?")

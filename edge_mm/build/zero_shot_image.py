@@ -31,7 +31,7 @@ from edge_mm.build.progress import bar
 from edge_mm.build.text import BuildError, Progress, _load, _save_tokenizer, sample_sentences
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_VARIANT, FileRef, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, FileRef, ModelEntry, Variant
 from edge_mm.media.image_preprocess import input_size, preprocess_to_dict
 from edge_mm.runtime.probes import image_from_base64, png_base64, probe_pixels
 from edge_mm.runtime.text_tokenizer import TextTokenizer
@@ -75,6 +75,7 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
         "class_names": len(labels),
         "dim": int(table.shape[1]),
         "norm_min": round(float(np.linalg.norm(table, axis=1).min()), 5),
+        NO_CUDA_KEY: "ConSE has no network of its own (a numpy table); its classifier and text model pick their own devices",
     }
     variants, backends = conse_variants(spec, file_ref(out / "class_embeddings.npy", out))
     return built_entry(
@@ -179,6 +180,7 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
         "image_traced_vs_eager_max_abs": max_abs(i_traced, i_eager),
         "text_batch_vs_single_max_abs": max(max_abs(s, t_traced[i : i + 1]) for i, s in enumerate(singles)),
         "tolerance": TRACE_TOLERANCE,
+        NO_CUDA_KEY: "CLIP builds an fp32 CPU variant only",
     }
     worst = max(v for k, v in figures.items() if k.endswith("max_abs"))
     if worst > TRACE_TOLERANCE:

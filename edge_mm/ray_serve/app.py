@@ -106,8 +106,9 @@ def ingress_models(
             raise ConfigError(
                 f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'"
             )
+        requested, setting = device_policy.requested_device(settings["runtime.device"], spec.device)
         choice = device_policy.resolve(
-            settings["runtime.device"], deployments[spec.name].num_gpus > 0, set(entry.variants)
+            requested, deployments[spec.name].num_gpus > 0, set(entry.variants), setting=setting
         )
         admission = Admission(1, 0, settings["runtime.request_timeout_s"])  # shown by /info; replicas admit
         handle = handles[spec.name]

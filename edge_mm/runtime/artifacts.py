@@ -51,9 +51,7 @@ def load_artifact(variant: Variant, root: Path, device: str) -> Any:
     """
     path = variant.files["model"].resolve(root)
     if variant.backend == "onnxruntime":
-        if device != "cpu":
-            raise ConfigError(f"{path.name}: the ONNX Runtime variant runs on CPU only, not {device}")
-        return OnnxSession(path, _cpu_threads)
+        return OnnxSession(path, _cpu_threads, device)
     if variant.backend != "torchscript":
         raise ConfigError(f"{path.name}: backend {variant.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
     return load_module(path, device)
@@ -62,11 +60,12 @@ def load_artifact(variant: Variant, root: Path, device: str) -> Any:
 def serving_variant(entry: ModelEntry, device_variant: str, setting: str = "auto") -> tuple[str, str]:
     """(variant key, why) for a model whose device policy chose ``device_variant``.
 
-    CUDA always serves TorchScript. On CPU the build's choice serves; ``setting`` is the model's
+    The CUDA variant serves as built (TorchScript fp16 today). On CPU the build's choice serves; ``setting`` is the model's
     ``artifact_backend`` now, and a manifest built for another setting must be rebuilt.
     """
     if device_variant != "cpu":
-        return device_variant, "TorchScript: the CUDA path"
+        backend = entry.variants[device_variant].backend
+        return device_variant, f"{'TorchScript' if backend == 'torchscript' else 'ONNX Runtime'}: the CUDA path"
     built_for = entry.backends.get("setting")
     if (built_for is None and setting == "onnxruntime") or (built_for is not None and built_for != setting):
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""An ONNX Runtime CPU session behind the same call as a TorchScript module.
+"""An ONNX Runtime session behind the same call as a TorchScript module.
 
 ``session(*inputs)`` takes the inputs in the manifest's order (numpy arrays or CPU
 tensors, anything ``np.asarray`` reads without a copy) and returns numpy: one array
@@ -12,15 +12,20 @@ from typing import Any
 
 import numpy as np
 
+from edge_mm.device import ort_providers
+
 
 class OnnxSession:
-    """One ``InferenceSession`` on the CPU provider: sequential execution, all graph optimizations.
+    """One ``InferenceSession``: sequential execution, all graph optimizations.
 
     ``threads``: intra-op threads per run (the runtime's ``intra_op_threads``); several
-    requests may run the session at once, each on its own calling thread.
+    requests may run the session at once, each on its own calling thread. ``device``: the
+    model's device; ``cuda`` runs on ONNX Runtime's CUDA provider where this onnxruntime has
+    it (edge_mm/device.py ``ort_providers``), else on the CPU one. Inputs and outputs are
+    host numpy either way.
     """
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, device: str = "cpu") -> None:
         import onnxruntime as ort  # here, so a server with no ONNX model never loads it
 
         opts = ort.SessionOptions()
@@ -33,7 +38,9 @@ class OnnxSession:
         opts.log_severity_level = 3  # errors only: its optimizer's notes are not ours to print
         self.path = path
         self.threads = opts.intra_op_num_threads
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        providers, self.provider_reason = ort_providers(device, ort.get_available_providers())
+        self._session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.providers: list[str] = self._session.get_providers()  # what ONNX Runtime accepted, first serves
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 

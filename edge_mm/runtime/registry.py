@@ -21,7 +21,7 @@ import edge_mm
 from edge_mm import device as device_policy
 from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
-from edge_mm.manifest import Manifest, ModelEntry, read_manifest
+from edge_mm.manifest import NO_CUDA_KEY, Manifest, ModelEntry, Variant, read_manifest
 from edge_mm.runtime import cpu_features, fidelity_gate
 from edge_mm.runtime.admission import Admission
 from edge_mm.runtime.artifacts import serving_variant, set_cpu_threads
@@ -121,6 +121,9 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
     """Load every configured model from the manifest with its kind's loader; raises ConfigError on any problem.
 
     ``loaders`` maps each model kind to its runner's loader (the task table's ``LOADERS``).
+    Each model's device follows its ``device`` setting, or ``runtime.device`` (edge_mm/device.py);
+    ``info["models"][name]`` says which device, variant and (ONNX Runtime) provider serve it and
+    why; ``info["device"]`` is ``cuda`` when any model serves on CUDA, else ``cpu``.
     """
     root = settings.path("runtime.artifacts_dir")
     manifest = read_manifest(root, verify_key=settings.optional_path("runtime.verify_key"))
@@ -142,7 +145,13 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             raise ConfigError(f"model {spec.name!r}: settings say {spec.task}, artifacts hold {entry.task}; rebuild")
         if entry.task not in loaders:
             raise ConfigError(f"model {spec.name!r}: task {entry.task!r} cannot be served by this edge-mm version")
-        choice = device_policy.resolve(settings["runtime.device"], cuda, set(entry.variants))
+        requested, setting = device_policy.requested_device(settings["runtime.device"], spec.device)
+        try:
+            choice = device_policy.resolve(
+                requested, cuda, set(entry.variants), setting=setting, no_cuda_why=_no_cuda_why(entry)
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"model {spec.name!r}: {exc}") from None
         try:
             variant, backend_reason = serving_variant(entry, choice.variant, spec.artifact_backend)
         except ConfigError as exc:
@@ -171,6 +180,7 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             "reason": choice.reason,
             "backend": backend,
             "backend_reason": backend_reason,
+            **_provider(choice.device, entry.variants[variant]),
             **({"fidelity_check": gate} if gate is not None else {}),
         }
     set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
@@ -236,6 +246,7 @@ def _cuda_available(settings: Settings, manifest: Manifest) -> bool:
     entries = [manifest.models[s.name] for s in settings.models if s.name in manifest.models]
     needs_torch = (
         settings["runtime.device"] == "cuda"
+        or any(s.device == "cuda" for s in settings.models)
         or "torch" in sys.modules
         or any("cuda" in e.variants or e.cpu_backend != "onnxruntime" for e in entries)
     )
@@ -246,10 +257,33 @@ def _cuda_available(settings: Settings, manifest: Manifest) -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _cuda_device_name(torch: Any) -> str | None:
+    """GPU 0's name; None where torch cannot say (a driver problem, or CUDA only assumed: ``cuda_available``)."""
+    try:
+        return str(torch.cuda.get_device_name(0))
+    except (RuntimeError, AssertionError):
+        return None
+
+
+def _no_cuda_why(entry: ModelEntry) -> str:
+    """Why the build wrote no CUDA variant, as it recorded it (``""`` for artifacts that record none)."""
+    return str(entry.verification.get(NO_CUDA_KEY, ""))
+
+
+def _provider(device: str, variant: Variant) -> dict[str, Any]:
+    """``{"provider", "provider_reason"}``: the ONNX Runtime execution provider its sessions run on
+    (runtime/onnx_session.py asks the same function), for a variant with ONNX graphs; else ``{}``."""
+    if variant.backend != "onnxruntime" or not any(f.path.endswith(".onnx") for f in variant.files.values()):
+        return {}  # TorchScript, or ConSE's numpy table under the torch-free key
+    import onnxruntime as ort  # loaded already: the variant's sessions are
+
+    providers, why = device_policy.ort_providers(device, ort.get_available_providers())
+    return {"provider": providers[0], "provider_reason": why}
+
+
 def _info(
     manifest: Manifest, settings: Settings, choices: dict[str, Any], intra: int, concurrent: int, cuda: bool
 ) -> dict[str, Any]:
-    devices = sorted({c["device"] for c in choices.values()}) or ["cpu"]
     torch = sys.modules.get("torch")  # None where every model runs on ONNX Runtime
     ort = sys.modules.get("onnxruntime")
     return {
@@ -261,9 +295,10 @@ def _info(
             "flavour": manifest.flavour,
             "edge_mm_version": manifest.edge_mm_version,
         },
-        "device": devices[0] if len(devices) == 1 else devices,
+        # "cuda" when any model serves on CUDA, else "cpu"; each model's own device and why: "models"
+        "device": device_policy.server_device([c["device"] for c in choices.values()]),
         "cuda_available": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda and torch is not None else None,
+        "cuda_device": _cuda_device_name(torch) if cuda and torch is not None else None,
         "threads": {"intra_op": intra, "concurrent_inferences": concurrent, "cores": os.cpu_count()},
         "cpu": cpu_features.detect().describe(),
         "limits": {

@@ -13,39 +13,52 @@ from edge_mm.config import Settings
 from edge_mm.runtime.registry import load_registry
 from edge_mm.runtime.runner import Loader
 
-# int8 kernels may round differently on another CPU; fp16 on GPU differs more.
+# int8 kernels may round differently on another CPU; a reference that records its own tolerance
+# (the CUDA variants' fp16 ones, build/accelerator.py) uses that instead.
 TOLERANCE = {"cpu": 2e-2, "cuda": 5e-2}
 
 
-def run_check(settings: Settings, loaders: Mapping[str, Loader], out: TextIO = sys.stdout) -> int:
-    """0 when every model reproduces its reference within tolerance, else 1."""
-    registry = load_registry(settings, loaders)
+def run_check(
+    settings: Settings, loaders: Mapping[str, Loader], out: TextIO = sys.stdout, *, cuda_available: bool | None = None
+) -> int:
+    """0 when every model reproduces its reference within tolerance, else 1.
+
+    Each serving variant is compared with a reference made by the same variant: its own
+    (``variants[v].files["reference"]``, e.g. the CUDA fp16 form's) or else the model's shared
+    one, which the CPU form that serves on the build machine made. A CUDA variant is never
+    compared with a CPU reference. ``cuda_available``: as for load_registry (None asks torch).
+    """
+    registry = load_registry(settings, loaders, cuda_available=cuda_available)
     registry.warm_all()
     print_fidelity_table(registry.info, out)
     failures = 0
     root = settings.path("runtime.artifacts_dir")
     for name, served in registry.models.items():
-        ref_file = served.entry.files.get("reference")
+        own = served.entry.variants[served.variant].files.get("reference")
+        ref_file = own or served.entry.files.get("reference")
         if ref_file is None:
             print(f"{name}: no reference sample recorded; skipped", file=out)
             continue
         ref = json.loads(ref_file.resolve(root).read_text())
-        if ref.get("variant", served.variant) != served.variant:  # another CPU path's int8 form made it
+        made_by = ref.get("variant", served.variant if own is not None or served.device == "cpu" else "cpu")
+        if made_by != served.variant:  # another CPU path's int8 form made it, or the CPU form for a CUDA variant
+            vouch = "(its fidelity gate above vouches for it)" if served.device == "cpu" else "(rebuild to record one)"
             print(
-                f"{name}: reference made by {ref['variant']}; {served.variant} serves on this CPU "
-                "(its fidelity gate above vouches for it); skipped",
+                f"{name}: reference made by {made_by}; {served.variant} serves on {served.device} {vouch}; skipped",
                 file=out,
             )
             continue
+        tolerance = float(ref.get("tolerance", TOLERANCE[served.device]))
         got = served.runner.check_outputs(ref["inputs"])
         worst = max(
             float(np.abs(np.asarray(g, dtype=np.float32) - np.asarray(e, dtype=np.float32)).max())
             for g, e in zip(got, ref["outputs"], strict=True)
         )
-        ok = worst <= TOLERANCE[served.device]
+        ok = worst <= tolerance
         failures += not ok
         print(
-            f"{name}: {'ok' if ok else 'MISMATCH'} on {served.device} (max abs diff {worst:.2e}, tolerance {TOLERANCE[served.device]:.0e})",
+            f"{name}: {'ok' if ok else 'MISMATCH'} on {served.device} {served.variant} "
+            f"(max abs diff {worst:.2e}, tolerance {tolerance:.0e})",
             file=out,
         )
     print("check passed" if not failures else f"check FAILED for {failures} model(s)", file=out)

@@ -110,3 +110,51 @@ def test_image_classifier_on_cuda_writes_an_fp16_variant(tmp_path):
     entry = build_image_classifier(spec, vit, out, lambda _msg: None)
     assert entry.variants["cuda"].dtype == "float16"
     assert "cuda_fp16_vs_fp32" in entry.verification
+
+
+def test_the_accelerator_form_carries_its_own_reference(tiny_checkpoints, tmp_path):
+    entry = _build(tiny_checkpoints, tmp_path / "out", "bert-embeddings", "embeddings", accelerator="cpu")
+    own = entry.variants["cuda"].files["reference"]
+    assert own.path == "reference-cuda.json"
+    sample = json.loads((tmp_path / "out" / own.path).read_text())
+    assert (sample["variant"], sample["tolerance"]) == ("cuda", 0.1)  # bf16's; fp16 records 5e-2
+    assert json.loads((tmp_path / "out" / "reference.json").read_text())["variant"] != "cuda"
+
+
+def test_an_accelerator_form_that_misses_the_fidelity_targets_is_refused(tiny_checkpoints, tmp_path):
+    """The gate int8 has: an embedding form below min_min_cosine is not written; the model stays CPU-only."""
+    spec = ModelSpec(
+        name="m",
+        task="embeddings",
+        source=str(tiny_checkpoints / "bert-embeddings"),
+        quantization="none",
+        max_length=16,
+        min_min_cosine=1.01,  # no form can reach it
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = build_text_model(spec, tiny_checkpoints / "bert-embeddings", out, lambda _m: None, accelerator="cpu")
+    assert "cuda" not in entry.variants
+    assert not (out / "cuda.pt").exists()
+    assert not (out / "reference-cuda.json").exists()
+    why = entry.verification["no_cuda_variant"]
+    assert why.startswith("the bf16 form traced on cpu misses its fidelity targets: min_cosine")
+    assert "cpu_bf16_vs_fp32" in entry.verification  # the figures that missed are kept
+
+
+def test_an_image_classifier_accelerator_form_that_misses_is_refused(tmp_path):
+    from edge_mm.build.image_classifier import build_image_classifier
+    from tests.vision_fixtures import make_vit_classifier
+
+    vit = make_vit_classifier(tmp_path / "vit")
+    spec = ModelSpec(name="vit", task="image-classification", source=str(vit), quantization="none", max_prob_diff=-1.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = build_image_classifier(spec, vit, out, lambda _msg: None, accelerator="cpu")
+    assert "cuda" not in entry.variants
+    assert "misses top-1 >=" in entry.verification["no_cuda_variant"]
+
+
+def test_a_build_without_an_accelerator_says_so(tiny_checkpoints, tmp_path):
+    entry = _build(tiny_checkpoints, tmp_path / "out", "bert-seq", "text-classification", accelerator=None)
+    assert "without CUDA" in entry.verification["no_cuda_variant"]

@@ -8,8 +8,8 @@ from edge_mm.tasks.table import LOADERS
 def test_check_fails_when_outputs_drift(tiny_settings, monkeypatch):
     real_load = registry_module.load_registry
 
-    def drifting(settings, loaders):
-        reg = real_load(settings, loaders)
+    def drifting(settings, loaders, **kwargs):
+        reg = real_load(settings, loaders, **kwargs)
         runner = reg.models["tiny-sentiment"].runner
         original = runner.check_outputs
         monkeypatch.setattr(runner, "check_outputs", lambda texts: [o + 0.5 for o in original(texts)])
