@@ -17,13 +17,14 @@ queued while every slot was busy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,20 +136,35 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
+            jobs = self._collect()  # holds a slot
             try:
-                jobs = [j for j in self._collect() if self._still_wanted(j)]
-                if not jobs:
-                    continue
-                flat = [item for j in jobs for item in j.items]
-                try:
-                    outputs = self._run_counted(flat)
-                except Exception as exc:  # the callers get the error; the worker lives on
-                    for j in jobs:
-                        j.future.set_exception(exc)
-                    continue
+                self._run_jobs(jobs)
+            except BaseException as exc:  # whatever it was, every caller hears of it and the worker lives on
+                self._fail(jobs, exc)
             finally:
                 self._slots.release()
-            start = 0
-            for j in jobs:
-                j.future.set_result(outputs[start : start + len(j.items)])
-                start += len(j.items)
+
+    def _run_jobs(self, jobs: list[_Job]) -> None:
+        wanted = [j for j in jobs if self._still_wanted(j)]
+        if not wanted:
+            return
+        flat = [item for j in wanted for item in j.items]
+        outputs = self._run_counted(flat)
+        if len(outputs) != len(flat):
+            raise RuntimeError(f"the forward pass returned {len(outputs)} outputs for {len(flat)} items")
+        start = 0
+        for j in wanted:
+            j.future.set_result(outputs[start : start + len(j.items)])
+            start += len(j.items)
+
+    @staticmethod
+    def _fail(jobs: list[_Job], exc: BaseException) -> None:
+        """Resolve every job not yet answered with ``exc`` (a BaseException that is no Exception, e.g.
+        KeyboardInterrupt, wrapped in a RuntimeError: it is meant for the worker, not the callers)."""
+        if not isinstance(exc, Exception):
+            wrapped = RuntimeError(f"the forward pass was interrupted by {type(exc).__name__}")
+            wrapped.__cause__ = exc
+            exc = wrapped
+        for j in jobs:
+            with contextlib.suppress(InvalidStateError):  # answered, or given up on meanwhile
+                j.future.set_exception(exc)

@@ -122,3 +122,43 @@ def test_callers_and_workers_never_run_more_passes_than_workers():
     assert most[0] <= 2
     assert b.items == 40
     assert b.batches < 40  # callers that found both passes busy were batched together
+
+
+class Interrupt(BaseException):
+    """Not an Exception: what `except Exception` lets through (KeyboardInterrupt, SystemExit, ...)."""
+
+
+def test_a_base_exception_in_a_forward_pass_reaches_every_queued_caller_and_the_worker_lives_on():
+    """Issue 18: a BaseException killed the worker and left queued callers (no deadline) waiting forever."""
+    gate = threading.Event()
+
+    def run(items):
+        gate.wait(5)  # hold the first pass so the others queue behind it
+        if "ok" in items:
+            return items
+        raise Interrupt("stop")
+
+    b = Batcher(run, max_batch=2, max_wait_ms=0, workers=1, name="t")
+    errors: dict[int, BaseException] = {}
+
+    def caller(i):
+        try:
+            b.submit([i], deadline=Deadline.after(30) if i == 0 else None)  # the first goes to the worker
+        except BaseException as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(5)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads), "a caller is still waiting"
+    assert sorted(errors) == list(range(5))
+    assert all("Interrupt" in repr(e) or isinstance(e.__cause__, Interrupt) for e in errors.values()), errors
+    done: list[list[str]] = []
+    later = threading.Thread(target=lambda: done.append(b.submit(["ok"])), daemon=True)
+    later.start()
+    later.join(5)
+    assert done == [["ok"]]  # the worker still serves
