@@ -104,17 +104,18 @@ def _finetune(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
-def _serve(engine: str, settings: Settings) -> None:
+def _serve(engine: str, settings: Settings) -> int:
+    """The exit code: non-zero when a warm-up failed or the drain cut requests (edge_mm/server.py)."""
     if engine == "waitress":
         from edge_mm.server import serve
 
-        serve(settings)
-        return
+        return serve(settings)
     try:
         from edge_mm.ray_serve.run import serve_on_ray
     except ImportError as exc:
         raise ConfigError(f"--engine ray needs Ray Serve ({exc}): pip install -r requirements/ray.txt") from None
     serve_on_ray(settings)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             _finetune(args, settings)
         elif args.command == "serve":
             overrides = {k: v for k, v in (("server__host", args.host), ("server__port", args.port)) if v is not None}
-            _serve(args.engine, settings.replace(**overrides))
+            return _serve(args.engine, settings.replace(**overrides))
         elif args.command == "info":
             from edge_mm.manifest import read_manifest
 

@@ -228,6 +228,13 @@ SETTINGS: tuple[Setting, ...] = (
         "gates; on a miss serve the next variant (down to fp32 compute). /info and `edge-mm check` show the result.",
     ),
     Setting(
+        "runtime.serve_after_failed_warmup",
+        False,
+        bool,
+        "When a model's warm-up fails: false stops the server (exit code 3, the log names the model and the "
+        "error); true keeps it running, live but never ready (/health/ready says which model failed).",
+    ),
+    Setting(
         "runtime.micro_batching",
         True,
         bool,

@@ -19,6 +19,9 @@ from edge_mm.tasks.table import LOADERS
 
 log = logging.getLogger("edge_mm.server")
 
+REQUESTS_CUT = 1  # exit code: the drain ended with requests unfinished
+WARM_UP_FAILED = 3  # exit code: a model's warm-up failed (runtime.serve_after_failed_warmup = false)
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -37,9 +40,21 @@ def warn_if_open(host: str, api_keys: list[str]) -> bool:
     return True
 
 
-def serve(settings: Settings) -> None:
-    """Blocks until SIGTERM/SIGINT, then drains. A bad manifest, hash or device raises ConfigError before binding."""
-    drain = Drain()
+def exit_code_after_drain(drain: Drain, unfinished: int, warm_up: threading.Thread, *, warm_up_failed: bool) -> int:
+    """Wait for warm-up until the drain's deadline (not a second timeout), then the exit code:
+    ``WARM_UP_FAILED``, ``REQUESTS_CUT`` when ``unfinished`` requests were cut, else 0."""
+    warm_up.join(timeout=0 if drain.hurry.is_set() else drain.remaining())
+    if unfinished:
+        log.error("shutdown cut %d request(s) short", unfinished)
+    if warm_up_failed:
+        return WARM_UP_FAILED
+    return REQUESTS_CUT if unfinished else 0
+
+
+def serve(settings: Settings, drain: Drain | None = None) -> int:
+    """Blocks until SIGTERM/SIGINT (or ``drain``), then drains; the exit code (``exit_code_after_drain``).
+    A bad manifest, hash or device raises ConfigError before binding."""
+    drain = drain or Drain()
     drain.install()  # a signal while models load stops the server once they are loaded
     limit_malloc_arenas()
     registry = load_registry(settings, LOADERS)  # fails fast: the server does not start on bad artifacts
@@ -47,7 +62,7 @@ def serve(settings: Settings) -> None:
         log.info("%s -> %s (%s)", name, choice["device"], choice["reason"])
     if drain.requested.is_set():
         log.info("%s while loading: not serving", drain.signal_name)
-        return
+        return 0
     # what loading made lives as long as the server: keep it out of the collector's sweeps
     gc.collect()
     gc.freeze()
@@ -56,14 +71,28 @@ def serve(settings: Settings) -> None:
     server = create_server(ready_503_while_draining(create_app(settings, registry), drain.requested), settings)
     server.draining = drain.requested
     drain.attach(server.pull_trigger)
-    warm_up = threading.Thread(target=registry.warm_all, name="warm-up", daemon=True)
+    warm_up_failed = threading.Event()
+
+    def warm() -> None:
+        registry.warm_all()
+        if registry.failure is not None and not settings["runtime.serve_after_failed_warmup"]:
+            log.error(
+                "%s (see the error above); stopping (runtime.serve_after_failed_warmup = true would keep "
+                "serving, not ready)",
+                registry.failure,
+            )
+            warm_up_failed.set()
+            drain.stop("warm-up failure")
+
+    warm_up = threading.Thread(target=warm, name="warm-up", daemon=True)
     warm_up.start()
     log.info("serving on http://%s:%s (ready once warm-up ends: GET /health/ready)", host, server.effective_port)
     print(f"edge-mm listening on http://{host}:{server.effective_port}", flush=True)
     unfinished = serve_until_drained(server, drain, settings["server.drain_timeout_s"])
-    warm_up.join(timeout=0 if drain.hurry.is_set() else settings["server.drain_timeout_s"])
+    code = exit_code_after_drain(drain, unfinished, warm_up, warm_up_failed=warm_up_failed.is_set())
     if unfinished or warm_up.is_alive():
         # threads still inside torch would race interpreter teardown (abort); leave without it
         logging.shutdown()
         sys.stdout.flush()
-        os._exit(0)
+        os._exit(code)
+    return code

@@ -215,14 +215,17 @@ def test_signal_drains_in_flight_requests_then_exits_0(tiny_config, sig):
     assert outcomes.count("ConnectionResetError") <= 6, outcomes
 
 
-def test_drain_timeout_bounds_the_wait(tiny_config):
+def test_drain_timeout_bounds_the_wait_and_a_cut_request_exits_1(tiny_config):
+    """Issue 18: a drain that cut a request exited 0."""
     with server_process(tiny_config, ("EDGE_MM_SERVER_DRAIN_TIMEOUT_S", "1")) as (port, proc):
         stuck = partial_request(port, b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         time.sleep(0.3)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 1
         assert time.monotonic() - t0 < 10
         stuck.close()
-        assert "drain ended after" in proc.stdout.read()
+        out = proc.stdout.read()
         proc.stdout.close()
+    assert "drain ended after" in out
+    assert "shutdown cut 1 request(s) short" in out

@@ -77,7 +77,8 @@ class Registry:
     models: dict[str, Served] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     _ready: threading.Event = field(default_factory=threading.Event)
-    failure: str | None = None
+    failure: str | None = None  # why warm-up failed, without the error's message (/health/ready shows it)
+    failed_model: str | None = None  # the model whose warm-up failed
 
     @property
     def ready(self) -> bool:
@@ -104,15 +105,17 @@ class Registry:
         return served
 
     def warm_all(self) -> None:
-        """Warm every model, then mark ready. A failure is logged and leaves the server not ready."""
-        try:
-            for served in self.models.values():
+        """Warm every model, then mark ready. A failure is logged, recorded (``failure``, ``failed_model``)
+        and leaves the server not ready; the models after the failed one are not warmed."""
+        for served in self.models.values():
+            try:
                 served.warm_ms = served.runner.warm()
-                log.info("warmed %s on %s in %.0f ms", served.name, served.device, served.warm_ms)
-        except Exception as exc:
-            self.failure = f"warm-up failed: {type(exc).__name__}"
-            log.exception("warm-up failed; the server stays not ready")
-            return
+            except Exception as exc:
+                self.failed_model = served.name
+                self.failure = f"warm-up of model {served.name!r} failed: {type(exc).__name__}"
+                log.exception("warm-up of model %r failed: %s: %s", served.name, type(exc).__name__, exc)
+                return
+            log.info("warmed %s on %s in %.0f ms", served.name, served.device, served.warm_ms)
         trim_heap()  # what loading and warming freed is not resident any more
         self.mark_ready()
 

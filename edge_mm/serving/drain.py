@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -28,12 +29,17 @@ READY_BODIES = {
 
 
 class Drain:
-    """Set by the first signal (``requested``) and by a second one (``hurry``)."""
+    """Set by the first signal (``requested``) and by a second one (``hurry``), or by :meth:`stop`.
+
+    ``deadline`` (monotonic s) is set when the drain begins: the whole shutdown (the drain, then
+    the wait for warm-up) ends by it.
+    """
 
     def __init__(self) -> None:
         self.requested = threading.Event()
         self.hurry = threading.Event()
         self.signal_name = ""
+        self.deadline = math.inf
         self.wake: Callable[[], None] = lambda: None  # interrupts the poll loop once serving
         self.serving = False
 
@@ -47,6 +53,16 @@ class Drain:
         """Serving has begun: a signal now wakes the poll loop with ``wake``."""
         self.wake = wake
         self.serving = True
+
+    def stop(self, reason: str) -> None:
+        """Begin the drain from a thread of this process, as a signal would (``reason`` is logged)."""
+        self.signal_name = reason
+        self.requested.set()
+        self.wake()
+
+    def remaining(self) -> float:
+        """Seconds left until ``deadline`` (0 once past it)."""
+        return max(0.0, self.deadline - time.monotonic())
 
     def detach(self) -> None:
         """The loop is closing its sockets: a late signal must not write to a closed trigger."""
@@ -99,10 +115,12 @@ def _accept_backlog(server: GuardedServer, most: int = 4096, quiet_s: float = 0.
 
 
 def serve_until_drained(server: GuardedServer, drain: Drain, timeout_s: float) -> int:
-    """Run the server's loop until a signal, then drain; the number of requests left unfinished."""
+    """Run the server's loop until a signal, then drain until ``drain.deadline`` (``timeout_s`` from the
+    signal); the number of requests left unfinished (received, or still arriving)."""
     socket_map = server._map
     while not drain.requested.is_set():
         wasyncore.poll2(server.adj.asyncore_loop_timeout, socket_map)
+    drain.deadline = time.monotonic() + timeout_s
     _accept_backlog(server)  # handshakes the kernel completed: their clients have sent requests
     wasyncore.dispatcher.close(server)  # stop listening; keep the trigger that wakes this loop
     for _ in range(3):
@@ -115,11 +133,11 @@ def serve_until_drained(server: GuardedServer, drain: Drain, timeout_s: float) -
         for channel in list(server.active_channels.values()):
             if id(channel) not in keep:
                 channel.handle_close()  # idle keep-alive: nothing in flight
-        if not busy or drain.hurry.is_set() or time.monotonic() - t0 >= timeout_s:
+        if not busy or drain.hurry.is_set() or drain.remaining() == 0:
             break
         server.maintenance(time.time())  # header timeouts and lingering still apply
         wasyncore.poll2(0.05, socket_map)
-    left = sum(len(ch.requests) for ch in busy)
+    left = sum(len(ch.requests) + (ch.request is not None) for ch in busy)  # a half-sent upload is cut too
     if busy:
         log.warning(
             "drain ended after %.1f s with %d request(s) unfinished on %d connection(s)",
