@@ -1,7 +1,9 @@
 """ConSE's artifact: the class-name embedding table, and the check that its partner models fit it.
 
 The classifier and the text model ConSE composes are served models of their own,
-named in the entry's options; the task calls each through its own admission. The
+named in the entry's options; the task calls each through its own admission. The registry
+checks them with :meth:`ConseTable.check_partners` once every model is loaded, against the
+manifest it read (and verified: runtime.verify_key); ConSE never reads manifest.json itself. The
 table is numpy (class_embeddings.npy) and so is ConSE's arithmetic
 (tasks/zero_shot_image.py), so ConSE never imports torch: served beside ONNX Runtime
 partners, the process has none.
@@ -9,13 +11,14 @@ partners, the process has none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ModelEntry, read_manifest
+from edge_mm.manifest import ModelEntry
 
 
 @dataclass
@@ -30,8 +33,12 @@ class ConseTable:
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ConseTable:
         table = np.load(entry.variants[variant].files["class_embeddings"].resolve(root)).astype(np.float32, copy=False)
-        _check_partners(name, entry, root, int(table.shape[0]))
         return cls(name, entry, table)
+
+    def check_partners(self, models: Mapping[str, ModelEntry]) -> None:
+        """The classifier and text model ConSE relies on are built (in ``models``, the registry's verified
+        manifest entries), the classifier with one class per table row; ConfigError otherwise."""
+        _check_partners(self.name, self.entry, models, int(self.class_embeddings.shape[0]))
 
     @property
     def classifier(self) -> str:
@@ -48,9 +55,8 @@ class ConseTable:
         return 0.0
 
 
-def _check_partners(name: str, entry: ModelEntry, root: Path, classes: int) -> None:
+def _check_partners(name: str, entry: ModelEntry, models: Mapping[str, ModelEntry], classes: int) -> None:
     """The classifier and text model ConSE relies on must be built, with matching class count."""
-    models = read_manifest(root).models
     clf, txt = entry.options.get("classifier"), entry.options.get("text_model")
     c = models.get(str(clf))
     if c is None or c.task != "image-classification":

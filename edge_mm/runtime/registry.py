@@ -186,6 +186,10 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
             **_provider(choice.device, entry.variants[variant]),
             **({"fidelity_check": gate} if gate is not None else {}),
         }
+    for served in registry.models.values():
+        check_partners = getattr(served.runner, "check_partners", None)  # a model composed of others (ConSE)
+        if check_partners is not None:
+            check_partners(manifest.models)  # the verified entries: nothing reads manifest.json twice
     set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry
