@@ -103,10 +103,10 @@ def _serve(config: Path) -> tuple[Any, int, Any]:
     from edge_mm.config import load_settings
     from edge_mm.runtime.registry import load_registry
     from edge_mm.serving.waitress_server import create_server
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.tasks.table import LOADERS, OPTIONS
 
     settings = load_settings(config, env={**os.environ, "EDGE_MM_SERVER_HOST": "127.0.0.1", "EDGE_MM_SERVER_PORT": "0"})
-    registry = load_registry(settings, LOADERS)
+    registry = load_registry(settings, LOADERS, options=OPTIONS)
     registry.warm_all()
     app = create_app(settings, registry)
     inner = app.wsgi_app

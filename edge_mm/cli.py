@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_mm.config import Settings, load_settings, settings_markdown
+from edge_mm.config import Settings, load_settings
 from edge_mm.errors import ConfigError
 
 
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "settings-doc":
-        from edge_mm.tasks.table import MODEL_KINDS
+        from edge_mm.tasks.table import settings_doc
 
-        sys.stdout.write(settings_markdown({kind: k.help for kind, k in MODEL_KINDS.items()}))
+        sys.stdout.write(settings_doc())
         return 0
     if getattr(sys, "frozen", False) and args.command in ("build", "package", "keygen", "finetune"):
         print(f"edge-mm: '{args.command}' runs from a source checkout, not from the bundle", file=sys.stderr)
@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             print(manifest.to_json())
         elif args.command == "check":
             from edge_mm.runtime.self_check import run_check
-            from edge_mm.tasks.table import LOADERS
+            from edge_mm.tasks.table import LOADERS, OPTIONS
 
-            return run_check(settings, LOADERS)
+            return run_check(settings, LOADERS, options=OPTIONS)
         elif args.command == "package":
             from edge_mm.build.package import package
 

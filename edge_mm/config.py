@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,7 +373,15 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
         "CPU artifact: auto (the build measures TorchScript and ONNX Runtime and serves the faster one that "
         "passes the fidelity targets), torchscript or onnxruntime. CUDA always serves TorchScript.",
     ),
-    ModelSetting("options", {}, dict, "Task options, e.g. hypothesis_template, top_k, stride."),
+    ModelSetting(
+        "options",
+        {},
+        dict,
+        "The model kind's options. Serve-time ones (e.g. top_k, hypothesis_template, min_face_size, stride) "
+        "are read at every start and checked then; build-time ones (e.g. arch, labels, pooling, classifier, "
+        "class_template, image_size) shape the artifacts: change them, then run 'edge-mm build' (the server "
+        "refuses to start until then). Each kind's are listed below.",
+    ),
     ModelSetting(
         "device",
         "inherit",
@@ -408,11 +416,14 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     device: str = "inherit"
 
-    def build_fingerprint(self) -> dict[str, Any]:
-        """What a build of this model depends on from the settings."""
-        return {
+    def build_fingerprint(self, serve_options: Collection[str] = ()) -> dict[str, Any]:
+        """What a build of this model depends on from the settings: all but the serve-time settings and
+        the ``serve_options`` (the model kind's serve-time option keys, from the task table)."""
+        fingerprint = {
             k.key: _jsonable(getattr(self, k.key)) for k in MODEL_SETTINGS if k.key not in SERVE_TIME_MODEL_SETTINGS
         }
+        fingerprint["options"] = {k: v for k, v in fingerprint["options"].items() if k not in serve_options}
+        return fingerprint
 
 
 @dataclass(frozen=True)
@@ -604,9 +615,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     return Settings(values=values, models=models, base_dir=base_dir)
 
 
-def settings_markdown(model_kinds: Mapping[str, str] | None = None) -> str:
+def settings_markdown(
+    model_kinds: Mapping[str, str] | None = None, model_options: Sequence[tuple[str, str, str, Any, str]] = ()
+) -> str:
     """The settings reference (docs/settings.md), generated from the tables; ``model_kinds``
-    (kind -> help, from the task table) lists the allowed ``task`` values."""
+    (kind -> help, from the task table) lists the allowed ``task`` values, ``model_options``
+    (kind, key, "serve"/"build", default, help) each kind's ``options``."""
     lines = [
         "# Settings",
         "",
@@ -626,4 +640,18 @@ def settings_markdown(model_kinds: Mapping[str, str] | None = None) -> str:
     if model_kinds:
         lines += ["", "## Model kinds (`task`)", "", "| task | what |", "|---|---|"]
         lines += [f"| `{kind}` | {help} |" for kind, help in model_kinds.items()]
+    if model_options:
+        lines += [
+            "",
+            "## Model options (`options`)",
+            "",
+            "Serve-time options are read from settings at every start (a bad one stops start-up); "
+            "build-time ones need `edge-mm build` after a change (until then the server refuses to start).",
+            "",
+            "| task | option | when | default | help |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, key, when, default, help in model_options:
+            shown = "unset" if default is None else f"`{default!r}`"
+            lines.append(f"| `{kind}` | `{key}` | {when} | {shown} | {help} |")
     return "\n".join(lines) + "\n"

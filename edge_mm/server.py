@@ -15,7 +15,7 @@ from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
 from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
 from edge_mm.serving.waitress_server import create_server
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 
 log = logging.getLogger("edge_mm.server")
 
@@ -57,7 +57,8 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     drain = drain or Drain()
     drain.install()  # a signal while models load stops the server once they are loaded
     limit_malloc_arenas()
-    registry = load_registry(settings, LOADERS)  # fails fast: the server does not start on bad artifacts
+    # fails fast: the server does not start on bad artifacts or options
+    registry = load_registry(settings, LOADERS, options=OPTIONS)
     for name, choice in registry.info["models"].items():
         log.info("%s -> %s (%s)", name, choice["device"], choice["reason"])
     if drain.requested.is_set():

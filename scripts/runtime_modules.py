@@ -21,14 +21,14 @@ from edge_mm.api import create_app  # noqa: E402
 from edge_mm.build.package import excluded_modules  # noqa: E402
 from edge_mm.config import load_settings  # noqa: E402
 from edge_mm.runtime.self_check import run_check  # noqa: E402
-from edge_mm.tasks.table import LOADERS  # noqa: E402
+from edge_mm.tasks.table import LOADERS, OPTIONS  # noqa: E402
 
 settings = load_settings(sys.argv[1] if len(sys.argv) > 1 else ROOT / "settings.toml")
 before = set(sys.modules)
-assert run_check(settings, LOADERS, out=io.StringIO()) == 0
+assert run_check(settings, LOADERS, out=io.StringIO(), options=OPTIONS) == 0
 from edge_mm.runtime.registry import load_registry  # noqa: E402
 
-create_app(settings, load_registry(settings, LOADERS))
+create_app(settings, load_registry(settings, LOADERS, options=OPTIONS))
 loaded = set(sys.modules)
 mine = {"edge_mm.build", "edge_mm.build.package"}  # this script imports them to read the lists
 bad = sorted(m for m in loaded - mine for x in excluded_modules() if m == x or m.startswith(x + "."))

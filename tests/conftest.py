@@ -126,9 +126,9 @@ def repo_settings_text(extra: str = "") -> str:
 
 def warm_registry(settings):  # type: ignore[no-untyped-def]
     from edge_mm.runtime.registry import load_registry
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.tasks.table import LOADERS, OPTIONS
 
-    registry = load_registry(settings, LOADERS)
+    registry = load_registry(settings, LOADERS, options=OPTIONS)
     registry.warm_all()
     assert registry.ready
     return registry

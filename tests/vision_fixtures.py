@@ -276,10 +276,10 @@ def tiny_vision_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_vision_registry(tiny_vision_config: Path):  # type: ignore[no-untyped-def]
     from edge_mm.config import load_settings
     from edge_mm.runtime.registry import load_registry
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.tasks.table import LOADERS, OPTIONS
 
     settings = load_settings(tiny_vision_config, env={})
-    registry = load_registry(settings, LOADERS)
+    registry = load_registry(settings, LOADERS, options=OPTIONS)
     registry.warm_all()
     return settings, registry
 

@@ -38,11 +38,19 @@ def builder_for(task: str) -> Builder:
     return getattr(importlib.import_module(f"edge_mm.build.{module}"), function)
 
 
+def serve_options(task: str) -> frozenset[str]:
+    """The serve-time option keys of the model kind ``task`` (the task table's): no build depends on them."""
+    from edge_mm.tasks.table import OPTIONS
+
+    kind = OPTIONS.get(task)
+    return kind.serve_keys if kind is not None else frozenset()
+
+
 def content_hash(spec: ModelSpec, source: Path) -> str:
-    """sha256 over the model's settings, its source files, torch version and builder version."""
+    """sha256 over the model's build-time settings, its source files, torch version and builder version."""
     h = hashlib.sha256()
     meta = {
-        "spec": spec.build_fingerprint(),
+        "spec": spec.build_fingerprint(serve_options(spec.task)),
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
         "builder": BUILDER_VERSION,
@@ -118,6 +126,8 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
                 "ONNX Runtime backend in this version; use auto or torchscript"
             )
         entry.content_hash = digest
+        # the manifest records build-time options only: serve-time ones come from settings at each start
+        entry.options = {k: v for k, v in entry.options.items() if k not in serve_options(spec.task)}
         final = root / spec.name
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)

@@ -34,8 +34,9 @@ from edge_mm.ray_serve.remote import (
     set_replica_model,
 )
 from edge_mm.runtime.admission import Admission
+from edge_mm.runtime.options import served_entry
 from edge_mm.runtime.registry import Served, load_registry
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 
 log = logging.getLogger("edge_mm.ray_serve")
 
@@ -64,7 +65,7 @@ class ModelReplica:
     """One replica of one model: loads and warms it like ``edge-mm serve`` does, then runs shipped work."""
 
     def __init__(self, settings: Settings, name: str, num_cpus: float) -> None:
-        registry = load_registry(replica_settings(settings, name, num_cpus), LOADERS)
+        registry = load_registry(replica_settings(settings, name, num_cpus), LOADERS, options=OPTIONS)
         registry.warm_all()
         if not registry.ready:
             raise RuntimeError(f"model {name!r}: {registry.failure}")
@@ -96,7 +97,8 @@ def ingress_models(
     settings: Settings, handles: dict[str, DeploymentHandle], deployments: dict[str, ModelDeployment]
 ) -> dict[str, RemoteServed]:
     """Each model as the ingress sees it: its manifest entry (read here, the signature checked when
-    runtime.verify_key is set), the device its replicas will pick, and the handle to them."""
+    runtime.verify_key is set) with the options it serves with, the device its replicas will pick, and
+    the handle to them."""
     root = settings.path("runtime.artifacts_dir")
     manifest = read_manifest(root, verify_key=settings.optional_path("runtime.verify_key"))
     out = {}
@@ -106,6 +108,7 @@ def ingress_models(
             raise ConfigError(
                 f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'"
             )
+        entry = served_entry(spec, entry, OPTIONS[spec.task])  # the ingress's tasks read its options
         requested, setting = device_policy.requested_device(settings["runtime.device"], spec.device)
         choice = device_policy.resolve(
             requested, deployments[spec.name].num_gpus > 0, set(entry.variants), setting=setting

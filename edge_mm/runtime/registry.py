@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import edge_mm
 from edge_mm import device as device_policy
-from edge_mm.config import Settings
+from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.manifest import NO_CUDA_KEY, Manifest, ModelEntry, Variant, read_manifest
 from edge_mm.runtime import cpu_features, fidelity_gate
@@ -27,6 +28,7 @@ from edge_mm.runtime.admission import Admission
 from edge_mm.runtime.artifacts import serving_variant, set_cpu_threads
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.malloc import trim_heap
+from edge_mm.runtime.options import KindOptions, served_entry
 from edge_mm.runtime.runner import BatchedRunner, Loader
 
 log = logging.getLogger("edge_mm.registry")
@@ -48,7 +50,8 @@ class Served:
 
     @property
     def options(self) -> Mapping[str, Any]:
-        """The model's task options from settings (recorded in the manifest)."""
+        """The model's options: the serve-time ones from settings at start-up (with their defaults), the
+        build-time ones as the manifest records them (runtime/options.py)."""
         return self.entry.options
 
     def run(self, deadline: Deadline, work: Callable[[Any], T]) -> tuple[T, float]:
@@ -120,10 +123,18 @@ class Registry:
         self.mark_ready()
 
 
-def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_available: bool | None = None) -> Registry:
+def load_registry(
+    settings: Settings,
+    loaders: Mapping[str, Loader],
+    *,
+    options: Mapping[str, KindOptions],
+    cuda_available: bool | None = None,
+) -> Registry:
     """Load every configured model from the manifest with its kind's loader; raises ConfigError on any problem.
 
-    ``loaders`` maps each model kind to its runner's loader (the task table's ``LOADERS``).
+    ``loaders`` maps each model kind to its runner's loader (the task table's ``LOADERS``), ``options``
+    to its options (the task table's ``OPTIONS``): every model's are checked before any loads, and
+    each serves with the serve-time ones from settings (runtime/options.py).
     Each model's device follows its ``device`` setting, or ``runtime.device`` (edge_mm/device.py);
     ``info["models"][name]`` says which device, variant and (ONNX Runtime) provider serve it and
     why; ``info["device"]`` is ``cuda`` when any model serves on CUDA, else ``cpu``.
@@ -138,16 +149,9 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
     set_cpu_threads(intra)
     registry = Registry()
     choices = {}
+    entries = {spec.name: _served_entry(spec, manifest, root, loaders, options) for spec in settings.models}
     for spec in settings.models:
-        entry = manifest.models.get(spec.name)
-        if entry is None:
-            raise ConfigError(
-                f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'"
-            )
-        if entry.task != spec.task:
-            raise ConfigError(f"model {spec.name!r}: settings say {spec.task}, artifacts hold {entry.task}; rebuild")
-        if entry.task not in loaders:
-            raise ConfigError(f"model {spec.name!r}: task {entry.task!r} cannot be served by this edge-mm version")
+        entry = entries[spec.name]
         requested, setting = device_policy.requested_device(settings["runtime.device"], spec.device)
         try:
             choice = device_policy.resolve(
@@ -193,6 +197,20 @@ def load_registry(settings: Settings, loaders: Mapping[str, Loader], *, cuda_ava
     set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry
+
+
+def _served_entry(
+    spec: ModelSpec, manifest: Manifest, root: Path, loaders: Mapping[str, Loader], options: Mapping[str, KindOptions]
+) -> ModelEntry:
+    """The model's manifest entry with the options it serves with; ConfigError when it cannot serve."""
+    entry = manifest.models.get(spec.name)
+    if entry is None:
+        raise ConfigError(f"model {spec.name!r} is in settings but not in {root}/manifest.json; run 'edge-mm build'")
+    if entry.task != spec.task:
+        raise ConfigError(f"model {spec.name!r}: settings say {spec.task}, artifacts hold {entry.task}; rebuild")
+    if entry.task not in loaders or entry.task not in options:
+        raise ConfigError(f"model {spec.name!r}: task {entry.task!r} cannot be served by this edge-mm version")
+    return served_entry(spec, entry, options[entry.task])
 
 
 def _load_verified(

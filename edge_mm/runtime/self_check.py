@@ -10,6 +10,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge_mm.config import Settings
+from edge_mm.runtime.options import KindOptions
 from edge_mm.runtime.registry import load_registry
 from edge_mm.runtime.runner import Loader
 
@@ -19,16 +20,21 @@ TOLERANCE = {"cpu": 2e-2, "cuda": 5e-2}
 
 
 def run_check(
-    settings: Settings, loaders: Mapping[str, Loader], out: TextIO = sys.stdout, *, cuda_available: bool | None = None
+    settings: Settings,
+    loaders: Mapping[str, Loader],
+    out: TextIO = sys.stdout,
+    *,
+    options: Mapping[str, KindOptions],
+    cuda_available: bool | None = None,
 ) -> int:
     """0 when every model reproduces its reference within tolerance, else 1.
 
     Each serving variant is compared with a reference made by the same variant: its own
     (``variants[v].files["reference"]``, e.g. the CUDA fp16 form's) or else the model's shared
     one, which the CPU form that serves on the build machine made. A CUDA variant is never
-    compared with a CPU reference. ``cuda_available``: as for load_registry (None asks torch).
+    compared with a CPU reference. ``options``, ``cuda_available``: as for load_registry (None asks torch).
     """
-    registry = load_registry(settings, loaders, cuda_available=cuda_available)
+    registry = load_registry(settings, loaders, options=options, cuda_available=cuda_available)
     registry.warm_all()
     print_fidelity_table(registry.info, out)
     failures = 0

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding
 
+from edge_mm.errors import ConfigError
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.artifacts import load_artifact
 from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.runner import BatchedRunner
-from edge_mm.runtime.text_tokenizer import EncodedBatch, TextTokenizer
+from edge_mm.runtime.text_tokenizer import EncodedBatch, StrideTooLarge, TextTokenizer
 
 
 @dataclass
@@ -32,12 +33,15 @@ class TextModel(BatchedRunner):
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> TextModel:
         module = load_artifact(entry.variants[variant], root, device)
         pre = entry.preprocessing
-        tokenizer = TextTokenizer(
-            entry.files["tokenizer"].resolve(root),
-            max_length=int(pre["max_length"]),
-            pad_id=int(pre["pad_id"]),
-            stride=int(entry.options.get("stride", 0)),
-        )
+        try:
+            tokenizer = TextTokenizer(
+                entry.files["tokenizer"].resolve(root),
+                max_length=int(pre["max_length"]),
+                pad_id=int(pre["pad_id"]),
+                stride=int(entry.options.get("stride", 0)),  # token classification's windows (a serve-time option)
+            )
+        except StrideTooLarge as exc:
+            raise ConfigError(f"model {name!r}: options.stride: {exc}") from None
         return cls(name, entry, device, max_batch, module, tokenizer)
 
     @property

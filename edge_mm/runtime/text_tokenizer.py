@@ -40,6 +40,10 @@ class EncodedBatch:
         return torch.from_numpy(self.mask)
 
 
+class StrideTooLarge(ValueError):
+    """The windows' ``stride`` leaves no room for new tokens in a window."""
+
+
 class TextTokenizer:
     """Encodes texts to padded id/mask tensors; never changes its settings after construction."""
 
@@ -53,7 +57,18 @@ class TextTokenizer:
         self.stride = stride or max(0, min(max_length // 4, 64))
         self._windows = Tokenizer.from_file(str(path))
         self._windows.no_padding()
+        if self.stride > self.max_stride:
+            raise StrideTooLarge(
+                f"{self.stride} leaves no new tokens in a window of {max_length} (special tokens included); "
+                f"use at most {self.max_stride}, or 0 to derive it from max_length"
+            )
         self._windows.enable_truncation(max_length, stride=self.stride)
+
+    @property
+    def max_stride(self) -> int:
+        """The most tokens consecutive windows can share: ``max_length`` less the special tokens, less one."""
+        post = self._windows.post_processor
+        return self.max_length - (post.num_special_tokens_to_add(False) if post is not None else 0) - 1
 
     def encode(self, texts: list[str]) -> EncodedBatch:
         """Encode, truncating each text to ``max_length`` tokens (``truncated`` says where)."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.schemas import ImageInput, Options, validate
+from edge_mm.tasks.schemas import ImageInput, ModelOptions, Options, Strict, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, not with the task table
@@ -37,13 +37,19 @@ class FaceOptions:
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
-class Body(Options, ImageInput):
+class ServeOptions(ModelOptions):
+    """A face-detection model's serve-time options (settings); a request may override each."""
+
     min_face_size: float = Field(20, ge=4, le=10000, description="px; the floor grows with the searched image size")
     threshold: Probability | None = Field(None, description="the final (O-Net) stage's cut-off")
     thresholds: list[Probability] | None = Field(None, min_length=3, max_length=3, description="P-, R- and O-Net")
     max_side: int = Field(1280, ge=64, le=MAX_SIDE, description="px; larger images are searched scaled down")
-    min_confidence: Probability = 0.0
-    max_faces: int = Field(100, ge=1, le=1000)
+    min_confidence: Probability = Field(0.0, description="faces below this confidence are left out")
+    max_faces: int = Field(100, ge=1, le=1000, description="most faces per image")
+
+
+class Body(ServeOptions, Options, ImageInput):
+    model_config = Strict.model_config  # a request: unknown fields ignored, unlike settings
 
 
 class Box(BaseModel):

@@ -14,11 +14,17 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.schemas import ImageInput, Options, validate
+from edge_mm.tasks.schemas import ImageInput, ModelOptions, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/image-classification"
 KINDS = ("image-classification",)
+
+
+class ServeOptions(ModelOptions):
+    """An image-classification model's serve-time options (settings)."""
+
+    top_k: int = Field(5, ge=1, description="labels per image when a request names none (capped at the model's)")
 
 
 class Body(Options, ImageInput):
@@ -51,7 +57,7 @@ def parse_top_k(fields: Any, n_labels: int, default: int = 5) -> int:
 
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
-    top_k = parse_top_k(payload.fields, len(served.entry.labels or []), int(served.options.get("top_k", 5)))
+    top_k = parse_top_k(payload.fields, len(served.entry.labels or []), int(served.options["top_k"]))
     return Request(served, images_from(payload, limits), top_k)
 
 

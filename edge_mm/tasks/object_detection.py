@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from edge_mm.runtime.deadline import Deadline
+from edge_mm.tasks.schemas import ModelOptions
 
 if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, not with the task table
     import torch
@@ -18,6 +19,10 @@ if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, n
     from edge_mm.runtime.object_detector import ObjectDetector
 
 KINDS = ("object-detection",)
+
+
+class ServeOptions(ModelOptions):
+    """None yet: DeepStack's confidence cut comes with each request."""
 
 
 def postprocess(

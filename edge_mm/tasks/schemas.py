@@ -45,6 +45,13 @@ class Strict(BaseModel):
     )
 
 
+class ModelOptions(BaseModel):
+    """Base of a model kind's serve-time ``options`` in settings (``[[models]]``), validated at start-up:
+    strict types, unknown keys refused, finite numbers. Requests override them field by field."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 class Options(Strict):
     """A request to one model, named by ``model``."""
 

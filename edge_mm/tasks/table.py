@@ -1,9 +1,10 @@
 """The task table: every route, every model kind, and what loads and builds each kind.
 
 Adding a task touches this table and the task's own module, nothing else: the API
-registers routes from :data:`TASKS`, the registry loads runners with :data:`LOADERS`,
-the build finds builders through :data:`MODEL_KINDS`, and settings are checked
-against it by :func:`check_models`.
+registers routes from :data:`TASKS`, the registry loads runners with :data:`LOADERS`
+and serves each model's options from settings as :data:`OPTIONS` declares them, the build
+finds builders through :data:`MODEL_KINDS` (and what it fingerprints), and settings are
+checked against it by :func:`check_models`.
 
 Loaders are named ``"module:Class.method"`` under ``edge_mm.runtime`` and imported when a
 model of that kind loads: the task table itself imports no model code, so a server whose
@@ -18,14 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from edge_mm.config import Settings
+from edge_mm.config import Settings, settings_markdown
 from edge_mm.errors import ConfigError
+from edge_mm.runtime.options import KindOptions, serve_time
 from edge_mm.tasks import (
     deepstack,
     embeddings,
     face_detection,
     image_classification,
     image_embeddings,
+    object_detection,
     text_classification,
     token_classification,
     video,
@@ -56,32 +59,62 @@ class RuntimeLoader:
 _TEXT_BUILDER = "text:build_text_model"
 _TEXT_LOADER = RuntimeLoader("text_model:TextModel.load")
 
+# ``build_options``: what each builder reads from ``options`` (None: the builder derives it, e.g.
+# pooling from the checkpoint's 1_Pooling config, labels from the checkpoint or ImageNet's).
 MODEL_KINDS: dict[str, ModelKind] = {
     "embeddings": ModelKind(
-        _TEXT_LOADER, _TEXT_BUILDER, "sentence embeddings (mean pooling + L2), also zero-shot text labels"
+        _TEXT_LOADER,
+        _TEXT_BUILDER,
+        "sentence embeddings (mean pooling + L2), also zero-shot text labels",
+        options=zero_shot_text.ServeOptions,
+        build_options={"pooling": None},
     ),
-    "text-classification": ModelKind(_TEXT_LOADER, _TEXT_BUILDER, "a fine-tuned sequence classifier"),
-    "token-classification": ModelKind(_TEXT_LOADER, _TEXT_BUILDER, "a fine-tuned token classifier (NER)"),
+    "text-classification": ModelKind(
+        _TEXT_LOADER, _TEXT_BUILDER, "a fine-tuned sequence classifier", options=text_classification.ServeOptions
+    ),
+    "token-classification": ModelKind(
+        _TEXT_LOADER, _TEXT_BUILDER, "a fine-tuned token classifier (NER)", options=token_classification.ServeOptions
+    ),
     "image-classification": ModelKind(
         RuntimeLoader("image_classifier:ImageClassifier.load"),
         "image_classifier:build_image_classifier",
         "ImageNet-style classifier and embeddings",
+        options=image_classification.ServeOptions,
+        build_options={
+            "arch": None,
+            "labels": None,
+            "resize_short": 256,
+            "crop": 224,
+            "mean": None,
+            "std": None,
+            "interpolation": "bilinear",
+        },
     ),
     "face-detection": ModelKind(
-        RuntimeLoader("face_detector:FaceDetector.load"), "face_detector:build_face_detector", "MTCNN face detection"
+        RuntimeLoader("face_detector:FaceDetector.load"),
+        "face_detector:build_face_detector",
+        "MTCNN face detection",
+        options=face_detection.ServeOptions,
     ),
     "voice-activity": ModelKind(
         RuntimeLoader("voice_detector:VoiceDetector.load"),
         "voice_activity:build_voice_activity",
         "silero voice activity",
+        options=voice_activity.ServeOptions,
     ),
     "zero-shot-image": ModelKind(
-        zero_shot_image.load, "zero_shot_image:build_zero_shot_image", "ConSE or CLIP zero-shot image labels"
+        zero_shot_image.load,
+        "zero_shot_image:build_zero_shot_image",
+        "ConSE or CLIP zero-shot image labels",
+        options=zero_shot_image.ServeOptions,
+        build_options={"classifier": None, "text_model": None, "class_names": None, "class_template": "{}"},
     ),
     "object-detection": ModelKind(
         RuntimeLoader("object_detector:ObjectDetector.load"),
         "detection:build_object_detector",
         "DETR/YOLOS object detection (DeepStack)",
+        options=object_detection.ServeOptions,
+        build_options={"image_size": 512},
     ),
 }
 
@@ -108,6 +141,7 @@ def decodable(task: Task) -> bool:
 TASKS: tuple[Task, ...] = tuple(t for t in ALL_TASKS if decodable(t))  # the routes this installation serves
 
 LOADERS = {kind: k.load for kind, k in MODEL_KINDS.items()}
+OPTIONS = {kind: KindOptions(k.options, k.build_options) for kind, k in MODEL_KINDS.items()}
 
 
 def routes_for(kind: str, tasks: Iterable[Task] = TASKS) -> list[str]:
@@ -115,11 +149,24 @@ def routes_for(kind: str, tasks: Iterable[Task] = TASKS) -> list[str]:
     return [route for t in tasks if kind in t.model_kinds for route in t.routes]
 
 
+def settings_doc() -> str:
+    """docs/settings.md: the settings tables, the model kinds and each kind's options."""
+    rows: list[tuple[str, str, str, Any, str]] = []
+    for kind, k in MODEL_KINDS.items():
+        for key, info in k.options.model_fields.items():
+            rows.append((kind, key, "serve", info.default, info.description or ""))
+        builder = k.builder.split(":")[0]
+        rows += [(kind, key, "build", d, f"read by edge_mm/build/{builder}.py") for key, d in k.build_options.items()]
+    return settings_markdown({kind: k.help for kind, k in MODEL_KINDS.items()}, rows)
+
+
 def check_models(settings: Settings) -> None:
-    """Every configured model's ``task`` is a known model kind; ConfigError naming the entry otherwise."""
+    """Every configured model's ``task`` is a known model kind and its ``options`` are that kind's, with
+    valid serve-time values; ConfigError naming the entry otherwise (before a build or a serve)."""
     for i, spec in enumerate(settings.models):
         if spec.task not in MODEL_KINDS:
             raise ConfigError(f"models[{i}].task: {spec.task!r} is not allowed; use one of {', '.join(MODEL_KINDS)}")
+        serve_time(spec.name, spec.task, spec.options, OPTIONS[spec.task])
 
 
 def check_table() -> None:

@@ -9,8 +9,8 @@ request's one deadline, and returns the JSON body.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -69,12 +69,18 @@ class Task:
 
 @dataclass(frozen=True)
 class ModelKind:
-    """A kind of model (a ``task`` in settings): how the runtime loads it and which build function makes it.
+    """A kind of model (a ``task`` in settings): how the runtime loads it, which build function makes it,
+    and its ``options``.
 
     ``builder`` is ``"module:function"`` under ``edge_mm.build``: a string, because only the
     build side may import that code (it needs transformers and torchvision).
+    ``options`` declares the serve-time options (read from settings at every start, defaults
+    included); ``build_options`` maps each build-time option the builder reads to the value it
+    takes when settings leave it out (changing one means building again).
     """
 
     load: Any  # runtime.runner.Loader
     builder: str
     help: str
+    options: type[BaseModel] = field(kw_only=True)
+    build_options: Mapping[str, Any] = field(kw_only=True, default_factory=dict)

@@ -11,7 +11,7 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.payload import Limits, Payload
-from edge_mm.tasks.schemas import Options, Texts, check_texts, validate
+from edge_mm.tasks.schemas import ModelOptions, Options, Texts, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 if TYPE_CHECKING:
@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 
 ROUTE = "/v1/text-classification"
 KINDS = ("text-classification",)
+
+
+class ServeOptions(ModelOptions):
+    """A text-classification model's serve-time options (settings)."""
+
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description="labels per text when a request names none, best first (capped at the model's); default: all",
+    )
 
 
 class Body(Options):
@@ -50,7 +60,9 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     body = validate(Body, payload.fields)
     if body.top_k is not None and body.top_k > n_labels:
         raise Unprocessable(f"'top_k' must be at most {n_labels}, the model's label count (got {body.top_k})")
-    return Request(served, check_texts(body.inputs, "inputs", limits.max_items, limits.max_text_chars), body.top_k)
+    top_k = body.top_k if body.top_k is not None else served.options["top_k"]
+    texts = check_texts(body.inputs, "inputs", limits.max_items, limits.max_text_chars)
+    return Request(served, texts, None if top_k is None else min(top_k, n_labels))
 
 
 def scores(logits: Any, multi_label: bool) -> torch.Tensor:

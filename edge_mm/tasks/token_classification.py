@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from tokenizers import Encoding
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.payload import Limits, Payload
-from edge_mm.tasks.schemas import Options, Texts, check_texts, validate
+from edge_mm.tasks.schemas import ModelOptions, Options, Texts, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 ROUTE = "/v1/token-classification"
@@ -32,6 +32,18 @@ class TokenPrediction:
     label: str
     score: float
     edge_distance: int  # tokens to the nearer window edge: larger is better context
+
+
+class ServeOptions(ModelOptions):
+    """A token-classification model's serve-time options (settings), read when the model loads."""
+
+    stride: int = Field(
+        0,
+        ge=0,
+        le=8192,
+        description="tokens shared by consecutive windows of a long text; 0: max_length // 4, "
+        "at most 64 (must stay below max_length less the special tokens)",
+    )
 
 
 class Body(Options):

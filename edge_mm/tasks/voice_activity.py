@@ -13,7 +13,7 @@ from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Limits, Payload, file_from
-from edge_mm.tasks.schemas import AudioInput, Options, validate
+from edge_mm.tasks.schemas import AudioInput, ModelOptions, Options, Strict, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, not with the task table
@@ -24,11 +24,17 @@ ROUTE = "/v1/voice-activity"
 KINDS = ("voice-activity",)
 
 
-class Body(Options, AudioInput):
+class ServeOptions(ModelOptions):
+    """A voice-activity model's serve-time options (settings); a request may override each."""
+
     threshold: float = Field(0.5, ge=0.01, le=0.99, description="speech probability cut-off")
-    min_speech_ms: float = Field(250, ge=0, le=60000)
-    min_silence_ms: float = Field(100, ge=0, le=60000)
-    speech_pad_ms: float = Field(30, ge=0, le=10000)
+    min_speech_ms: float = Field(250, ge=0, le=60000, description="speech no longer than this is dropped")
+    min_silence_ms: float = Field(100, ge=0, le=60000, description="silence that ends a speech segment")
+    speech_pad_ms: float = Field(30, ge=0, le=10000, description="added to each side of a segment")
+
+
+class Body(ServeOptions, Options, AudioInput):
+    model_config = Strict.model_config  # a request: unknown fields ignored, unlike settings
 
 
 class Segment(BaseModel):

@@ -24,12 +24,13 @@ from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.schemas import ImageInput, validate
+from edge_mm.tasks.schemas import ImageInput, ModelOptions, validate
 from edge_mm.tasks.task import ModelRequest, Task
 from edge_mm.tasks.zero_shot_text import (
     LabelFields,
     LabelOptions,
     Score,
+    Template,
     label_vectors,
     parse_labels,
     ranked,
@@ -58,6 +59,19 @@ def load(name: str, entry: ModelEntry, root: Path, device: str, variant: str, ma
     raise ConfigError(f"model {name!r}: unknown zero-shot-image method {method!r}; rebuild")
 
 
+class ServeOptions(ModelOptions):
+    """A zero-shot-image model's serve-time options (settings); a request may override each."""
+
+    hypothesis_template: Template | None = Field(
+        None,
+        description="plain text with one '{}' where the label goes; default: '{}' (ConSE), 'a photo of {}.' (CLIP)",
+    )
+    temperature: float | None = Field(
+        None, ge=0.001, le=100.0, description="softmax temperature over the labels; default: 0.05 (ConSE), 1 (CLIP)"
+    )
+    top_t: int = Field(10, ge=1, le=1000, description="ConSE: ImageNet classes mixed into the image's vector")
+
+
 class Body(LabelFields, ImageInput):
     top_t: int | None = Field(None, ge=1, le=1000, description="ConSE: ImageNet classes mixed into the image's vector")
 
@@ -71,11 +85,12 @@ class Answer(BaseModel):
 def parse_options(fields: Mapping[str, Any], limits: Limits, defaults: Mapping[str, Any]) -> LabelOptions:
     """``labels``, ``hypothesis_template``, ``temperature``, ``top_t``; ``defaults``: the model's options."""
     body = validate(Body, fields)
-    default_template = str(defaults.get("hypothesis_template", "{}"))
-    labels, hypotheses = parse_labels(body, limits, default_template, "a photo of {}.")
-    default_t = 1.0 if defaults.get("method") == "clip" else float(defaults.get("temperature", 0.05))
-    temperature = default_t if body.temperature is None else body.temperature
-    top_t = int(defaults.get("top_t", 10)) if body.top_t is None else body.top_t
+    clip = defaults.get("method") == "clip"
+    default_template = defaults.get("hypothesis_template") or ("a photo of {}." if clip else "{}")
+    labels, hypotheses = parse_labels(body, limits, str(default_template), "a photo of {}.")
+    default_t = defaults.get("temperature") or (1.0 if clip else 0.05)
+    temperature = float(default_t) if body.temperature is None else body.temperature
+    top_t = int(defaults["top_t"]) if body.top_t is None else body.top_t
     return LabelOptions(labels, hypotheses, temperature, top_t)
 
 

@@ -10,10 +10,11 @@ format string.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 
 from edge_mm.errors import RequestTooLarge, Unprocessable
 from edge_mm.runtime.deadline import Deadline
@@ -21,7 +22,7 @@ from edge_mm.runtime.models import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.runtime.vector_cache import VectorCache
 from edge_mm.tasks.payload import Limits, Payload
-from edge_mm.tasks.schemas import Options, Texts, UnicodeStr, check_texts, validate
+from edge_mm.tasks.schemas import ModelOptions, Options, Texts, UnicodeStr, check_texts, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run
 
 ROUTE = "/v1/zero-shot-classification"
@@ -36,6 +37,23 @@ class LabelOptions:
     hypotheses: list[str]
     temperature: float
     top_t: int = 10  # zero-shot images (ConSE): classes mixed into the image's vector
+
+
+def _one_placeholder(template: str) -> str:
+    if template.count("{}") != 1:
+        raise PydanticCustomError("template", "must contain '{}' exactly once, e.g. 'This text is about {}.'")
+    return template
+
+
+Template = Annotated[UnicodeStr, AfterValidator(_one_placeholder)]
+
+
+class ServeOptions(ModelOptions):
+    """An embeddings model's serve-time options (settings): how zero-shot text labels are compared."""
+
+    hypothesis_template: Template = Field(
+        "{}", description="zero-shot text: plain text with one '{}' where the label goes, when a request names none"
+    )
 
 
 class LabelFields(Options):
@@ -94,7 +112,7 @@ def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
     body = validate(Body, payload.fields)
     texts = check_texts(body.inputs, "inputs", limits.max_items, limits.max_text_chars)
-    default_template = str(served.options.get("hypothesis_template", "{}"))
+    default_template = str(served.options["hypothesis_template"])
     labels, hypotheses = parse_labels(body, limits, default_template, "This text is about {}.")
     temperature = 0.05 if body.temperature is None else body.temperature
     return Request(served, texts, LabelOptions(labels, hypotheses, temperature))

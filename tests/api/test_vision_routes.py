@@ -114,10 +114,10 @@ def test_vision_runtime_never_imports_build_only_packages(vision_config, photos)
 import sys, io
 from edge_mm.config import load_settings
 from edge_mm.runtime.registry import load_registry
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 from edge_mm.api import create_app
 s = load_settings({str(vision_config)!r}, env={{}})
-reg = load_registry(s, LOADERS); reg.warm_all()
+reg = load_registry(s, LOADERS, options=OPTIONS); reg.warm_all()
 c = create_app(s, reg).test_client()
 img = open({str(photos / "astronaut.png")!r}, 'rb').read()
 for route in ('/v1/image-classification', '/v1/face-detection', '/v1/vision/face', '/v1/vision/scene'):

@@ -71,10 +71,10 @@ def test_default_models_record_verification_and_preprocessing(vision_settings):
 
 def test_check_command_reproduces_every_reference(vision_settings):
     from edge_mm.runtime.self_check import run_check
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.tasks.table import LOADERS, OPTIONS
 
     out = io.StringIO()
-    assert run_check(vision_settings, LOADERS, out=out) == 0, out.getvalue()
+    assert run_check(vision_settings, LOADERS, out=out, options=OPTIONS) == 0, out.getvalue()
     for name in ("efficientnet", "mtcnn", "silero-vad", "conse"):
         assert f"{name}: ok" in out.getvalue()
 
@@ -106,10 +106,10 @@ def test_tiny_builders_record_their_figures(tiny_vision_config):
 def test_tiny_models_pass_the_check(tiny_vision_config):
     from edge_mm.config import load_settings
     from edge_mm.runtime.self_check import run_check
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.tasks.table import LOADERS, OPTIONS
 
     out = io.StringIO()
-    assert run_check(load_settings(tiny_vision_config, env={}), LOADERS, out=out) == 0, out.getvalue()
+    assert run_check(load_settings(tiny_vision_config, env={}), LOADERS, out=out, options=OPTIONS) == 0, out.getvalue()
 
 
 @pytest.mark.parametrize("name", ["chelsea.png", "coffee.png"])

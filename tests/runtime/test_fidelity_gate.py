@@ -17,7 +17,7 @@ from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, re
 from edge_mm.runtime import cpu_features, fidelity_gate
 from edge_mm.runtime.registry import load_registry
 from edge_mm.runtime.self_check import run_check
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 from tests.conftest import tiny_settings_toml
 
 
@@ -74,7 +74,7 @@ def test_each_cpu_path_serves_the_int8_form_made_for_its_kernels(tiny_settings, 
     monkeypatch.setenv(cpu_features.ENV_OVERRIDE, path)
     cpu_features.detect.cache_clear()
     try:
-        registry = load_registry(tiny_settings, LOADERS)
+        registry = load_registry(tiny_settings, LOADERS, options=OPTIONS)
     finally:
         monkeypatch.undo()  # the environment as it was (a whole run may set the override too)
         cpu_features.detect.cache_clear()
@@ -131,7 +131,7 @@ def _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, *, gates=None, da
 
 def test_a_miss_on_this_cpu_falls_back_to_the_next_variant(tiny_settings, tiny_checkpoints, tmp_path):
     settings = _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, damage_int8=True)
-    registry = load_registry(settings, LOADERS)
+    registry = load_registry(settings, LOADERS, options=OPTIONS)
     served = registry.models["tiny-embed"]
     assert served.variant == ORT_FP32_VARIANT  # the next of its backend: torch stays out of memory
     gate = registry.info["models"]["tiny-embed"]["fidelity_check"]
@@ -150,7 +150,7 @@ def test_a_miss_on_this_cpu_falls_back_to_the_next_variant(tiny_settings, tiny_c
     assert len(served.runner.check_outputs(["still answers"])) == 1
 
     out = io.StringIO()
-    run_check(settings, LOADERS, out)
+    run_check(settings, LOADERS, out, options=OPTIONS)
     table = out.getvalue()
     assert f"int8 path {cpu_features.detect().path}" in table
     lines = [line for line in table.splitlines() if line.startswith("tiny-embed")]
@@ -164,14 +164,14 @@ def test_no_variant_meeting_the_gates_refuses_to_serve(tiny_settings, tiny_check
     impossible = {"min_mean_cosine": 1.5, "min_min_cosine": 1.5}
     settings = _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, gates=impossible)
     with pytest.raises(ConfigError, match=r"no variant meets its fidelity gates on this CPU \("):
-        load_registry(settings, LOADERS)
+        load_registry(settings, LOADERS, options=OPTIONS)
 
 
 def test_the_check_can_be_turned_off(tiny_settings, tiny_checkpoints, tmp_path):
     impossible = {"min_mean_cosine": 1.5, "min_min_cosine": 1.5}
     env = {"EDGE_MM_RUNTIME_FIDELITY_CHECK": "false"}
     registry = load_registry(
-        _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, gates=impossible, env=env), LOADERS
+        _copy_artifacts(tiny_settings, tiny_checkpoints, tmp_path, gates=impossible, env=env), LOADERS, options=OPTIONS
     )
     assert registry.models["tiny-embed"].variant in (ORT_VARIANT, ORT_7BIT_VARIANT)  # by the CPU's kernels
     assert "fidelity_check" not in registry.info["models"]["tiny-embed"]

@@ -12,7 +12,7 @@ import pytest
 
 from edge_mm.errors import ConfigError, NotFound, NotReady
 from edge_mm.runtime.registry import Registry, load_registry
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,14 +34,14 @@ def test_tampered_artifact_refuses_to_load(artifact_copy, served):
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match=rf"{served} has sha256 .* the manifest says"):
-        load_registry(settings, LOADERS)
+        load_registry(settings, LOADERS, options=OPTIONS)
 
 
 def test_missing_manifest_says_build(artifact_copy):
     settings, root = artifact_copy
     (root / "manifest.json").unlink()
     with pytest.raises(ConfigError, match="run 'edge-mm build' first"):
-        load_registry(settings, LOADERS)
+        load_registry(settings, LOADERS, options=OPTIONS)
 
 
 def test_model_not_built_says_build(artifact_copy):
@@ -50,22 +50,22 @@ def test_model_not_built_says_build(artifact_copy):
     del raw["models"]["tiny-embed"]
     (root / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="'tiny-embed' is in settings but not in"):
-        load_registry(settings, LOADERS)
+        load_registry(settings, LOADERS, options=OPTIONS)
 
 
 def test_cuda_requested_without_cuda_refuses(tiny_settings):
     with pytest.raises(ConfigError, match="runtime.device = cuda but torch sees no CUDA device"):
-        load_registry(tiny_settings.replace(runtime__device="cuda"), LOADERS, cuda_available=False)
+        load_registry(tiny_settings.replace(runtime__device="cuda"), LOADERS, options=OPTIONS, cuda_available=False)
 
 
 def test_auto_on_cpu_machine_serves_cpu_and_says_why(tiny_settings):
-    reg = load_registry(tiny_settings, LOADERS, cuda_available=False)
+    reg = load_registry(tiny_settings, LOADERS, options=OPTIONS, cuda_available=False)
     assert {m.device for m in reg.models.values()} == {"cpu"}
     assert "no CUDA device" in reg.info["models"]["tiny-embed"]["reason"]
 
 
 def test_not_ready_until_warm(tiny_settings):
-    reg = load_registry(tiny_settings, LOADERS)
+    reg = load_registry(tiny_settings, LOADERS, options=OPTIONS)
     with pytest.raises(NotReady):
         reg.get(None, ("embeddings",), "/v1/embeddings")
     reg.warm_all()
@@ -87,11 +87,11 @@ def test_runtime_never_imports_build_only_packages(tiny_config):
 import sys
 from edge_mm.config import load_settings
 from edge_mm.runtime.registry import load_registry
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 from edge_mm.api import create_app
 import edge_mm.server, edge_mm.cli
 s = load_settings({str(tiny_config)!r}, env={{}})
-reg = load_registry(s, LOADERS); reg.warm_all()
+reg = load_registry(s, LOADERS, options=OPTIONS); reg.warm_all()
 c = create_app(s, reg).test_client()
 assert c.post('/v1/embeddings', json={{'inputs': 'hi'}}).status_code == 200
 assert c.post('/v1/token-classification', json={{'inputs': 'john smith'}}).status_code == 200

@@ -2,7 +2,7 @@ import io
 
 from edge_mm.runtime import registry as registry_module
 from edge_mm.runtime.self_check import run_check
-from edge_mm.tasks.table import LOADERS
+from edge_mm.tasks.table import LOADERS, OPTIONS
 
 
 def test_check_fails_when_outputs_drift(tiny_settings, monkeypatch):
@@ -17,7 +17,7 @@ def test_check_fails_when_outputs_drift(tiny_settings, monkeypatch):
 
     monkeypatch.setattr("edge_mm.runtime.self_check.load_registry", drifting)
     out = io.StringIO()
-    assert run_check(tiny_settings, LOADERS, out) == 1
+    assert run_check(tiny_settings, LOADERS, out, options=OPTIONS) == 1
     text = out.getvalue()
     assert "tiny-sentiment: MISMATCH" in text
     assert "tiny-embed: ok" in text

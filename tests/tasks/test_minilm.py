@@ -17,11 +17,11 @@ def minilm_client(minilm_config):
     from edge_mm.api import create_app
     from edge_mm.config import load_settings
     from edge_mm.runtime.registry import load_registry
-    from edge_mm.tasks.table import LOADERS
+    from edge_mm.tasks.table import LOADERS, OPTIONS
 
     settings = load_settings(minilm_config, env={})
     settings = dataclasses.replace(settings, models=tuple(m for m in settings.models if m.name == "minilm"))
-    registry = load_registry(settings, LOADERS)
+    registry = load_registry(settings, LOADERS, options=OPTIONS)
     registry.warm_all()
     return create_app(settings, registry).test_client()
 
