@@ -38,11 +38,6 @@ class NotFound(EdgeError):
     code = "not_found"
 
 
-class MethodNotAllowed(EdgeError):
-    status = 405
-    code = "method_not_allowed"
-
-
 class RequestTooLarge(EdgeError):
     """Body, upload, text, pixel count, clip length or item count over a limit."""
 
@@ -93,7 +88,3 @@ class ConfigError(Exception):
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """The one JSON error shape: ``{"error": {"status", "code", "message"}}``."""
     return {"error": {"status": status, "code": code, "message": message}}
-
-
-class EdgeMMWarning(UserWarning):
-    """Our own warnings; the test suite turns them into errors."""

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider, _default
 from werkzeug.sansio.response import Response
 
-try:
-    import orjson
-except ImportError:  # an optional speed-up: without it Flask's provider stays
-    orjson = None  # type: ignore[assignment]
-
-_OPTIONS = (
-    0
-    if orjson is None
-    else orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -47,7 +39,6 @@ class OrjsonProvider(DefaultJSONProvider):
 
 
 def install(app: Flask) -> None:
-    """Answer JSON through orjson when it is installed; keys in the order the code builds them."""
-    if orjson is not None:
-        app.json = OrjsonProvider(app)
+    """Answer JSON through orjson (requirements/runtime.txt, lite.txt); keys in the order the code builds them."""
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False

@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "edge_mm.spec"
 NAME = "edge-mm"
 INFO_NAME = "bundle_info.json"
-ONEFILE_LIMIT = 4 * 1024**3  # PyInstaller's onefile archive cannot exceed 4 GiB
 
 # Packages the bundle must not carry: build-time only (the runtime never imports them; a test
 # proves it), developer tools, and what torch's hook or its optional imports would drag in.

@@ -1,8 +1,9 @@
-"""What every loaded model offers the registry, and the batched base most of them share.
+"""How a model kind's runner is loaded, and the batched base most runners share.
 
 A runner is built by its kind's ``load(name, entry, root, device, variant, max_batch)``;
-the registry warms it, `edge-mm check` replays the build's reference sample through
-``check_outputs``, and tasks call its own methods inside the model's admission slot.
+the registry warms it (``warm() -> ms``), `edge-mm check` replays the build's reference
+sample through ``check_outputs``, and tasks call its own methods inside the model's
+admission slot.
 """
 
 from __future__ import annotations
@@ -12,28 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.batcher import Batcher
 from edge_mm.runtime.deadline import Deadline
-
-if TYPE_CHECKING:
-    import torch
-
-
-class Runner(Protocol):
-    name: str
-    entry: ModelEntry
-    device: str
-
-    def warm(self) -> float:
-        """Run a few shapes through the model; returns the time taken (ms)."""
-        ...
-
-    def check_outputs(self, inputs: list[Any]) -> list[torch.Tensor]:
-        """Raw outputs for the reference inputs recorded at build time."""
-        ...
 
 
 class Loader(Protocol):

@@ -26,7 +26,6 @@ from edge_mm.tasks.task import Task
 
 ROUTE = "/v1/embeddings"
 KINDS = ("embeddings",)
-ENCODINGS = ("float", "base64")
 
 
 def _one_of_inputs(schema: dict[str, Any]) -> None:

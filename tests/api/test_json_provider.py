@@ -10,12 +10,10 @@ import pytest
 from flask import Flask
 
 from edge_mm.api.json_provider import OrjsonProvider, install
-from tests.conftest import need_import
 
 
 @pytest.fixture
 def provider() -> OrjsonProvider:
-    need_import("orjson", "orjson is in requirements/runtime.txt")
     app = Flask("t")
     install(app)
     assert isinstance(app.json, OrjsonProvider)
