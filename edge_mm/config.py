@@ -46,6 +46,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "server.threads", 16, int, "Waitress worker threads (HTTP concurrency, not inference concurrency).", minimum=1
     ),
+    Setting(
+        "server.max_waiting",
+        0,
+        int,
+        "Inference requests that may wait for a worker thread; one more is answered 503 with Retry-After at "
+        "once. 0 derives 4 x threads. Health probes and /metrics never wait behind them.",
+        minimum=0,
+    ),
+    Setting(
+        "server.max_expected_s",
+        0.0,
+        float,
+        "A request is answered 503 at once when answering it would take longer than this (s), judged from the "
+        "queue ahead of it and the measured time per request. 0 derives half of runtime.request_timeout_s.",
+        minimum=0,
+    ),
     Setting("server.max_body_bytes", 32 * MiB, int, "Largest request body accepted; larger gets 413.", minimum=1024),
     Setting("server.max_text_chars", 20000, int, "Longest single text accepted; longer gets 413.", minimum=1),
     Setting("server.max_items", 64, int, "Most texts or labels in one request; more gets 413.", minimum=1),
@@ -393,7 +409,6 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
 # Settings read when serving only: changing them does not rebuild the model.
 SERVE_TIME_MODEL_SETTINGS = frozenset({"device"})
 MODEL_DEVICES = ("inherit", *DEVICES)
-
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 

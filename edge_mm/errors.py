@@ -71,6 +71,13 @@ class Overloaded(EdgeError):
     code = "overloaded"
 
 
+class ClientGone(EdgeError):
+    """The client closed its connection before the answer: the work stops; nobody reads this."""
+
+    status = 499  # nginx's "client closed request"
+    code = "client_gone"
+
+
 class NotReady(EdgeError):
     status = 503
     code = "not_ready"

@@ -14,7 +14,7 @@ from edge_mm.config import Settings
 from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
 from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
-from edge_mm.serving.waitress_server import create_server
+from edge_mm.serving.waitress_server import create_server, door_from_settings
 from edge_mm.tasks.table import LOADERS, OPTIONS
 
 log = logging.getLogger("edge_mm.server")
@@ -69,7 +69,9 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     gc.freeze()
     host = settings["server.host"]
     warn_if_open(host, settings["server.api_keys"])
-    server = create_server(ready_503_while_draining(create_app(settings, registry), drain.requested), settings)
+    door = door_from_settings(settings)
+    app = create_app(settings, registry, door=door)
+    server = create_server(ready_503_while_draining(app, drain.requested), settings, door)
     server.draining = drain.requested
     drain.attach(server.pull_trigger)
     warm_up_failed = threading.Event()

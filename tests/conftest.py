@@ -124,6 +124,13 @@ def repo_settings_text(extra: str = "") -> str:
     return text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"') + extra
 
 
+def only_models(settings_text: str, names: set[str]) -> str:
+    """settings.toml text with only the ``[[models]]`` blocks named in ``names``."""
+    head, *blocks = settings_text.split("[[models]]")
+    keep = [b for b in blocks if any(f'name = "{n}"' in b for n in names)]
+    return head + "".join("[[models]]" + b for b in keep)
+
+
 def warm_registry(settings):  # type: ignore[no-untyped-def]
     from edge_mm.runtime.registry import load_registry
     from edge_mm.tasks.table import LOADERS, OPTIONS

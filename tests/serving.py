@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +48,7 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
         text=True,
         start_new_session=True,
     )
+    drainer = None
     try:
         base = None
         lines = []
@@ -69,6 +72,9 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
             time.sleep(0.2)
         else:
             raise RuntimeError("server never became ready")
+        # keep reading its log: a full pipe would block every server thread that logs
+        drainer = threading.Thread(target=_discard, args=(proc.stdout,), daemon=True)
+        drainer.start()
         yield base
     finally:
         _stop_group(proc, signal.SIGTERM)
@@ -76,8 +82,16 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
             proc.wait(timeout=10)
         _stop_group(proc, signal.SIGKILL)  # whatever ignored SIGTERM or outlived the wrapper
         proc.wait()
-        if proc.stdout is not None:
+        if drainer is not None:
+            drainer.join(timeout=10)
+        if proc.stdout is not None and (drainer is None or not drainer.is_alive()):
             proc.stdout.close()
+
+
+def _discard(stream: Any) -> None:
+    with suppress(ValueError, OSError):
+        for _ in stream:
+            pass
 
 
 def _stop_group(proc: subprocess.Popen, sig: int) -> None:

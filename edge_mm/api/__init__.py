@@ -18,6 +18,7 @@ from edge_mm.api.openapi import bp as openapi_bp
 from edge_mm.api.playground import bp as playground_bp
 from edge_mm.api.routes import task_blueprint
 from edge_mm.config import Settings
+from edge_mm.runtime.door import Door
 from edge_mm.runtime.registry import Registry
 from edge_mm.tasks.payload import Limits
 from edge_mm.tasks.table import TASKS
@@ -26,7 +27,10 @@ from edge_mm.tasks.task import Task
 log = logging.getLogger("edge_mm.api")
 
 
-def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = TASKS) -> Flask:
+def create_app(
+    settings: Settings, registry: Registry, tasks: Sequence[Task] = TASKS, door: Door | None = None
+) -> Flask:
+    """``door``: the HTTP server's queue for worker threads, shown in /info and /metrics (None in tests)."""
     app = Flask("edge_mm")
     app.config["MAX_CONTENT_LENGTH"] = settings["server.max_body_bytes"]
     app.extensions["edge_mm"] = {
@@ -34,6 +38,7 @@ def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = T
         "registry": registry,
         "limits": Limits.from_settings(settings),
         "tasks": tuple(tasks),
+        "door": door,
     }
     json_provider.install(app)
     errors.register(app)
@@ -43,7 +48,7 @@ def create_app(settings: Settings, registry: Registry, tasks: Sequence[Task] = T
     app.register_blueprint(deepstack.blueprint(t for t in tasks if t.dialect == deepstack.NAME))
     app.register_blueprint(open_inference.bp)
     app.register_blueprint(playground_bp)  # GET /: the browser playground
-    metrics.install(app, registry)  # first hook: requests answered by auth are counted too
+    metrics.install(app, registry, door)  # first hook: requests answered by auth are counted too
     install_cors(app, settings["server.cors_origins"])  # before the key check: preflights carry no key
     keys = tuple(settings["server.api_keys"])
     app.before_request(lambda: require_key(keys))

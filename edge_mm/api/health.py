@@ -45,6 +45,9 @@ def info():
     reg = registry()
     body = dict(reg.info)
     body["ready"] = reg.ready
+    door = current_app.extensions["edge_mm"].get("door")
+    if door is not None:
+        body["door"] = door.stats()
     body["admission"] = {name: m.admission.stats() for name, m in reg.models.items()}
     body["batching"] = {
         name: {"batches": b.batches, "items": b.items, "mean_batch": round(b.items / b.batches, 2) if b.batches else 0}

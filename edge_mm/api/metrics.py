@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from edge_mm.runtime.door import Door
 from edge_mm.runtime.registry import Registry
 
 PATH = "/metrics"
@@ -34,10 +35,16 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class RuntimeCollector(Collector):
     """Per-model state read from the registry at scrape time: nothing to keep in step."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, door: Door | None = None) -> None:
         self.registry = registry
+        self.door = door
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.collect_models()
+        if self.door is not None:
+            yield from door_metrics(self.door)
+
+    def collect_models(self) -> Iterator[Metric]:
         reg = self.registry
         ready = GaugeMetricFamily("edge_mm_ready", "1 when every model is loaded and warm (GET /health/ready is 200).")
         ready.add_metric([], 1.0 if reg.ready else 0.0)
@@ -81,6 +88,26 @@ class RuntimeCollector(Collector):
         yield from (loaded, warm, queue, running, slots, queue_cap, rejected, timed_out, batches)
 
 
+def door_metrics(door: Door) -> Iterator[Metric]:
+    """The HTTP door (edge_mm/runtime/door.py): the queue for worker threads and what it turned away."""
+    stats = door.stats()
+    waiting = GaugeMetricFamily("edge_mm_door_waiting", "Inference requests waiting for a worker thread.")
+    waiting.add_metric([], stats["waiting"])
+    shed = CounterMetricFamily(
+        "edge_mm_door_shed", "Requests answered 503 at the door: the queue was full or too slow."
+    )
+    shed.add_metric([], stats["shed"])
+    gone = CounterMetricFamily(
+        "edge_mm_door_client_gone", "Requests not computed: their client left while they waited."
+    )
+    gone.add_metric([], stats["client_gone"])
+    expected = GaugeMetricFamily(
+        "edge_mm_door_expected_seconds", "Time a request arriving now would take to answer (estimate)."
+    )
+    expected.add_metric([], stats["expected_s"])
+    yield from (waiting, shed, gone, expected)
+
+
 def _buckets(sizes: dict[int, int], max_batch: int) -> list[tuple[str, float]]:
     """Cumulative counts at 1, 2, 4, ... up to ``max_batch``, then +Inf (a request larger than
     ``max_batch`` runs as one call of its own size)."""
@@ -92,7 +119,7 @@ def _buckets(sizes: dict[int, int], max_batch: int) -> list[tuple[str, float]]:
 class Metrics:
     """One app's registry and the metrics its request hooks update."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, door: Door | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "edge_mm_requests",
@@ -118,7 +145,7 @@ class Metrics:
             "edge_mm_http_requests_in_flight", "HTTP requests being handled now.", registry=self.registry
         )
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
-        self.registry.register(RuntimeCollector(registry))
+        self.registry.register(RuntimeCollector(registry, door))
 
     def started(self) -> None:
         g.metrics_t0 = time.perf_counter()
@@ -150,12 +177,12 @@ def scrape() -> Response:
     return Response(encoder(current_app.extensions[EXTENSION].registry), content_type=content_type)
 
 
-def install(app: Flask, registry: Registry) -> Metrics:
+def install(app: Flask, registry: Registry, door: Door | None = None) -> Metrics:
     """Create the app's metrics, hook them into every request, and serve ``/metrics``.
 
     Call before other ``before_request`` hooks so that requests they answer (401) are counted.
     """
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, door)
     app.extensions[EXTENSION] = metrics
     app.before_request(metrics.started)
     app.after_request(metrics.answered)

@@ -23,9 +23,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 import edge_mm
 from edge_mm.api import errors
-from edge_mm.api.context import limits, registry, settings
+from edge_mm.api.context import limits, registry, request_deadline
 from edge_mm.errors import BadInput, NotFound
-from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.tasks.payload import Payload, Upload
@@ -296,7 +295,7 @@ def model_ready(name: str, version: str | None = None) -> Response:
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
-    deadline = Deadline.after(settings()["runtime.request_timeout_s"])
+    deadline = request_deadline()
     _, contract, task = _served(name, version)
     header, binary = _read_body()
     payload = build_payload(contract, name, header, binary)

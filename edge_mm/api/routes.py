@@ -1,6 +1,6 @@
 """Routes from the task table: one POST view per task route; no task code here.
 
-A view starts the request's deadline, reads the payload, lets the task parse and
+A view takes the request's deadline (started when the server accepted it), reads the payload, lets the task parse and
 run it, and records which models ran (for the X-Edge-* headers).
 """
 
@@ -11,16 +11,15 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify
 
-from edge_mm.api.context import limits, registry, settings
+from edge_mm.api.context import limits, registry, request_deadline
 from edge_mm.api.payload import read_payload
-from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.task import Task
 
 
 def task_view(task: Task) -> Callable[[], Response]:
     def view() -> Response:
-        deadline = Deadline.after(settings()["runtime.request_timeout_s"])
+        deadline = request_deadline()
         lim = limits()
         payload = read_payload(bool(task.media), lim)
         models = Models(registry())

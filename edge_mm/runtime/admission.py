@@ -1,7 +1,8 @@
 """Admission control: bounded in-flight inferences plus a bounded queue, per model.
 
-waitress queues without limit, so this is where overload turns into a fast 503
-and a request that waited too long into a 504.
+The HTTP door (edge_mm/runtime/door.py) bounds the requests waiting for a worker thread;
+this bounds, per model, those inside the app waiting for the model, so one busy model
+answers 503 without holding every thread, and a request that waited too long gets a 504.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Admission:
         with self._lock:
             self.running += 1
         try:
+            deadline.check_client()  # a client that left while this request waited: free the slot at once
             yield deadline
         except DeadlineExceeded:  # the work ran past the deadline
             with self._lock:

@@ -147,7 +147,7 @@ def serve_until_drained(server: GuardedServer, drain: Drain, timeout_s: float) -
         )
     else:
         log.info("drained in %.2f s", time.monotonic() - t0)
-    server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+    server.shutdown_threads(timeout=min(1.0, drain.remaining()))
     drain.detach()
     wasyncore.close_all(socket_map)
     return left

@@ -10,6 +10,10 @@
   the rest of the request body is read and dropped for a while (lingering close) so the client
   reads the answer instead of a connection reset.
 - While draining (see :mod:`edge_mm.serving.drain`) every response says ``Connection: close``.
+- Overload is answered at the door (:mod:`edge_mm.runtime.door`): a request that has been read
+  either joins the queue for a worker thread or is answered 503 with ``Retry-After`` at once, by
+  one of two "fast lane" threads that also answer the health probes, ``/metrics`` and ``/info``, so those
+  never wait behind inference. A queued request whose client has gone is not computed.
 """
 
 from __future__ import annotations
@@ -22,15 +26,16 @@ import time
 from typing import Any
 
 from waitress.adjustments import Adjustments
-from waitress.channel import HTTPChannel
+from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.receiver import ChunkedReceiver
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, WSGITask
-from waitress.utilities import BadRequest
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import BadRequest, Error
 
 from edge_mm.config import Settings
 from edge_mm.errors import error_body
+from edge_mm.runtime.door import ACCEPTED_AT, CLIENT_GONE, Door, DoorSizes
 
 try:
     import resource
@@ -45,7 +50,32 @@ LINGER_S = 10.0  # after an error answer, how long the unread request body is dr
 DISCARD_BYTES = 256 * 1024  # per read while lingering
 FD_HEADROOM = 256  # open files besides client connections: artifacts, pipes, temp files
 DEEPSTACK_PREFIX = "/v1/vision/"
-_CODES = {400: "bad_input", 413: "too_large", 431: "headers_too_large", 501: "not_implemented"}
+_CODES = {400: "bad_input", 413: "too_large", 431: "headers_too_large", 501: "not_implemented", 503: "overloaded"}
+# answered on the fast lane, never queued behind inference: probes and what monitoring reads
+PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics", "/info"})
+FAST_LANE_THREADS = 2
+RETRY_AFTER_S = 1
+
+
+class ServerBusy(Error):
+    """Turned away at the door: the body says why."""
+
+    code = 503
+    reason = "Service Unavailable"
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """True when the client has closed its side of the connection (or it was reset).
+
+    A peek, so a pipelined request's bytes stay for the parser. A client that half-closes after
+    sending its request (shutdown(SHUT_WR)) reads as gone too; HTTP clients do not do that.
+    """
+    try:
+        return sock.recv(1, socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class BoundedChunks(ChunkedReceiver):
@@ -89,10 +119,16 @@ class JsonErrorTask(ErrorTask):
             413: f"request body is over the limit of {self.channel.server.body_limit} bytes",
             431: f"request line and headers are over the limit of {self.channel.adj.max_request_header_size} bytes",
             500: "internal server error; the server log has the details",
+            503: f"server busy: {error.body}; retry in {RETRY_AFTER_S} s",
         }.get(status, f"{error.reason}: {error.body}")
         body = error_json(status, _CODES.get(status, "internal_error"), message, getattr(request, "path", "") or "")
         self.status = f"{status} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
+        if isinstance(error, ServerBusy):  # the request was read whole: the connection can serve the next one
+            self.response_headers.append(("Retry-After", str(RETRY_AFTER_S)))
+            self.content_length = len(body)
+            self.write(body)
+            return
         self.set_close_on_finish()
         if request.chunked or request.content_length > request.body_bytes_received:
             self.channel.linger_after_error = True  # the client may still be sending the body
@@ -101,10 +137,36 @@ class JsonErrorTask(ErrorTask):
 
 
 class DrainAwareTask(WSGITask):
+    """A request run by the app. An inference request is timed for the door, and not computed
+    when its client left while it waited; the app learns when it was accepted (its deadline's start)."""
+
     def build_response_header(self) -> bytes:
         if self.channel.server.draining.is_set() and not self.close_on_finish:
             self.set_close_on_finish()  # one last answer per connection while shutting down
         return super().build_response_header()
+
+    def get_environment(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environment()
+        sock = self.channel.socket
+        environ[ACCEPTED_AT] = getattr(self.request, "accepted_at", None) or time.monotonic()
+        environ[CLIENT_GONE] = lambda: peer_closed(sock)
+        return environ
+
+    def execute(self) -> None:
+        if not getattr(self.request, "through_door", False):
+            super().execute()
+            return
+        door: Door = self.channel.server.door
+        door.started()
+        took = None
+        try:
+            if peer_closed(self.channel.socket):
+                raise ClientDisconnected("the client left while its request waited for a worker thread")
+            t0 = time.perf_counter()
+            super().execute()
+            took = time.perf_counter() - t0
+        finally:
+            door.finished(took)
 
 
 class GuardedChannel(HTTPChannel):
@@ -178,10 +240,41 @@ class GuardedServer(TcpWSGIServer):
     evicted = 0
     timed_out = 0
     _last_eviction_log = 0.0
+    _last_shed_log = 0.0
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         self.draining = threading.Event()
         super().__init__(*args, **kw)
+        self.door = Door(DoorSizes.derive(self.adj.threads, 0, 0, 30.0))  # create_server sizes it from settings
+        self.fast_lane = ThreadedTaskDispatcher()  # probes, /metrics and the door's 503s
+        self.fast_lane.set_thread_count(FAST_LANE_THREADS)
+
+    def add_task(self, task: Any) -> None:
+        """``task`` is a channel whose first request has been read: route it (see the module docstring)."""
+        request = task.requests[0]
+        request.accepted_at = time.monotonic()
+        if request.error is None and request.path not in PROBE_PATHS:
+            why = self.door.admit()
+            if why is None:
+                request.through_door = True
+                self.task_dispatcher.add_task(task)
+                return
+            request.error = ServerBusy(why)
+            self._log_shedding(why)
+        self.fast_lane.add_task(task)
+
+    def _log_shedding(self, why: str) -> None:
+        """One line a minute while shedding (a line per request would flood the log under overload)."""
+        now = time.time()
+        if now - self._last_shed_log > 60:
+            self._last_shed_log = now
+            log.warning("overloaded: answering 503 at the door (%d so far); now: %s", self.door.stats()["shed"], why)
+
+    def shutdown_threads(self, timeout: float) -> None:
+        """Stop both thread pools within ``timeout`` (s) in all; requests still queued are dropped."""
+        end = time.monotonic() + timeout
+        self.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+        self.fast_lane.shutdown(cancel_pending=True, timeout=max(0.0, end - time.monotonic()))
 
     def readable(self) -> bool:
         now = time.time()
@@ -260,8 +353,21 @@ def allowed_connections(wanted: int) -> int:
     return wanted
 
 
-def create_server(app: Any, settings: Settings) -> GuardedServer:
-    """Bind ``server.host``:``server.port`` (the first address it resolves to) with the limits from settings."""
+def door_from_settings(settings: Settings) -> Door:
+    """The door sized by ``server.threads``, ``server.max_waiting`` and ``server.max_expected_s``."""
+    return Door(
+        DoorSizes.derive(
+            settings["server.threads"],
+            settings["server.max_waiting"],
+            settings["server.max_expected_s"],
+            settings["runtime.request_timeout_s"],
+        )
+    )
+
+
+def create_server(app: Any, settings: Settings, door: Door | None = None) -> GuardedServer:
+    """Bind ``server.host``:``server.port`` (the first address it resolves to) with the limits from settings;
+    ``door`` (default: sized from settings) is shared with the app, which shows it in /info and /metrics."""
     adj = Adjustments(
         host=settings["server.host"],
         port=settings["server.port"],
@@ -280,7 +386,11 @@ def create_server(app: Any, settings: Settings) -> GuardedServer:
         ident="edge-mm",
         clear_untrusted_proxy_headers=True,
     )
+    # waitress warns once per queued request ("Task queue depth is N"); the door bounds that queue,
+    # logs once a minute when it sheds, and /metrics shows its depth
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     server = GuardedServer(app, map={}, adj=adj, sockinfo=adj.listen[0])
+    server.door = door or door_from_settings(settings)
     server.header_timeout = settings["server.header_timeout_s"]
     server.body_limit = settings["server.max_body_bytes"]
     return server

@@ -116,7 +116,7 @@ def test_rejected_and_timed_out_are_counted(client, tiny_registry, monkeypatch):
     while served.admission.stats()["running"] == 0:
         time.sleep(0.01)
     short = Deadline.after
-    monkeypatch.setattr(Deadline, "after", staticmethod(lambda _s: short(0.5)))  # the next requests' budget
+    monkeypatch.setattr(Deadline, "after", staticmethod(lambda _s, **kw: short(0.5, **kw)))  # the next requests' budget
     answers = []
     waiter = threading.Thread(
         target=lambda: answers.append(client.post("/v1/text-classification", json={"inputs": "c"}).status_code)

@@ -17,20 +17,13 @@ from edge_mm.manifest import ORT_7BIT_VARIANT
 pytestmark = pytest.mark.slow
 
 
-def _only(settings_text: str, names: set[str]) -> str:
-    """settings.toml text with only the ``[[models]]`` blocks named in ``names``."""
-    head, *blocks = settings_text.split("[[models]]")
-    keep = [b for b in blocks if any(f'name = "{n}"' in b for n in names)]
-    return head + "".join("[[models]]" + b for b in keep)
-
-
 def test_an_avx2_machine_serves_the_7bit_form_and_it_meets_the_gates(minilm_config, tmp_path):
-    from tests.conftest import need
+    from tests.conftest import need, only_models
 
     qemu = shutil.which("qemu-x86_64")
     need(qemu, "qemu-x86_64 not installed (Debian qemu-user; scripts/system_deps.sh installs it)")
     config = tmp_path / "settings.toml"
-    config.write_text(_only(minilm_config.read_text(), {"minilm"}))
+    config.write_text(only_models(minilm_config.read_text(), {"minilm"}))
     proc = subprocess.run(
         [qemu, "-cpu", "Haswell", sys.executable, "-m", "edge_mm", "--config", str(config), "check"],
         capture_output=True,
