@@ -213,3 +213,48 @@ def test_a_signal_after_the_drain_finished_is_harmless(tiny_settings, tiny_regis
             time.sleep(0.05)  # the loop closes every socket, its wake-up trigger included
         assert server.trigger._closed
         drain._on_signal(signal.SIGTERM, None)  # was: OSError EBADF writing to the closed trigger
+
+
+def test_the_door_answers_503_where_the_request_was_read_pipelined_and_http10_too(tiny_settings, tiny_registry):
+    from edge_mm.runtime.door import Door, DoorSizes
+
+    with live_server(tiny_settings, tiny_registry) as (server, port, _):
+        server.door = Door(DoorSizes(threads=1, max_waiting=0, max_expected_s=1))  # nothing may wait: all shed
+        post = (
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(EMBED)}\r\n\r\n".encode()
+            + EMBED
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(post * 3 + b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined
+            stream = _OneReader(s)  # one buffer for the four answers
+            answers = [raw_response(stream) for _ in range(4)]  # type: ignore[arg-type]
+        assert [status for status, _, _ in answers] == [503, 503, 503, 200]
+        for _, headers, body in answers[:3]:
+            assert headers["Retry-After"] == "1"
+            assert "Connection" not in headers  # kept open: the answers behind it arrived on it
+            assert body["error"]["code"] == "overloaded"
+            assert "requests already wait for a worker thread" in body["error"]["message"]
+        assert answers[3][2] == {"status": "alive"}  # the probe is not behind the door
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(post.replace(b"HTTP/1.1", b"HTTP/1.0"))
+            status, headers, body = raw_response(s)
+            assert (status, headers["Connection"]) == (503, "close")
+            assert s.recv(1) == b""  # and closed
+        assert server.door.stats()["shed"] == 4
+
+
+class _OneReader:
+    """A socket stand-in for http.client.HTTPResponse whose every makefile() is one shared buffer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.file = sock.makefile("rb")
+
+    def makefile(self, mode: str):  # type: ignore[no-untyped-def]
+        return self
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.file, name)
+
+    def close(self) -> None:
+        """Each answer's reader closes its file at the end of the body: the next answer needs it."""

@@ -11,9 +11,9 @@
   reads the answer instead of a connection reset.
 - While draining (see :mod:`edge_mm.serving.drain`) every response says ``Connection: close``.
 - Overload is answered at the door (:mod:`edge_mm.runtime.door`): a request that has been read
-  either joins the queue for a worker thread or is answered 503 with ``Retry-After`` at once, by
-  one of two "fast lane" threads that also answer the health probes, ``/metrics`` and ``/info``, so those
-  never wait behind inference. A queued request whose client has gone is not computed.
+  either joins the queue for a worker thread or is answered 503 with ``Retry-After`` at once, where
+  it was read (no thread hand-off). The health probes, ``/metrics`` and ``/info`` are answered by two
+  "fast lane" threads of their own, so they never wait behind inference. A queued request whose client has gone is not computed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.receiver import ChunkedReceiver
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
-from waitress.utilities import BadRequest, Error
+from waitress.utilities import BadRequest, build_http_date
 
 from edge_mm.config import Settings
 from edge_mm.errors import error_body
@@ -50,18 +50,34 @@ LINGER_S = 10.0  # after an error answer, how long the unread request body is dr
 DISCARD_BYTES = 256 * 1024  # per read while lingering
 FD_HEADROOM = 256  # open files besides client connections: artifacts, pipes, temp files
 DEEPSTACK_PREFIX = "/v1/vision/"
-_CODES = {400: "bad_input", 413: "too_large", 431: "headers_too_large", 501: "not_implemented", 503: "overloaded"}
+_CODES = {400: "bad_input", 413: "too_large", 431: "headers_too_large", 501: "not_implemented"}
 # answered on the fast lane, never queued behind inference: probes and what monitoring reads
 PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics", "/info"})
 FAST_LANE_THREADS = 2
 RETRY_AFTER_S = 1
 
 
-class ServerBusy(Error):
-    """Turned away at the door: the body says why."""
-
-    code = 503
-    reason = "Service Unavailable"
+def busy_response(request: Any, why: str, draining: bool) -> tuple[bytes, bool]:
+    """(the whole 503 response, whether the connection stays open) for a request turned away at the door."""
+    body = error_json(503, "overloaded", f"server busy: {why}; retry in {RETRY_AFTER_S} s", request.path or "")
+    connection = request.headers.get("CONNECTION", "").lower()
+    keep = not draining and (
+        (request.version == "1.1" and connection != "close")
+        or (request.version == "1.0" and connection == "keep-alive")
+    )
+    head = [
+        f"HTTP/{request.version} 503 Service Unavailable",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        f"Retry-After: {RETRY_AFTER_S}",
+        f"Date: {build_http_date(time.time())}",
+        "Server: edge-mm",
+    ]
+    if not keep:
+        head.append("Connection: close")
+    elif request.version == "1.0":
+        head.append("Connection: Keep-Alive")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body, keep
 
 
 def peer_closed(sock: socket.socket) -> bool:
@@ -119,16 +135,10 @@ class JsonErrorTask(ErrorTask):
             413: f"request body is over the limit of {self.channel.server.body_limit} bytes",
             431: f"request line and headers are over the limit of {self.channel.adj.max_request_header_size} bytes",
             500: "internal server error; the server log has the details",
-            503: f"server busy: {error.body}; retry in {RETRY_AFTER_S} s",
         }.get(status, f"{error.reason}: {error.body}")
         body = error_json(status, _CODES.get(status, "internal_error"), message, getattr(request, "path", "") or "")
         self.status = f"{status} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
-        if isinstance(error, ServerBusy):  # the request was read whole: the connection can serve the next one
-            self.response_headers.append(("Retry-After", str(RETRY_AFTER_S)))
-            self.content_length = len(body)
-            self.write(body)
-            return
         self.set_close_on_finish()
         if request.chunked or request.content_length > request.body_bytes_received:
             self.channel.linger_after_error = True  # the client may still be sending the body
@@ -176,6 +186,7 @@ class GuardedChannel(HTTPChannel):
     error_task_class = JsonErrorTask
     task_class = DrainAwareTask
     close_when_flushed: bool = False
+    requests: list[Any]
     request_started = 0.0  # time.time() when the request being received began arriving
     linger_after_error = False
     linger_until = 0.0  # > 0: the answer is sent; reading and dropping the body until then
@@ -186,6 +197,26 @@ class GuardedChannel(HTTPChannel):
         if self.request is not None and self.request is not pending:
             self.request_started = time.time()
         return bool(result)
+
+    def answer_now(self, data: bytes, keep_open: bool) -> None:
+        """Answer the first queued request with ``data`` (a whole response) without a worker thread.
+
+        Called with ``requests_lock`` held (the server's ``add_task`` runs under it). Like the end of
+        waitress's ``service()``: the request is done, and a pipelined one behind it is routed next.
+        """
+        with self.outbuf_lock:
+            self.outbufs[-1].append(data)
+            self.current_outbuf_count += len(data)
+            self.total_outbufs_len += len(data)
+        self.requests.pop(0).close()
+        if not keep_open:
+            self.close_when_flushed = True
+            for request in self.requests:
+                request.close()
+            self.requests = []
+        elif self.requests:
+            self.server.add_task(self)
+        self.server.pull_trigger()  # the loop may be asleep in poll (a worker thread routed this request)
 
     def waiting_since(self) -> float | None:
         """When it began waiting with no request served (idle keep-alive, or still sending one); else None."""
@@ -246,7 +277,7 @@ class GuardedServer(TcpWSGIServer):
         self.draining = threading.Event()
         super().__init__(*args, **kw)
         self.door = Door(DoorSizes.derive(self.adj.threads, 0, 0, 30.0))  # create_server sizes it from settings
-        self.fast_lane = ThreadedTaskDispatcher()  # probes, /metrics and the door's 503s
+        self.fast_lane = ThreadedTaskDispatcher()  # probes, /metrics, /info and waitress's own error answers
         self.fast_lane.set_thread_count(FAST_LANE_THREADS)
 
     def add_task(self, task: Any) -> None:
@@ -258,9 +289,10 @@ class GuardedServer(TcpWSGIServer):
             if why is None:
                 request.through_door = True
                 self.task_dispatcher.add_task(task)
-                return
-            request.error = ServerBusy(why)
-            self._log_shedding(why)
+            else:  # answered here, in whichever thread routes it: no hand-off, no worker thread
+                self._log_shedding(why)
+                task.answer_now(*busy_response(request, why, self.draining.is_set()))
+            return
         self.fast_lane.add_task(task)
 
     def _log_shedding(self, why: str) -> None:
