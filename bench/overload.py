@@ -222,17 +222,52 @@ def main() -> None:
         "sentences": a.sentences,
         **figures,
     }
-    out = ROOT / "bench" / "results" / f"overload-{a.label}.json"
+    out = RESULTS / f"overload-{a.label}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    h, c = figures["health"], figures["timed_clients"]
-    print(machine_line(result["machine"]))
-    print(
-        f"| {a.label} | {figures['served']} | {figures['shed']} | {figures['timed_out_504']} | "
-        f"{c['ok_p50_ms']} / {c['ok_p99_ms']} / {c['ok_max_ms']} | {c['shed_p50_ms']} / {c['shed_p99_ms']} | "
-        f"{h['during_p50_ms']} / {h['during_max_ms']} | {h['after_first_ms']} / {h['after_max_ms']} | "
-        f"{figures['rss_mb']['before']} / {figures['rss_mb']['max']} |"
+    print(render())
+    print(f"wrote {out.relative_to(ROOT)} and overload.md")
+
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def row(r: dict) -> str:
+    h, c = r["health"], r["timed_clients"]
+    return (
+        f"| {r['label']} | {r['served']} | {r['shed']} | {r['timed_out_504']} | "
+        f"{c['ok_p50_ms']} / {c['ok_p99_ms']} | {c['shed_p50_ms']} / {c['shed_p99_ms']} | "
+        f"{h['during_p50_ms']} / {h['during_p99_ms']} / {h['during_max_ms']} | "
+        f"{h['after_first_ms']} / {h['after_max_ms']} | {r['rss_mb']['before']} / {r['rss_mb']['max']} |"
     )
-    print(f"wrote {out.relative_to(ROOT)}")
+
+
+def render() -> str:
+    """bench/results/overload.md from every overload-*.json there (one row per label)."""
+    runs = [json.loads(p.read_text()) for p in RESULTS.glob("overload-*.json")]
+    runs.sort(key=lambda r: (r["label"] != "before", r["when"]))
+    first = runs[0]
+    text = "\n".join(
+        [
+            "# Overload burst",
+            "",
+            f"`python -m bench.overload`: {first['connections']} connections (wrk, closed loop, no "
+            f"back-off) POSTing {first['sentences']}-sentence /v1/embeddings requests for {first['seconds']} s to "
+            "`edge-mm serve` with settings.toml (5 models, waitress, 16 threads); 4 timed clients among them; "
+            "GET /health/ready every 100 ms during the burst and 15 s after it.",
+            "",
+            machine_line(first["machine"]),
+            "",
+            "| run | 200s | 503s | 504s | 200 latency p50 / p99 (ms) | 503 latency p50 / p99 (ms) | "
+            "health during p50 / p99 / max (ms) | health after: first / max (ms) | RSS before / max (MB) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(row(r) for r in runs),
+            "",
+            *(f"- {r['label']}: `{r['command']}`, {r['when']}" for r in runs),
+            "",
+        ]
+    )
+    (RESULTS / "overload.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
