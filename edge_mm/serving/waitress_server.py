@@ -55,6 +55,10 @@ _CODES = {400: "bad_input", 413: "too_large", 431: "headers_too_large", 501: "no
 PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics", "/info"})
 FAST_LANE_THREADS = 2
 RETRY_AFTER_S = 1
+# After a 503 from the door, the connection is not read for this long: a client told to retry in
+# RETRY_AFTER_S that sends again at once waits here instead of costing the loop another parse
+# (closed-loop clients ignoring Retry-After otherwise turn the 503s into thousands a second).
+SHED_PAUSE_S = 0.25
 
 
 def busy_response(request: Any, why: str, draining: bool) -> tuple[bytes, bool]:
@@ -190,6 +194,7 @@ class GuardedChannel(HTTPChannel):
     request_started = 0.0  # time.time() when the request being received began arriving
     linger_after_error = False
     linger_until = 0.0  # > 0: the answer is sent; reading and dropping the body until then
+    paused_until = 0.0  # > 0: just answered 503 at the door; not read until then (time.monotonic())
 
     def received(self, data: bytes) -> bool:
         pending = self.request
@@ -197,6 +202,13 @@ class GuardedChannel(HTTPChannel):
         if self.request is not None and self.request is not pending:
             self.request_started = time.time()
         return bool(result)
+
+    def readable(self) -> bool:
+        if self.paused_until:
+            if time.monotonic() < self.paused_until:
+                return False
+            self.paused_until = 0.0
+        return bool(super().readable())
 
     def answer_now(self, data: bytes, keep_open: bool) -> None:
         """Answer the first queued request with ``data`` (a whole response) without a worker thread.
@@ -216,6 +228,8 @@ class GuardedChannel(HTTPChannel):
             self.requests = []
         elif self.requests:
             self.server.add_task(self)
+        else:
+            self.paused_until = time.monotonic() + SHED_PAUSE_S
         self.server.pull_trigger()  # the loop may be asleep in poll (a worker thread routed this request)
 
     def waiting_since(self) -> float | None:
