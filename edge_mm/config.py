@@ -202,6 +202,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder holding manifest.json and the model artifacts (relative to the settings file).",
     ),
     Setting(
+        "runtime.faces_db",
+        "faces.db",
+        str,
+        "SQLite file of the registered faces (face-recognition models; descriptors only, no photos), relative "
+        "to the settings file.",
+    ),
+    Setting(
         "runtime.verify_key",
         "",
         str,

@@ -45,11 +45,18 @@ def _uploads(cap: int) -> tuple[Upload, ...]:
     return tuple(uploads)
 
 
-def read_payload(media: bool, limits: Limits) -> Payload:
-    """The request as a Payload; ``media``: the route also takes multipart and raw media bodies."""
+def read_payload(media: bool, limits: Limits, *, forms: bool = False) -> Payload:
+    """The request as a Payload; ``media``: the route also takes multipart and raw media bodies; ``forms``
+    (DeepStack's routes): also a url-encoded form, or an empty body (the query string's fields)."""
+    mimetype = request.mimetype
+    if forms and mimetype == "application/x-www-form-urlencoded":
+        return Payload(form_options(request.form))
+    if forms and not mimetype and not request.get_data(cache=True):
+        return Payload(form_options(request.args))
+    if forms and mimetype == "multipart/form-data":
+        return Payload(form_options(request.form), _uploads(limits.max_upload_bytes + 1))
     if not media:
         return Payload(json_body())
-    mimetype = request.mimetype
     if mimetype == "application/json":
         return Payload(json_body())
     if mimetype == "multipart/form-data":

@@ -21,7 +21,7 @@ def task_view(task: Task) -> Callable[[], Response]:
     def view() -> Response:
         deadline = request_deadline()
         lim = limits()
-        payload = read_payload(bool(task.media), lim)
+        payload = read_payload(bool(task.media), lim, forms=task.dialect == "deepstack")
         models = Models(registry())
         try:
             request = task.parse(payload, lim, models)

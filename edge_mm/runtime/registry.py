@@ -194,6 +194,9 @@ def load_registry(
         check_partners = getattr(served.runner, "check_partners", None)  # a model composed of others (ConSE)
         if check_partners is not None:
             check_partners(manifest.models)  # the verified entries: nothing reads manifest.json twice
+        open_store = getattr(served.runner, "open_store", None)  # face recognition's registered faces
+        if open_store is not None:
+            open_store(settings.path("runtime.faces_db"))
     set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
     registry.info = _info(manifest, settings, choices, intra, concurrent, cuda)
     return registry

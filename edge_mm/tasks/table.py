@@ -26,6 +26,7 @@ from edge_mm.tasks import (
     deepstack,
     embeddings,
     face_detection,
+    face_recognition,
     image_classification,
     image_embeddings,
     object_detection,
@@ -96,6 +97,12 @@ MODEL_KINDS: dict[str, ModelKind] = {
         "MTCNN face detection",
         options=face_detection.ServeOptions,
     ),
+    "face-recognition": ModelKind(
+        RuntimeLoader("face_recognizer:FaceRecognizer.load"),
+        "face_recognition:build_face_recognition",
+        "dlib face descriptors (faces found by a face-detection model) and a store of registered faces",
+        options=face_recognition.ServeOptions,
+    ),
     "voice-activity": ModelKind(
         RuntimeLoader("voice_detector:VoiceDetector.load"),
         "voice_activity:build_voice_activity",
@@ -130,6 +137,7 @@ ALL_TASKS: tuple[Task, ...] = (
     voice_activity.TASK,
     video.TASK,
     *deepstack.TASKS,
+    *face_recognition.TASKS,
 )
 
 
