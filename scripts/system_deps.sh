@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The system tools the README's examples and the test suites call, installed with apt-get when
-# missing (run by `make setup` and .ci/run; a no-op once they are there):
+# missing (run by `make test`, `make test-slow`, `make image` and .ci/run, never by `make run`; a no-op
+# once they are there):
 #   curl     every README example (tests/test_readme.py runs them)
 #   strace   the offline proof in `make test-slow` (scripts/offline_check.sh, tests/test_bundle.py)
 #   ip       the same proof brings loopback up in its network namespace (iproute2)
