@@ -30,10 +30,7 @@ NO_CUDA = {
 
 
 def _load(settings: Settings, loaders: Any, **kwargs: Any) -> Any:
-    # the task table's OPTIONS, where this tree's load_registry takes them
-    if hasattr(table, "OPTIONS"):
-        kwargs["options"] = table.OPTIONS
-    return load_registry(settings, loaders, **kwargs)
+    return load_registry(settings, loaders, options=table.OPTIONS, **kwargs)
 
 
 @dataclasses.dataclass
