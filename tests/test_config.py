@@ -62,16 +62,16 @@ def test_invalid_settings_name_key_value_and_fix(tmp_path, text, env, needle):
 
 
 def test_unknown_model_kind_is_a_config_error_naming_the_kinds(tmp_path):
-    settings = load_settings(write(tmp_path, "[[models]]\nname='a'\ntask='ocr'\nsource='x'\n"), env={})
-    with pytest.raises(ConfigError, match="models\\[0\\].task: 'ocr' is not allowed; use one of embeddings, "):
+    settings = load_settings(write(tmp_path, "[[models]]\nname='a'\ntask='pose'\nsource='x'\n"), env={})
+    with pytest.raises(ConfigError, match="models\\[0\\].task: 'pose' is not allowed; use one of embeddings, "):
         check_models(settings)
 
 
 def test_cli_refuses_an_unknown_model_kind_with_exit_2(tmp_path, capsys):
     from edge_mm.cli import main
 
-    assert main(["--config", str(write(tmp_path, "[[models]]\nname='a'\ntask='ocr'\nsource='x'\n")), "info"]) == 2
-    assert "'ocr' is not allowed" in capsys.readouterr().err
+    assert main(["--config", str(write(tmp_path, "[[models]]\nname='a'\ntask='pose'\nsource='x'\n")), "info"]) == 2
+    assert "'pose' is not allowed" in capsys.readouterr().err
 
 
 def test_the_task_table_is_consistent():

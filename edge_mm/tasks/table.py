@@ -30,9 +30,11 @@ from edge_mm.tasks import (
     image_classification,
     image_embeddings,
     object_detection,
+    ocr,
     text_classification,
     token_classification,
     video,
+    vision_ocr,
     voice_activity,
     zero_shot_image,
     zero_shot_text,
@@ -123,6 +125,12 @@ MODEL_KINDS: dict[str, ModelKind] = {
         options=object_detection.ServeOptions,
         build_options={"image_size": 512},
     ),
+    "ocr": ModelKind(
+        RuntimeLoader("ocr:OcrReader.load"),
+        "ocr:build_ocr",
+        "PP-OCRv6 text detection + recognition (rapidocr's shipped ONNX graphs)",
+        options=ocr.ServeOptions,
+    ),
 }
 
 ALL_TASKS: tuple[Task, ...] = (
@@ -133,6 +141,8 @@ ALL_TASKS: tuple[Task, ...] = (
     image_classification.TASK,
     image_embeddings.TASK,
     face_detection.TASK,
+    ocr.TASK,
+    vision_ocr.TASK,
     zero_shot_image.TASK,
     voice_activity.TASK,
     video.TASK,
