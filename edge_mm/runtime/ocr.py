@@ -34,6 +34,7 @@ MAX_CANDIDATES = 1000
 REC_HEIGHT = 48
 REC_WIDTH = 320
 REC_BATCH = 6
+REC_MAX_WIDTH = 48 * 64  # px: a longer, thinner line is squeezed to this (bounds one line's recognizer work)
 LINE_Y_TOLERANCE = 10  # px: boxes whose tops are this close read left to right as one line
 
 
@@ -251,9 +252,9 @@ def crop_line(image: Image.Image, box: np.ndarray) -> Image.Image:
 
 
 def rec_input(crops: list[Image.Image]) -> np.ndarray:
-    """(n, 3, 48, W) float32 BGR in [-1, 1]; each crop keeps its aspect, zero-padded on the right."""
+    """(n, 3, 48, W) float32 BGR in [-1, 1]; each crop keeps its aspect (up to W = 3072), zero-padded on the right."""
     max_ratio = max(REC_WIDTH / REC_HEIGHT, *(c.width / c.height for c in crops))
-    width = int(REC_HEIGHT * max_ratio)
+    width = min(int(REC_HEIGHT * max_ratio), REC_MAX_WIDTH)
     batch = np.zeros((len(crops), 3, REC_HEIGHT, width), np.float32)
     for i, crop in enumerate(crops):
         w = min(width, math.ceil(REC_HEIGHT * crop.width / crop.height))

@@ -85,6 +85,16 @@ def test_det_size_is_multiples_of_32_within_max_side():
     assert ocr.det_size(5000, 100, 2000) == (1984, 32)  # 2000 / 32 = 62.5 rounds to 62; 40 px rounds up to 32
 
 
+def test_rec_input_keeps_aspect_pads_and_bounds_the_width():
+    short, long = Image.new("RGB", (96, 48), "black"), Image.new("RGB", (480, 48), "white")
+    batch = ocr.rec_input([short, long])
+    assert batch.shape == (2, 3, 48, 480)
+    assert (batch[0, :, :, :96] == -1).all()  # black
+    assert (batch[0, :, :, 96:] == 0).all()  # padding
+    assert (batch[1] == 1).all()  # white, full width
+    assert ocr.rec_input([Image.new("RGB", (20000, 10))]).shape == (1, 3, 48, ocr.REC_MAX_WIDTH)
+
+
 def test_ctc_decode_merges_repeats_and_drops_blanks():
     chars = ["", "a", "b", " "]
     steps = [1, 1, 0, 1, 2, 2, 0, 3, 0]
