@@ -85,6 +85,16 @@ def _faces(body: dict[str, Any]) -> Tensors:
     }
 
 
+def _ocr(body: dict[str, Any]) -> Tensors:
+    lines = [(i, line) for i, r in enumerate(body["results"]) for line in r["lines"]]
+    return {
+        "texts": np.array([line["text"] for _, line in lines], dtype=np.object_),
+        "scores": np.array([line["score"] for _, line in lines], dtype=np.float32),
+        "boxes": np.array([line["box"] for _, line in lines], dtype=np.float32).reshape(-1, 4, 2),
+        "image_index": np.array([i for i, _ in lines], dtype=np.int32),
+    }
+
+
 def _voice(body: dict[str, Any]) -> Tensors:
     return {
         "segments": np.array([[s["start_s"], s["end_s"]] for s in body["segments"]], np.float32).reshape(-1, 2),
@@ -132,6 +142,17 @@ CONTRACTS: dict[str, Contract] = {
             TensorSpec("image_index", "INT32", (-1,), "which input image each face is in"),
         ),
         _faces,
+    ),
+    "ocr": Contract(
+        "ocr",
+        (IMAGE,),
+        (
+            TensorSpec("texts", "BYTES", (-1,), "one text line per element, reading order"),
+            TensorSpec("scores", "FP32", (-1,), "per line: mean character probability"),
+            TensorSpec("boxes", "FP32", (-1, 4, 2), "per line: four (x, y) corners in pixels, clockwise from top-left"),
+            TensorSpec("image_index", "INT32", (-1,), "which input image each line is in"),
+        ),
+        _ocr,
     ),
     "voice-activity": Contract(
         "voice-activity",

@@ -109,3 +109,15 @@ def test_codeproject_vision_ocr_bad_input(client, sample):
 def test_models_list_shows_ocr_routes(client):
     models = {m["name"]: m for m in client.get("/v1/models").get_json()["models"]}
     assert models["ppocr"]["routes"] == ["ocr", "vision/ocr"]
+
+
+def test_open_inference_protocol(client, sample):
+    image = {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(sample).decode()]}
+    r = client.post("/v2/models/ppocr/infer", json={"inputs": [image]})
+    assert r.status_code == 200, r.get_json()
+    out = {o["name"]: o for o in r.get_json()["outputs"]}
+    assert out["texts"]["data"] == LINES
+    assert out["boxes"]["shape"] == [2, 4, 2]
+    assert out["image_index"]["data"] == [0, 0]
+    meta = client.get("/v2/models/ppocr").get_json()
+    assert [o["name"] for o in meta["outputs"]] == ["texts", "scores", "boxes", "image_index"]
