@@ -174,11 +174,17 @@ def test_probe_outputs_match_the_reference(ocr_reader, ocr_settings):
 
 @pytest.fixture(scope="module")
 def rapidocr_engine():  # type: ignore[no-untyped-def]
-    """The rapidocr library from build/models (its dependencies come with requirements/dev.txt)."""
-    if str(PACKAGES) not in sys.path:
+    """The rapidocr library from build/models (its dependencies come with requirements/dev.txt); build/models
+    is on sys.path only while it loads, so no other test sees the model packages as importable."""
+    added = str(PACKAGES) not in sys.path
+    if added:
         sys.path.append(str(PACKAGES))
-    rapidocr = need_import("rapidocr", "rapidocr (build/models) or its dependencies (requirements/dev.txt)")
-    return rapidocr.RapidOCR(params={"Global.log_level": "error"})
+    try:
+        rapidocr = need_import("rapidocr", "rapidocr (build/models) or its dependencies (requirements/dev.txt)")
+        return rapidocr.RapidOCR(params={"Global.log_level": "error"})
+    finally:
+        if added:
+            sys.path.remove(str(PACKAGES))
 
 
 @pytest.mark.parametrize(
