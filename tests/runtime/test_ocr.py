@@ -3,12 +3,13 @@ graphs (rapidocr 3.10, from build/models) on rendered text, against the rapidocr
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from edge_mm.build.ocr import render_text
 from edge_mm.errors import DeadlineExceeded
@@ -200,3 +201,28 @@ def test_same_text_and_boxes_as_rapidocr(ocr_reader, rapidocr_engine, lines):
     for line, box, score in zip(ours, theirs.boxes, theirs.scores, strict=True):
         assert np.abs(np.asarray(line.box) - box).max() <= 4  # px: numpy boxes vs OpenCV contours, PIL vs cv2 resizes
         assert line.score == pytest.approx(score, abs=0.01)
+
+
+SIGN = ["Parking bay 12", "Exit -> Level 2", "Open 7:00-22:00 daily"]
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: render_text(SIGN, size=(400, 228), font_size=16),
+        lambda: ImageOps.invert(render_text(SIGN)),
+        lambda: render_text(SIGN).rotate(15, expand=True, fillcolor="white"),
+        lambda: jpeg(render_text(SIGN), 40),
+    ],
+    ids=["16px-type", "light-on-dark", "rotated-15", "jpeg-q40"],
+)
+def test_harder_images_read_as_rapidocr_reads_them(ocr_reader, rapidocr_engine, make):
+    image = make()
+    theirs = rapidocr_engine(np.asarray(image)[:, :, ::-1].copy())
+    assert [line.text for line in read(ocr_reader, image)] == list(theirs.txts) == SIGN
