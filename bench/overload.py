@@ -8,7 +8,9 @@ Starts ``edge-mm serve`` (waitress, the settings given) on 127.0.0.1 and, at the
 - wrk (one thread) keeps ``--connections`` connections POSTing ``--sentences``-sentence
   ``/v1/embeddings`` requests back to back (closed loop), counting answers by status;
 - four Python clients send the same request in a loop and time each answer, so the latency of
-  the 200s and of the 503s is known separately (wrk only times them together);
+  the 200s and of the 503s is known separately (wrk only times them together); unlike wrk they
+  wait the 1 s ``Retry-After`` asks for after a 503 (wrk's connections resend at once, and the
+  server leaves such a connection unread for 0.25 s, which its latency figures include);
 - a prober GETs ``/health/ready`` every 100 ms during the burst and for ``--after`` seconds after
   it (when wrk's connections have gone: the server must not keep computing their requests);
 - RSS is sampled every 0.5 s.
@@ -105,6 +107,8 @@ def timed_clients(base: str, body: bytes, stop: threading.Event, n: int = 4) -> 
                 status, conn = 0, None
             with lock:
                 samples.append((status, (time.perf_counter() - t0) * 1000))
+            if status == 503:
+                time.sleep(1.0)  # as Retry-After says: these are the well-behaved clients
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(n)]
     for t in threads:
