@@ -298,7 +298,7 @@ def _operation(components: Components, tasks: dict[str, Task], path: str, method
 def document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``app``: every rule of its URL map (but static files)."""
     state = app.extensions["edge_mm"]
-    tasks = {route: t for t in state["tasks"] for route in t.routes}
+    tasks = {openapi_path(route): t for t in state["tasks"] for route in t.routes}
     keyed = bool(state["settings"]["server.api_keys"])
     components = Components()
     paths: dict[str, dict[str, Any]] = {}

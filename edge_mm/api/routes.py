@@ -6,6 +6,7 @@ run it, and records which models ran (for the X-Edge-* headers).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,10 +19,12 @@ from edge_mm.tasks.task import Task
 
 
 def task_view(task: Task) -> Callable[[], Response]:
-    def view() -> Response:
+    def view(**path: str) -> Response:
         deadline = request_deadline()
         lim = limits()
         payload = read_payload(bool(task.media), lim, forms=task.dialect == "deepstack")
+        if path:  # a route's path fields (/v1/vision/custom/<model>) win over the body's
+            payload = dataclasses.replace(payload, fields={**payload.fields, **path})
         models = Models(registry())
         try:
             request = task.parse(payload, lim, models)

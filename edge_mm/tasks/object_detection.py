@@ -1,4 +1,5 @@
-"""Object detection (DETR/YOLOS-style): per-query class logits + normalised boxes -> labelled pixel boxes.
+"""Object detection (DETR/YOLOS-style): per-query class logits + normalised boxes -> labelled pixel boxes;
+a ``yolo-detection`` model (runtime/yolo_detector.py) answers the same shape with its own decoding and NMS.
 
 Served through the DeepStack route ``/v1/vision/detection`` (tasks/deepstack.py).
 """
@@ -17,8 +18,9 @@ if TYPE_CHECKING:  # the runner needs torch: imported when such a model loads, n
     import torch
 
     from edge_mm.runtime.object_detector import ObjectDetector
+    from edge_mm.runtime.yolo_detector import YoloDetector
 
-KINDS = ("object-detection",)
+KINDS = ("object-detection", "yolo-detection")  # yolo-detection: runtime/yolo_detector.py, same answer
 
 
 class ServeOptions(ModelOptions):
@@ -59,12 +61,16 @@ def postprocess(
 
 
 def detect(
-    model: ObjectDetector,
+    model: ObjectDetector | YoloDetector,
     images: list[Image.Image],
     min_confidence: float,
     limit: int,
     deadline: Deadline | None = None,
 ) -> list[list[dict[str, Any]]]:
+    from edge_mm.runtime.yolo_detector import YoloDetector  # numpy only: no torch on this path
+
+    if isinstance(model, YoloDetector):
+        return [model.predictions(im, min_confidence=min_confidence, limit=limit, deadline=deadline) for im in images]
     return [
         postprocess(lg, bx, im.width, im.height, model.labels, min_confidence, limit)
         for (lg, bx), im in zip(model.detect(images, deadline), images, strict=True)

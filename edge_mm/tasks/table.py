@@ -23,6 +23,7 @@ from edge_mm.config import Settings, settings_markdown
 from edge_mm.errors import ConfigError
 from edge_mm.runtime.options import KindOptions, serve_time
 from edge_mm.tasks import (
+    custom_detection,
     deepstack,
     embeddings,
     face_detection,
@@ -131,6 +132,13 @@ MODEL_KINDS: dict[str, ModelKind] = {
         "PP-OCRv6 text detection + recognition (rapidocr's shipped ONNX graphs)",
         options=ocr.ServeOptions,
     ),
+    "yolo-detection": ModelKind(
+        RuntimeLoader("yolo_detector:YoloDetector.load"),
+        "yolo:build_yolo_detector",
+        "your own detector: an Ultralytics YOLOv5 or YOLOv8/11 ONNX export (CodeProject.AI custom, DeepStack)",
+        options=custom_detection.ServeOptions,
+        build_options={"labels": None, "image_size": 640},
+    ),
 }
 
 ALL_TASKS: tuple[Task, ...] = (
@@ -143,6 +151,7 @@ ALL_TASKS: tuple[Task, ...] = (
     face_detection.TASK,
     ocr.TASK,
     vision_ocr.TASK,
+    custom_detection.TASK,
     zero_shot_image.TASK,
     voice_activity.TASK,
     video.TASK,

@@ -38,7 +38,7 @@ def test_task_routes_come_from_the_task_models(doc):
     schemas = doc["components"]["schemas"]
     for task in TASKS:
         (route,) = task.routes
-        op = doc["paths"][route]["post"]
+        op = doc["paths"][openapi_path(route)]["post"]
         body = op["requestBody"]["content"]
         ref = body["application/json"]["schema"]["$ref"].split("/")[-1]
         assert ref == f"{task.name}.Body"

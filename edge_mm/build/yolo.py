@@ -1,0 +1,123 @@
+"""Build a YOLO detector: an Ultralytics ONNX export (YOLOv5 or YOLOv8/11 head), copied unchanged.
+
+Source: the ``.onnx`` file, or a folder (``package:`` too) holding exactly one. Class names come
+from ``options.labels`` (a file, one name a line; relative to the source's folder) or else from
+the graph's ``names`` metadata as Ultralytics writes it. The build reads the input size from the
+graph (``options.image_size`` when its sides are dynamic), runs it once, refuses an output that
+is neither head's shape, and records the names, input size and head in the manifest with a probe
+reference for `edge-mm check`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_mm.build.entries import built_entry, file_ref, write_reference
+from edge_mm.build.text import Progress
+from edge_mm.config import ModelSpec
+from edge_mm.errors import ConfigError
+from edge_mm.manifest import NO_CUDA_KEY, ModelEntry, Variant
+from edge_mm.runtime.onnx_session import OnnxSession
+from edge_mm.runtime.probes import png_base64, probe_pixels
+from edge_mm.runtime.yolo_detector import PAD_VALUE, YoloDetector, head_layout, parse_names, read_labels
+
+MODEL_NAME = "model.onnx"
+
+
+def onnx_file(name: str, source: Path) -> Path:
+    found = sorted(source.glob("*.onnx")) if source.is_dir() else [source] * (source.suffix == ".onnx")
+    if len(found) != 1:
+        raise ConfigError(
+            f"model {name}: yolo-detection needs one Ultralytics .onnx export (a file, or a folder with exactly one); "
+            f"found {len(found)} at {source}"
+        )
+    return found[0]
+
+
+def input_size(name: str, shape: list[Any], fallback: int) -> tuple[int, int]:
+    """(H, W) of a [1, 3, H, W] input; ``fallback`` for a dynamic side."""
+    if len(shape) != 4 or shape[1] not in (3, "3"):
+        raise ConfigError(f"model {name}: the graph's input shape {shape} is not [1, 3, H, W]")
+    h, w = (d if isinstance(d, int) and d > 0 else fallback for d in shape[2:])
+    return h, w
+
+
+def class_names(spec: ModelSpec, onnx_path: Path, meta: dict[str, str]) -> tuple[list[str] | None, str]:
+    """(names, where they came from): ``options.labels`` first, then the ``names`` metadata; None for neither."""
+    labels = spec.options.get("labels")
+    if labels is not None:
+        path = Path(str(labels)).expanduser()
+        path = path if path.is_absolute() else onnx_path.parent / path
+        if not path.is_file():
+            raise ConfigError(f"model {spec.name}: options.labels: {path} is not a file")
+        return read_labels(path), f"labels file {path.name}"
+    if "names" in meta:
+        return parse_names(meta["names"]), "the graph's 'names' metadata"
+    return None, "none (labels read class_0, class_1, ...)"
+
+
+def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
+    import numpy as np
+
+    t0 = time.perf_counter()
+    if spec.artifact_backend == "torchscript":
+        raise ConfigError(f"model {spec.name}: YOLO exports serve on ONNX Runtime only; use artifact_backend = auto")
+    path = onnx_file(spec.name, source)
+    shutil.copyfile(path, out / MODEL_NAME)
+    session = OnnxSession(out / MODEL_NAME, 1)
+    graph = session._session  # the InferenceSession: its declared shapes and metadata
+    meta = dict(graph.get_modelmeta().custom_metadata_map)
+    h, w = input_size(spec.name, list(graph.get_inputs()[0].shape), int(spec.options.get("image_size", 640)))
+    names, names_from = class_names(spec, path, meta)
+    head_out = session(np.full((1, 3, h, w), PAD_VALUE / 255, np.float32))  # a padded-grey frame
+    out_shape = list(np.asarray(head_out[0] if isinstance(head_out, tuple) else head_out).shape)
+    try:
+        head = head_layout(out_shape, len(names) if names is not None else None)
+    except ConfigError as exc:
+        raise ConfigError(f"model {spec.name}: {exc}") from None
+    classes = out_shape[2] - 5 if head == "yolov5" else out_shape[1] - 4
+    if names is None:
+        names = [f"class_{i}" for i in range(classes)]
+    progress(f"{head} head {out_shape}, {classes} classes ({names_from}), input {h}x{w}")
+    files = {"model": file_ref(out / MODEL_NAME, out)}
+    entry = built_entry(
+        spec,
+        t0,
+        {
+            "head": head,
+            "output_shape": out_shape,
+            "classes": classes,
+            "names_from": names_from,
+            NO_CUDA_KEY: "YOLO exports serve on ONNX Runtime's CPU provider in this version",
+        },
+        variants={
+            "cpu": Variant(
+                files=files, dtype="float32", notes=["Ultralytics ONNX export, unchanged"], backend="onnxruntime"
+            )
+        },
+        inputs=[
+            {
+                "name": session.input_names[0],
+                "dtype": "float32",
+                "shape": [1, 3, h, w],
+                "note": "RGB / 255, letterboxed",
+            }
+        ],
+        outputs=[{"name": session.output_names[0], "shape": out_shape, "head": head}],
+        labels=names,
+        preprocessing={"input_size": [h, w], "letterbox_pad": PAD_VALUE, "head": head, "box_format": "cxcywh input px"},
+        options=dict(spec.options),
+        backends={
+            "setting": spec.artifact_backend,
+            "serves": "onnxruntime",
+            "reason": "ONNX Runtime: the export as Ultralytics writes it (no TorchScript form)",
+        },
+    )
+    detector = YoloDetector(spec.name, entry, session, names, h, w, head)
+    inputs = [png_base64(probe_pixels(h * 3 // 4 + 7, w, 3))]
+    outputs = [o.tolist() for o in detector.check_outputs(inputs)]
+    entry.files["reference"] = write_reference(out / "reference.json", inputs, outputs)
+    return entry
