@@ -103,3 +103,16 @@ def test_torchscript_backend_is_refused(tmp_path: Path):
     path = yolo_onnx(tmp_path / "src" / "v5.onnx", "yolov5")
     with pytest.raises(ConfigError, match="ONNX Runtime only"):
         build_yolo(tmp_path, {"v5": (path, 'artifact_backend = "torchscript"')})
+
+
+def test_the_settings_example_is_valid_when_uncommented():
+    import tomllib
+
+    from edge_mm.runtime.options import serve_time
+    from tests.conftest import ROOT
+
+    text = (ROOT / "settings.toml").read_text()
+    block = text[text.index('# name = "my-yolo"') :].split("\n\n")[0]
+    model = tomllib.loads(re.sub(r"^# ?", "", block, flags=re.M))
+    assert model["task"] == "yolo-detection"
+    assert serve_time(model["name"], model["task"], model["options"], OPTIONS[model["task"]])["min_confidence"] == 0.4
