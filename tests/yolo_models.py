@@ -52,26 +52,39 @@ def head_array(head: str, anchors: int = 16, classes: int = 3) -> np.ndarray:
     return v8.T[None].copy()
 
 
-def yolo_onnx(path: Path, head: str | np.ndarray, names: dict[int, str] | None = NAMES, size: int = INPUT) -> Path:
-    """A graph ``images (1, 3, size, size) -> output0`` (a constant head), with Ultralytics' ``names`` metadata."""
+def yolo_onnx(
+    path: Path,
+    head: str | np.ndarray,
+    names: dict[int, str] | None = NAMES,
+    size: int = INPUT,
+    *,
+    half: bool = False,
+    dynamic: bool = False,
+) -> Path:
+    """A graph ``images (1, 3, size, size) -> output0`` (a constant head), with Ultralytics' ``names`` and
+    ``imgsz`` metadata; ``half``: float16 in and out (``half=True`` exports); ``dynamic``: H and W symbolic."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     value = head_array(head) if isinstance(head, str) else head
+    value = value.astype(np.float16 if half else np.float32)
+    elem = TensorProto.FLOAT16 if half else TensorProto.FLOAT
     const = helper.make_node("Constant", [], ["head"], value=numpy_helper.from_array(value, "head_value"))
     # output0 = head + 0 * mean(images): the image flows into the graph as in a real export
     nodes = [
         const,
         helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
-        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.float32(0), "zero_value")),
+        helper.make_node(
+            "Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, value.dtype), "zero_value")
+        ),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
         helper.make_node("Add", ["head", "nothing"], ["output0"]),
     ]
     graph = helper.make_graph(
         nodes,
         "tiny_yolo",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(value.shape))],
+        [helper.make_tensor_value_info("images", elem, [1, 3, "height", "width"] if dynamic else [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", elem, list(value.shape))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -10,6 +10,7 @@ reference for `edge-mm check`.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from edge_mm.runtime.probes import png_base64, probe_pixels
 from edge_mm.runtime.yolo_detector import PAD_VALUE, YoloDetector, head_layout, parse_names, read_labels
 
 MODEL_NAME = "model.onnx"
+INPUT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}  # half=True exports take float16
 
 
 def onnx_file(name: str, source: Path) -> Path:
@@ -37,11 +39,23 @@ def onnx_file(name: str, source: Path) -> Path:
     return found[0]
 
 
-def input_size(name: str, shape: list[Any], fallback: int) -> tuple[int, int]:
-    """(H, W) of a [1, 3, H, W] input; ``fallback`` for a dynamic side."""
+def input_size(spec: ModelSpec, shape: list[Any], meta: dict[str, str]) -> tuple[int, int]:
+    """(H, W) of a [1, 3, H, W] input; a dynamic side (``dynamic=True`` exports) takes ``options.image_size``,
+    else the export's ``imgsz`` metadata, else 640."""
     if len(shape) != 4 or shape[1] not in (3, "3"):
-        raise ConfigError(f"model {name}: the graph's input shape {shape} is not [1, 3, H, W]")
-    h, w = (d if isinstance(d, int) and d > 0 else fallback for d in shape[2:])
+        raise ConfigError(f"model {spec.name}: the graph's input shape {shape} is not [1, 3, H, W]")
+    fallback: tuple[int, int] = (640, 640)
+    if spec.options.get("image_size") is not None:
+        side = int(spec.options["image_size"])
+        fallback = (side, side)
+    elif "imgsz" in meta:
+        try:
+            value = ast.literal_eval(meta["imgsz"])
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+            fallback = (value[0], value[1])
+    h, w = (d if isinstance(d, int) and d > 0 else f for d, f in zip(shape[2:], fallback, strict=True))
     return h, w
 
 
@@ -70,9 +84,12 @@ def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
     session = OnnxSession(out / MODEL_NAME, 1)
     graph = session._session  # the InferenceSession: its declared shapes and metadata
     meta = dict(graph.get_modelmeta().custom_metadata_map)
-    h, w = input_size(spec.name, list(graph.get_inputs()[0].shape), int(spec.options.get("image_size", 640)))
+    h, w = input_size(spec, list(graph.get_inputs()[0].shape), meta)
+    dtype = INPUT_TYPES.get(graph.get_inputs()[0].type)
+    if dtype is None:
+        raise ConfigError(f"model {spec.name}: input type {graph.get_inputs()[0].type} is not float32 or float16")
     names, names_from = class_names(spec, path, meta)
-    head_out = session(np.full((1, 3, h, w), PAD_VALUE / 255, np.float32))  # a padded-grey frame
+    head_out = session(np.full((1, 3, h, w), PAD_VALUE / 255, dtype))  # a padded-grey frame
     out_shape = list(np.asarray(head_out[0] if isinstance(head_out, tuple) else head_out).shape)
     try:
         head = head_layout(out_shape, len(names) if names is not None else None)
@@ -95,20 +112,26 @@ def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
         },
         variants={
             "cpu": Variant(
-                files=files, dtype="float32", notes=["Ultralytics ONNX export, unchanged"], backend="onnxruntime"
+                files=files, dtype=dtype, notes=["Ultralytics ONNX export, unchanged"], backend="onnxruntime"
             )
         },
         inputs=[
             {
                 "name": session.input_names[0],
-                "dtype": "float32",
+                "dtype": dtype,
                 "shape": [1, 3, h, w],
                 "note": "RGB / 255, letterboxed",
             }
         ],
         outputs=[{"name": session.output_names[0], "shape": out_shape, "head": head}],
         labels=names,
-        preprocessing={"input_size": [h, w], "letterbox_pad": PAD_VALUE, "head": head, "box_format": "cxcywh input px"},
+        preprocessing={
+            "input_size": [h, w],
+            "input_dtype": dtype,
+            "letterbox_pad": PAD_VALUE,
+            "head": head,
+            "box_format": "cxcywh input px",
+        },
         options=dict(spec.options),
         backends={
             "setting": spec.artifact_backend,
@@ -116,7 +139,7 @@ def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
             "reason": "ONNX Runtime: the export as Ultralytics writes it (no TorchScript form)",
         },
     )
-    detector = YoloDetector(spec.name, entry, session, names, h, w, head)
+    detector = YoloDetector(spec.name, entry, session, names, h, w, head, input_dtype=dtype)
     inputs = [png_base64(probe_pixels(h * 3 // 4 + 7, w, 3))]
     outputs = [o.tolist() for o in detector.check_outputs(inputs)]
     entry.files["reference"] = write_reference(out / "reference.json", inputs, outputs)

@@ -157,13 +157,16 @@ class YoloDetector:
     width: int
     head: str
     device: str = "cpu"
+    input_dtype: str = "float32"  # float16 for a half=True export
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> YoloDetector:
         pre = entry.preprocessing
         session = load_artifact(entry.variants[variant], root, device)
         h, w = pre["input_size"]
-        return cls(name, entry, session, list(entry.labels or []), int(h), int(w), pre["head"], device)
+        labels = list(entry.labels or [])
+        dtype = pre.get("input_dtype", "float32")
+        return cls(name, entry, session, labels, int(h), int(w), pre["head"], device, dtype)
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else f"class_{index}"
@@ -171,8 +174,8 @@ class YoloDetector:
     def raw(self, image: Image.Image) -> tuple[np.ndarray, Letterbox]:
         """The head's output for one image (batch axis dropped) and how the image was letterboxed."""
         x, box = letterbox(image, self.height, self.width)
-        out = self.session(x)
-        return np.asarray(out[0] if isinstance(out, tuple) else out)[0], box
+        out = self.session(x.astype(self.input_dtype, copy=False))
+        return np.asarray(out[0] if isinstance(out, tuple) else out, np.float32)[0], box
 
     def detect(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -77,10 +78,15 @@ class DetectOptions:
 Request = ModelRequest[Images, DetectOptions]
 
 
+def serve_options(options: Mapping[str, Any]) -> ServeOptions:
+    """The model's serve-time options from its ``options`` (which carry the build-time ones too: labels, image_size)."""
+    return ServeOptions.model_validate({k: v for k, v in options.items() if k in ServeOptions.model_fields})
+
+
 def parse(payload: Payload, limits: Limits, models: Models) -> Request:
     served = models.get(KINDS, ROUTE, payload.model_name())
     body = validate(Body, payload.fields)
-    defaults = ServeOptions.model_validate(served.options)
+    defaults = serve_options(served.options)
     images = images_from(payload, limits)
     if len(images) != 1:
         raise BadInput("send exactly one image")

@@ -131,7 +131,8 @@ def parse_detection(payload: Payload, limits: Limits, models: Models) -> Request
 
 def run_detection(models: Models, request: Request, deadline: Deadline) -> dict[str, Any]:
     def detect(model: Any) -> list[list[dict[str, Any]]]:
-        return object_detection.detect(model, request.inputs.decode(), request.options, MAX_PREDICTIONS, deadline)
+        images = request.inputs.decode()
+        return object_detection.detect(model, images, request.options, MAX_PREDICTIONS, deadline, request.model.options)
 
     (preds,) = models.call(request.model, deadline, detect)
     return success(preds)

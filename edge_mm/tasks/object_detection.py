@@ -6,7 +6,7 @@ Served through the DeepStack route ``/v1/vision/detection`` (tasks/deepstack.py)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -66,11 +66,19 @@ def detect(
     min_confidence: float,
     limit: int,
     deadline: Deadline | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> list[list[dict[str, Any]]]:
+    """``options``: the model's (settings); a yolo-detection model takes its ``iou_threshold`` and
+    ``max_detections`` (under ``limit``) from them."""
     from edge_mm.runtime.yolo_detector import YoloDetector  # numpy only: no torch on this path
 
     if isinstance(model, YoloDetector):
-        return [model.predictions(im, min_confidence=min_confidence, limit=limit, deadline=deadline) for im in images]
+        opts = options or {}
+        iou, most = float(opts.get("iou_threshold", 0.45)), min(limit, int(opts.get("max_detections", limit)))
+        return [
+            model.predictions(im, min_confidence=min_confidence, iou_threshold=iou, limit=most, deadline=deadline)
+            for im in images
+        ]
     return [
         postprocess(lg, bx, im.width, im.height, model.labels, min_confidence, limit)
         for (lg, bx), im in zip(model.detect(images, deadline), images, strict=True)

@@ -15,11 +15,17 @@ from tests.yolo_models import EXPECTED, build_yolo, test_image, yolo_onnx
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("yolo-api")
+    (folder / "src").mkdir()
+    (folder / "src" / "labels.txt").write_text("worker\nforklift\npallet\n")
     settings = build_yolo(
         folder,
         {
             "v5": (yolo_onnx(folder / "src" / "v5.onnx", "yolov5"), ""),
             "v8": (yolo_onnx(folder / "src" / "v8.onnx", "yolov8"), "options = { min_confidence = 0.65 }"),
+            "half": (
+                yolo_onnx(folder / "src" / "half" / "v5.onnx", "yolov5", names=None, half=True),
+                'options = { labels = "../labels.txt", iou_threshold = 0.95, max_detections = 3 }',
+            ),
         },
     )
     return test_client(settings, warm_registry(settings))
@@ -88,3 +94,14 @@ def test_openapi_describes_the_path_parameter(client):
     op = client.get("/openapi.json").get_json()["paths"]["/v1/vision/custom/{model}"]["post"]
     assert op["parameters"] == [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
     assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("vision-custom.Answer")
+
+
+def test_a_half_export_with_a_labels_file_and_its_own_nms_settings(client):
+    body = post(client, "/v1/vision/custom/half").get_json()
+    # iou_threshold 0.95 keeps the duplicate worker; max_detections 3 cuts the list there
+    assert [(p["label"], round(p["confidence"], 3)) for p in body["predictions"]] == [
+        ("worker", 0.9),
+        ("worker", 0.8),
+        ("forklift", 0.7),
+    ]
+    assert (body["predictions"][0]["x_min"], body["predictions"][0]["y_max"]) == (100, 240)

@@ -33,6 +33,8 @@ def built(tmp_path_factory):  # type: ignore[no-untyped-def]
             'options = { labels = "../labels.txt" }',
         ),
         "v8-bare": (src / "bare", ""),  # a folder with one .onnx, no names anywhere
+        "v5-half": (yolo_onnx(src / "half" / "v5.onnx", "yolov5", half=True), ""),
+        "v8-dynamic": (yolo_onnx(src / "dynamic" / "v8.onnx", "yolov8", size=256, dynamic=True), ""),
     }
     return build_yolo(folder, models), models
 
@@ -68,7 +70,7 @@ def test_edge_mm_check_passes(built):
     settings, _ = built
     out = io.StringIO()
     assert run_check(settings, LOADERS, out, options=OPTIONS, cuda_available=False) == 0, out.getvalue()
-    for name in ("v5", "v8", "v8-labels", "v8-bare"):
+    for name in built[1]:
         assert f"{name}: ok" in out.getvalue()
 
 
@@ -116,3 +118,11 @@ def test_the_settings_example_is_valid_when_uncommented():
     model = tomllib.loads(re.sub(r"^# ?", "", block, flags=re.M))
     assert model["task"] == "yolo-detection"
     assert serve_time(model["name"], model["task"], model["options"], OPTIONS[model["task"]])["min_confidence"] == 0.4
+
+
+def test_a_half_export_takes_float16_and_a_dynamic_one_its_imgsz(built):
+    settings, _ = built
+    half, dynamic = entry(settings, "v5-half"), entry(settings, "v8-dynamic")
+    assert half["preprocessing"]["input_dtype"] == half["inputs"][0]["dtype"] == "float16"
+    assert dynamic["preprocessing"]["input_size"] == [256, 256]  # the export's imgsz metadata
+    assert entry(settings, "v8")["preprocessing"]["input_dtype"] == "float32"
