@@ -20,7 +20,7 @@ from edge_mm.build.entries import built_entry, file_ref, write_reference
 from edge_mm.build.text import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import NO_CUDA_KEY, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.probes import png_base64, probe_pixels
 from edge_mm.runtime.yolo_detector import PAD_VALUE, YoloDetector, head_layout, parse_names, read_labels
@@ -111,7 +111,7 @@ def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
             NO_CUDA_KEY: "YOLO exports serve on ONNX Runtime's CPU provider in this version",
         },
         variants={
-            "cpu": Variant(
+            ORT_VARIANT: Variant(
                 files=files, dtype=dtype, notes=["Ultralytics ONNX export, unchanged"], backend="onnxruntime"
             )
         },

@@ -105,3 +105,14 @@ def test_a_half_export_with_a_labels_file_and_its_own_nms_settings(client):
         ("forklift", 0.7),
     ]
     assert (body["predictions"][0]["x_min"], body["predictions"][0]["y_max"]) == (100, 240)
+
+
+def test_models_and_info_list_the_yolo_models(client):
+    models = client.get("/v1/models")
+    assert models.status_code == 200
+    (v5,) = [m for m in models.get_json()["models"] if m["name"] == "v5"]
+    assert v5["task"] == "yolo-detection"
+    assert v5["routes"] == ["vision/custom/<model>", "vision/detection"]
+    info = client.get("/info")
+    assert info.status_code == 200
+    assert info.get_json()["models"]["v5"]["provider"] == "CPUExecutionProvider"

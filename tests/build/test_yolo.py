@@ -49,8 +49,8 @@ def test_manifest_records_the_copied_export_names_input_size_and_head(built, nam
     e = entry(settings, name)
     root = settings.path("runtime.artifacts_dir")
     assert e["task"] == "yolo-detection"
-    model = e["variants"]["cpu"]["files"]["model"]
-    assert e["variants"]["cpu"]["backend"] == "onnxruntime"
+    model = e["variants"]["cpu-onnxruntime"]["files"]["model"]
+    assert e["variants"]["cpu-onnxruntime"]["backend"] == "onnxruntime"
     assert model["sha256"] == sha256_file(models[name][0]) == sha256_file(root / model["path"])  # copied unchanged
     assert e["labels"] == ["person", "car", "dog"]
     assert e["preprocessing"]["input_size"] == [320, 320]

@@ -109,3 +109,48 @@ def test_names_metadata_as_ultralytics_writes_it():
 def test_bad_names_metadata_is_refused_without_running_it(text):
     with pytest.raises(ConfigError, match="names"):
         parse_names(text)
+
+
+TORCH_FREE_SERVE = """\
+import io, sys
+
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError(f"{name} imported on the yolo-detection serving path")
+        return None
+
+
+sys.meta_path.insert(0, BlockTorch())
+from edge_mm.config import load_settings
+from tests.conftest import test_client, warm_registry
+from tests.yolo_models import test_image
+
+settings = load_settings(sys.argv[1], env={})
+client = test_client(settings, warm_registry(settings))
+for route in ("/v1/vision/custom/v8", "/v1/vision/detection"):
+    r = client.post(route, data={"image": (io.BytesIO(test_image()), "a.png")}, content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    print(r.get_json()["predictions"][0]["label"])
+"""
+
+
+def test_serving_a_yolo_model_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.yolo_models import build_yolo, yolo_onnx
+
+    settings = build_yolo(tmp_path, {"v8": (yolo_onnx(tmp_path / "src" / "v8.onnx", "yolov8"), "")})
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE_SERVE, str(tmp_path / "settings.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["person", "person"]
+    assert settings.models[0].task == "yolo-detection"
