@@ -20,7 +20,7 @@ from edge_mm.build.entries import built_entry, file_ref, write_reference
 from edge_mm.build.text import BuildError, Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import NO_CUDA_KEY, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant
 from edge_mm.runtime.ocr import OcrReader, load_characters
 from edge_mm.runtime.onnx_session import OnnxSession
 
@@ -96,7 +96,7 @@ def build_ocr(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> M
         spec,
         t0,
         figures,
-        variants={"cpu": Variant(files=files, dtype="float32", notes=notes, backend="onnxruntime")},
+        variants={ORT_VARIANT: Variant(files=files, dtype="float32", notes=notes, backend="onnxruntime")},
         inputs=[{"name": "image", "dtype": "uint8", "shape": ["H", "W", 3], "note": "RGB; BGR into the graphs"}],
         outputs=[{"name": "lines", "fields": ["text", "score", "box"]}],
         preprocessing={

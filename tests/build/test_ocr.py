@@ -12,7 +12,7 @@ from edge_mm.build.ocr import DET_NAME, REC_NAME, SAMPLE_LINES
 from edge_mm.build.pipeline import build_all
 from edge_mm.config import load_settings
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import sha256_file
+from edge_mm.manifest import read_manifest, sha256_file
 from edge_mm.runtime.self_check import run_check
 from edge_mm.tasks.table import LOADERS, OPTIONS
 from tests.conftest import need
@@ -24,8 +24,8 @@ def test_manifest_records_the_copied_graphs_and_dictionary(ocr_settings):
     root = ocr_settings.path("runtime.artifacts_dir")
     entry = json.loads((root / "manifest.json").read_text())["models"]["ppocr"]
     assert entry["task"] == "ocr"
-    files = entry["variants"]["cpu"]["files"]
-    assert entry["variants"]["cpu"]["backend"] == "onnxruntime"
+    files = entry["variants"]["cpu-onnxruntime"]["files"]
+    assert entry["variants"]["cpu-onnxruntime"]["backend"] == "onnxruntime"
     assert set(files) == {"det", "rec", "characters"}
     for key, name in (("det", DET_NAME), ("rec", REC_NAME)):
         assert files[key]["sha256"] == sha256_file(RAPIDOCR_MODELS / name)  # copied unchanged
@@ -36,6 +36,8 @@ def test_manifest_records_the_copied_graphs_and_dictionary(ocr_settings):
     assert entry["verification"]["sample_lines"] == list(SAMPLE_LINES)
     assert entry["verification"]["classes"] == len(chars) + 2 == 18710  # + the CTC blank and the space
     assert entry["files"]["reference"]["path"] == "ppocr/reference.json"
+    # served on ONNX Runtime: the registry never imports torch for it (the lite bundle has none)
+    assert read_manifest(root).models["ppocr"].cpu_backend == "onnxruntime"
 
 
 def test_edge_mm_check_passes(ocr_settings):
