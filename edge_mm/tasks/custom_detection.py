@@ -23,7 +23,7 @@ from edge_mm.errors import BadInput
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.schemas import ImageInput, ModelOptions, validate
+from edge_mm.tasks.schemas import ImageInput, ModelOptions, Prediction, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 if TYPE_CHECKING:  # the runner loads ONNX Runtime: imported when such a model loads, not with the task table
@@ -48,15 +48,6 @@ class Body(ImageInput):
 
     min_confidence: Probability | None = Field(None, description="default: the model's min_confidence (0.4)")
     api_key: str | None = Field(None, description="DeepStack's form field for the API key")
-
-
-class Prediction(BaseModel):
-    label: str
-    confidence: float
-    x_min: int
-    y_min: int
-    x_max: int
-    y_max: int
 
 
 class Answer(BaseModel):

@@ -18,7 +18,7 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks import face_detection, image_classification, object_detection
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
-from edge_mm.tasks.schemas import ImageInput, validate
+from edge_mm.tasks.schemas import ImageInput, Prediction, validate
 from edge_mm.tasks.task import ModelRequest, Task
 
 if TYPE_CHECKING:
@@ -32,15 +32,6 @@ class Body(ImageInput):
 
     min_confidence: float | None = Field(None, ge=0, le=1, description="default 0.4 (face), 0.45 (detection)")
     api_key: str | None = Field(None, description="DeepStack's form field for the API key")
-
-
-class Prediction(BaseModel):
-    label: str
-    confidence: float
-    x_min: int
-    y_min: int
-    x_max: int
-    y_max: int
 
 
 class Predictions(BaseModel):

@@ -1,5 +1,5 @@
 """Request models shared by the tasks (pydantic v2): declared once, validated with in ``parse``,
-documented by ``/openapi.json``.
+documented by ``/openapi.json``; and :class:`Prediction`, the box every DeepStack-dialect answer holds.
 
 Types are strict (JSON ``"2"`` is not an integer, ``true`` is not a number); unknown fields are
 ignored; an option sent as ``null`` means its default. Limits that come from settings at run
@@ -151,3 +151,14 @@ class AudioInput(Strict):
 
 class VideoInput(Strict):
     video: str | None = Field(None, description="a video file (MP4, WebM, ...), base64")
+
+
+class Prediction(BaseModel):
+    """One box in DeepStack's and CodeProject.AI's answers: what, how sure, corners in pixels."""
+
+    label: str
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int

@@ -18,7 +18,7 @@ from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.models import Models
 from edge_mm.tasks import ocr
 from edge_mm.tasks.payload import Limits, Payload, images_from
-from edge_mm.tasks.schemas import ImageInput, validate
+from edge_mm.tasks.schemas import ImageInput, Prediction, validate
 from edge_mm.tasks.task import Task
 
 if TYPE_CHECKING:
@@ -31,15 +31,6 @@ class Body(ImageInput):
     """CodeProject.AI's form: one image (and DeepStack's ``api_key`` field)."""
 
     api_key: str | None = Field(None, description="DeepStack's form field for the API key")
-
-
-class Prediction(BaseModel):
-    label: str
-    confidence: float
-    x_min: int
-    y_min: int
-    x_max: int
-    y_max: int
 
 
 class Answer(BaseModel):
