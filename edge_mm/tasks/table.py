@@ -139,6 +139,12 @@ MODEL_KINDS: dict[str, ModelKind] = {
         options=custom_detection.ServeOptions,
         build_options={"labels": None, "image_size": 640},
     ),
+    "ssd-detection": ModelKind(
+        RuntimeLoader("ssd_detector:SsdDetector.load"),
+        "ssd:build_ssd_detector",
+        "COCO detection from a TF Object Detection API frozen graph (SSD MobileNet v2), converted to ONNX (DeepStack)",
+        options=object_detection.SsdServeOptions,
+    ),
 }
 
 ALL_TASKS: tuple[Task, ...] = (
