@@ -76,14 +76,14 @@ def run_logged(cmd: Sequence[str], progress: Progress, what: str, keep: int = 40
     """Run ``cmd``, passing its output lines that contain ``show`` to ``progress`` ("" passes all);
     ConfigError with its last ``keep`` lines when it fails."""
     tail: deque[str] = deque(maxlen=keep)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail.append(line)
-        if line and show in line:
-            progress(f"  {line[-200:]}")
-    if proc.wait() != 0:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail.append(line)
+            if line and show in line:
+                progress(f"  {line[-200:]}")
+    if proc.returncode != 0:
         raise ConfigError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
 
 

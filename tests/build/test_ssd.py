@@ -137,3 +137,18 @@ def test_ssd_mobilenet_v2_converted_in_the_tf_env_matches_tensorflow_and_serves(
     assert best("chelsea.png")["label"] == "cat"
     assert best("coffee.png")["label"] == "cup"
     assert best("motorcycle_left.png")["label"] == "motorcycle"
+
+
+def test_a_failing_step_in_the_tf_env_names_its_output(tmp_path):
+    import sys
+
+    from edge_mm.build.tf_env import ensure_env, run_logged
+
+    shown: list[str] = []
+    run_logged([sys.executable, "-c", "print('noise'); print('ran 2 images')"], shown.append, "x", show="ran ")
+    assert shown == ["  ran 2 images"]
+    with pytest.raises(ConfigError, match=r"the step failed \(exit 3\):\nwhy it failed"):
+        run_logged([sys.executable, "-c", "print('why it failed'); raise SystemExit(3)"], shown.append, "the step")
+    with pytest.raises(ConfigError, match="could not install the build-only TensorFlow env"):
+        ensure_env(shown.append, ("--no-index", "no-such-package-edge-mm==1.0"), root=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == []  # the half-made venv is gone
