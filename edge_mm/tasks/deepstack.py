@@ -114,7 +114,8 @@ def parse_detection(payload: Payload, limits: Limits, models: Models) -> Request
     if served is None:
         raise NotImplementedHere(
             "object detection is not configured: add an object-detection model (an HF DETR or YOLOS checkpoint) "
-            "or a yolo-detection model (an Ultralytics ONNX export) "
+            "or a yolo-detection model (an Ultralytics ONNX export) or an ssd-detection model (COCO SSD MobileNet v2, "
+            "the commented coco-ssd block) "
             "to settings.toml and run 'edge-mm build'"
         )
     return Request(served, _one_image(payload, limits), min_confidence(payload.fields, 0.45))
