@@ -261,7 +261,7 @@ SETTINGS: tuple[Setting, ...] = (
         "runtime.micro_batching",
         True,
         bool,
-        "Run concurrent requests for one model together in one forward pass (see README numbers).",
+        "Run concurrent requests for one model together in one forward pass (see docs/numbers.md).",
     ),
     Setting(
         "runtime.max_batch",
