@@ -76,7 +76,7 @@ bundle-lite: setup $(VENV_LITE)/.deps  ## no torch: MiniLM + EfficientNet-Lite0 
 
 bundle-cuda: build  ## torch 2.14.1 CUDA build -> dist/cuda/edge-mm/ (~4.5 GB)
 	$(PIP) install -q -r requirements/package.txt
-	$(BIN)/edge-mm --config $(CONFIG) package --dist dist/cuda
+	$(BIN)/edge-mm --config $(CONFIG) package --flavour cuda --dist dist/cuda  # + onnxruntime-gpu (requirements/cuda-ort.txt)
 
 bundle-figures: bundle-cpu
 	$(BIN)/python -m bench.bundle_figures

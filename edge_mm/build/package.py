@@ -119,6 +119,10 @@ KEEP_TORCH_FILES = ("torch/bin/torch_shm_manager",)  # torch.multiprocessing's s
 LITE_EXCLUDES = ("torch", "av", "yaml")
 FLAVOURS = ("cpu", "cuda", "lite")
 VENVS = {"cpu": ROOT / ".venv-cpu", "lite": ROOT / ".venv-lite"}  # the interpreter each flavour is built with
+# The CUDA bundle's onnxruntime: onnxruntime-gpu (CPU and CUDA execution providers), installed with
+# pip --target here and put first on PyInstaller's path, so .venv keeps the CPU package its tests use.
+ORT_GPU_DIR = ROOT / "build" / "ort-gpu"
+ORT_GPU_REQUIREMENTS = ROOT / "requirements" / "cuda-ort.txt"
 
 
 def excluded_modules(flavour: str | None = None) -> list[str]:
@@ -282,13 +286,14 @@ def strip_libpython(bundle: Path) -> None:
 
 def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, excluded: bool) -> dict[str, Any]:
     """Put settings.toml, artifacts/ and bundle_info.json next to the executable; returns the info."""
-    from importlib.metadata import PackageNotFoundError, version
-
     torch = None if flavour == "lite" else __import__("torch")
-    try:
-        ort_version: str | None = version("onnxruntime")
-    except PackageNotFoundError:
-        ort_version = None
+    try:  # the module PyInstaller collected (onnxruntime-gpu for the CUDA flavour), not the .venv's metadata
+        import onnxruntime
+
+        ort_version: str | None = onnxruntime.__version__
+        ort_providers: list[str] = onnxruntime.get_available_providers()
+    except ImportError:
+        ort_version, ort_providers = None, []
 
     settings = load_settings(config)
     if flavour == "lite":
@@ -303,6 +308,7 @@ def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, ex
         "torch_version": torch.__version__ if torch is not None else None,
         "cuda_version": torch.version.cuda if torch is not None else None,
         "onnxruntime_version": ort_version,
+        "onnxruntime_providers": ort_providers,
         "artifacts_torch_version": copied["torch_version"],
         "edge_mm_version": copied["edge_mm_version"],
         "models": sorted(copied["models"]),
@@ -316,6 +322,16 @@ def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, ex
 
 
 # ---------------------------------------------------------------- edge-mm package
+
+
+def ort_gpu_overlay(python: str) -> Path:
+    """build/ort-gpu with onnxruntime-gpu in it (installed once, pip --target), for the CUDA bundle."""
+    if not (ORT_GPU_DIR / "onnxruntime" / "capi").is_dir():
+        print(f"edge-mm package: installing {ORT_GPU_REQUIREMENTS.name} into {ORT_GPU_DIR}", flush=True)
+        cmd = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", str(ORT_GPU_DIR)]
+        if subprocess.run([*cmd, "-r", str(ORT_GPU_REQUIREMENTS)], check=False).returncode != 0:
+            raise ConfigError(f"could not install {ORT_GPU_REQUIREMENTS} into {ORT_GPU_DIR}; see pip's output above")
+    return ORT_GPU_DIR
 
 
 def _has_transformers() -> bool:
@@ -377,6 +393,8 @@ def package(
     print("edge-mm package: " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     env = dict(os.environ, PYTHONNOUSERSITE="1")
+    if flavour == "cuda":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ort_gpu_overlay(python)), env.get("PYTHONPATH")]))
     result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
     if result.returncode != 0:
         raise ConfigError(f"PyInstaller failed (exit {result.returncode}); its output is above")
@@ -384,6 +402,8 @@ def package(
     info = json.loads((bundle / INFO_NAME).read_text())
     if flavour is not None and info["flavour"] != flavour:
         raise ConfigError(f"asked for a {flavour} bundle, but {python} made a {info['flavour']} one")
+    if flavour == "cuda" and "CUDAExecutionProvider" not in info["onnxruntime_providers"]:
+        raise ConfigError(f"the CUDA bundle's onnxruntime has no CUDA provider ({info['onnxruntime_providers']})")
     print(
         f"edge-mm package: {bundle} ({info['flavour']} flavour, torch {info['torch_version']}, "
         f"onnxruntime {info.get('onnxruntime_version')}, "
