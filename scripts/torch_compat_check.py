@@ -30,7 +30,7 @@ TEXT_TASKS = ("embeddings", "text-classification", "token-classification")
 
 def reference(settings) -> int:
     from edge_mm.build.sources import resolve_source
-    from edge_mm.build.text import _load, sample_sentences
+    from edge_mm.build.text_checkpoint import load_text_checkpoint, sample_sentences
 
     OUT.mkdir(parents=True, exist_ok=True)
     sentences = sample_sentences()[:64]
@@ -40,7 +40,7 @@ def reference(settings) -> int:
         source = resolve_source(
             spec.source, packages_dir=settings.path("build.packages_dir"), base_dir=settings.base_dir
         )
-        model, _, _ = _load(spec, source)
+        model, _, _ = load_text_checkpoint(spec, source)
         root = settings.path("runtime.artifacts_dir")
         from edge_mm.runtime.text_tokenizer import TextTokenizer
 

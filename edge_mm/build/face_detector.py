@@ -11,9 +11,10 @@ import torch
 
 from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
 from edge_mm.build.entries import SAMPLE_NAMES, built_entry, file_ref, sample_images, write_reference
+from edge_mm.build.errors import BuildError
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, load_mtcnn_nets
 from edge_mm.build.mtcnn_onnx import decide_backend, timing_frames
-from edge_mm.build.text import BuildError, Progress
+from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant

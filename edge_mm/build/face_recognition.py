@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from edge_mm.build.entries import built_entry, file_ref, write_reference
-from edge_mm.build.text import Progress
+from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, ModelEntry, Variant

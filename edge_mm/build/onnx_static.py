@@ -49,7 +49,7 @@ from torch import nn
 
 from edge_mm.build import onnx_backend, verify
 from edge_mm.build.entries import DATA, sample_images
-from edge_mm.build.text import Progress
+from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
 

@@ -1,4 +1,5 @@
-"""Progress bars for the long build steps (int8 guard search, calibration, class names, verification).
+"""Build progress: the ``Progress`` callback every builder reports to, and bars for the long steps
+(int8 guard search, calibration, class names, verification).
 
 Drawn on stderr only when it is a terminal (tqdm's ``disable=None``): logs and CI get the
 one-line ``progress`` messages of the build and no bar characters.
@@ -6,10 +7,11 @@ one-line ``progress`` messages of the build and no bar characters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+Progress = Callable[[str], None]  # called with one line of text per build step
 
 
 def bar(items: Iterable[T], desc: str, *, total: int | None = None, unit: str = "it") -> Iterator[T]:

@@ -21,7 +21,8 @@ from PIL import Image
 
 from edge_mm.build import tf_env
 from edge_mm.build.entries import built_entry, file_ref, sample_images, write_reference
-from edge_mm.build.text import BuildError, Progress
+from edge_mm.build.errors import BuildError
+from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant

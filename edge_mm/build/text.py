@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,18 @@ from torch import nn
 from edge_mm.build import artifact_backend, onnx_backend, verify
 from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
 from edge_mm.build.entries import built_entry
-from edge_mm.build.progress import bar
+from edge_mm.build.errors import BuildError
+from edge_mm.build.progress import Progress, bar
 from edge_mm.build.quantize import guard_int8
 from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs
+from edge_mm.build.text_checkpoint import Logits as Logits  # re-exported: bench/ imports it from here
+from edge_mm.build.text_checkpoint import SentenceEmbedding as SentenceEmbedding  # re-exported, as Logits
+from edge_mm.build.text_checkpoint import load_text_checkpoint, sample_sentences, save_tokenizer
 from edge_mm.config import ModelSpec
-from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, FileRef, ModelEntry, Variant, sha256_file
 from edge_mm.runtime import fidelity_gate
 from edge_mm.runtime.text_tokenizer import TextTokenizer
 
-Progress = Callable[[str], None]
 TRACE_TOLERANCE = 1e-4  # fp32 traced vs eager, max abs difference
 _OUTPUTS: dict[str, list[dict[str, Any]]] = {
     "embeddings": [{"name": "embeddings", "dtype": "float32", "shape": ["batch", "dim"]}],
@@ -40,96 +41,6 @@ _OUTPUT_AXES = {  # ONNX export: which output axes vary
     "token-classification": {"logits": {0: "batch", 1: "seq"}},
 }
 _LATENCY_ROUNDS = {"batch_1": 25, "batch_8": 8}  # timed forwards per backend (medians)
-
-
-class BuildError(Exception):
-    """A model failed its verification; the message names the model and the figure."""
-
-
-class SentenceEmbedding(nn.Module):
-    """(ids, mask) (batch, seq) int64 -> (batch, dim) L2-normalised pooled embeddings."""
-
-    def __init__(self, encoder: nn.Module, pooling: str) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.pooling = pooling
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling == "max":
-            pooled = hidden.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4).max(dim=1).values
-        else:
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, dim=-1)
-
-
-class Logits(nn.Module):
-    """(ids, mask) -> logits: (batch, classes) or (batch, seq, classes) for token classification."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
-
-
-def sample_sentences() -> list[str]:
-    text = resources.files("edge_mm.build").joinpath("data/sentences.txt").read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _pooling(source: Path, options: dict[str, Any]) -> str:
-    if "pooling" in options:
-        return str(options["pooling"])
-    cfg = source / "1_Pooling" / "config.json"
-    if cfg.is_file():
-        raw = json.loads(cfg.read_text())
-        if raw.get("pooling_mode_cls_token"):
-            return "cls"
-        if raw.get("pooling_mode_max_tokens"):
-            return "max"
-    return "mean"
-
-
-def _load(spec: ModelSpec, source: Path) -> tuple[nn.Module, list[str] | None, dict[str, Any]]:
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-    if not source.is_dir():
-        raise ConfigError(f"model {spec.name}: {source} is not a checkpoint folder")
-    kwargs: dict[str, Any] = {"attn_implementation": "eager"}
-    if spec.task == "embeddings":
-        pooling = _pooling(source, dict(spec.options))
-        encoder = transformers.AutoModel.from_pretrained(source, **kwargs)
-        return SentenceEmbedding(encoder, pooling).eval(), None, {"pooling": pooling}
-    cls = {
-        "text-classification": transformers.AutoModelForSequenceClassification,
-        "token-classification": transformers.AutoModelForTokenClassification,
-    }[spec.task]
-    model = cls.from_pretrained(source, **kwargs)
-    id2label = model.config.id2label
-    labels = [str(id2label[i]) for i in range(len(id2label))]
-    extra = {"multi_label": getattr(model.config, "problem_type", None) == "multi_label_classification"}
-    return Logits(model).eval(), labels, extra
-
-
-def _save_tokenizer(source: Path, out: Path) -> tuple[Path, int]:
-    """Write tokenizer.json (converting a slow tokenizer if needed); returns (path, pad id)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(source)
-    if not getattr(tok, "is_fast", False):
-        raise ConfigError(f"{source}: no fast tokenizer (tokenizer.json) can be made for this checkpoint")
-    path = out / "tokenizer.json"
-    tok.backend_tokenizer.save(str(path))
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    return path, int(pad_id)
 
 
 def _verify_batches(tok: TextTokenizer, sentences: list[str], max_length: int) -> list[tuple[torch.Tensor, ...]]:
@@ -207,8 +118,8 @@ def build_text_model(
     ``accelerator``: where the ``cuda`` variant is traced (see build/accelerator.py); None skips it.
     """
     t0 = time.perf_counter()
-    model, labels, extra = _load(spec, source)
-    tok_path, pad_id = _save_tokenizer(source, out)
+    model, labels, extra = load_text_checkpoint(spec, source)
+    tok_path, pad_id = save_tokenizer(source, out)
     tok = TextTokenizer(tok_path, max_length=spec.max_length, pad_id=pad_id)
     sentences = sample_sentences()
     batches = _verify_batches(tok, sentences, spec.max_length)

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_mm.build.text import Progress
+from edge_mm.build.progress import Progress
 from edge_mm.errors import ConfigError
 
 # Versions with cp311 wheels that convert the TF Object Detection API's SSD graphs at opset 13

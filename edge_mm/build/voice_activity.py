@@ -20,7 +20,8 @@ import numpy as np
 
 from edge_mm.build import onnx_backend
 from edge_mm.build.entries import built_entry, file_ref, write_reference
-from edge_mm.build.text import BuildError, Progress
+from edge_mm.build.errors import BuildError
+from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_mm.build.entries import built_entry, file_ref, write_reference
-from edge_mm.build.text import Progress
+from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant

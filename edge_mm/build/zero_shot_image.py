@@ -25,10 +25,11 @@ from torch import nn
 
 from edge_mm.build import artifact_backend, onnx_backend
 from edge_mm.build.entries import built_entry, file_ref, max_abs, sample_images, save_variant, write_reference
+from edge_mm.build.errors import BuildError
 from edge_mm.build.image_classifier import TRACE_TOLERANCE, hf_preprocess
 from edge_mm.build.imagenet import load_imagenet_labels
-from edge_mm.build.progress import bar
-from edge_mm.build.text import BuildError, Progress, _load, _save_tokenizer, sample_sentences
+from edge_mm.build.progress import Progress, bar
+from edge_mm.build.text_checkpoint import load_text_checkpoint, sample_sentences, save_tokenizer
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, FileRef, ModelEntry, Variant
@@ -56,8 +57,8 @@ def build_conse(spec: ModelSpec, source: Path, out: Path, progress: Progress) ->
     t0 = time.perf_counter()
     options = {**CONSE_DEFAULTS, **spec.options, "method": "conse"}
     labels = [str(x) for x in spec.options.get("class_names", load_imagenet_labels())]
-    encoder, _, extra = _load(dataclasses.replace(spec, task="embeddings", options={}), source)
-    tok_path, pad_id = _save_tokenizer(source, out)
+    encoder, _, extra = load_text_checkpoint(dataclasses.replace(spec, task="embeddings", options={}), source)
+    tok_path, pad_id = save_tokenizer(source, out)
     tok = TextTokenizer(tok_path, max_length=spec.max_length, pad_id=pad_id)
     template = str(options["class_template"])
     vectors = []
@@ -159,7 +160,7 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
     transformers.logging.set_verbosity_error()
     clip = transformers.CLIPModel.from_pretrained(source, attn_implementation="eager").eval()
     max_length = min(spec.max_length, int(clip.config.text_config.max_position_embeddings))
-    tok_path, pad_id = _save_tokenizer(source, out)
+    tok_path, pad_id = save_tokenizer(source, out)
     tok = TextTokenizer(tok_path, max_length=max_length, pad_id=pad_id)
     pre = hf_preprocess(source)
     text, image = TextTower(clip).eval(), ImageTower(clip).eval()

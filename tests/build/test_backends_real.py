@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edge_mm.build import onnx_backend
-from edge_mm.build.text import sample_sentences
+from edge_mm.build.text_checkpoint import sample_sentences
 from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_VARIANT, read_manifest
 from edge_mm.runtime import cpu_features
 from edge_mm.runtime.image_classifier import ImageClassifier

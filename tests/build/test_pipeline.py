@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_mm.build.errors import BuildError
 from edge_mm.build.pipeline import build_all
 from edge_mm.build.sources import resolve_source
-from edge_mm.build.text import BuildError
 from edge_mm.config import load_settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import read_manifest, sha256_file

@@ -74,7 +74,7 @@ def test_a_disagreement_with_tensorflow_fails_the_build(tmp_path, monkeypatch):
     import numpy as np
 
     from edge_mm.build import tf_env
-    from edge_mm.build.text import BuildError
+    from edge_mm.build.errors import BuildError
 
     stand_in = ssd_onnx(tmp_path / "stand-in.onnx")
     (tmp_path / "g.pb").write_bytes(b"stand-in")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_mm.build.text import BuildError
+from edge_mm.build.errors import BuildError
 from edge_mm.build.voice_activity import PROB_TOLERANCE, build_voice_activity
 from edge_mm.build.zero_shot_image import conse_variants
 from edge_mm.config import ModelSpec
