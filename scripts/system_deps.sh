@@ -2,7 +2,7 @@
 # The system tools the README's examples and the test suites call, installed with apt-get when
 # missing (run by `make test`, `make test-slow`, `make image` and .ci/run, never by `make run`; a no-op
 # once they are there):
-#   curl     every README example (tests/test_readme.py runs them)
+#   curl     every README and docs/ example (tests/test_docs.py runs them)
 #   strace   the offline proof in `make test-slow` (scripts/offline_check.sh, tests/test_bundle.py)
 #   ip       the same proof brings loopback up in its network namespace (iproute2)
 #   chromium, chromedriver   the playground page test in a headless browser (tests/api/test_playground.py)

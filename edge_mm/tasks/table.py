@@ -25,6 +25,7 @@ from edge_mm.runtime.options import KindOptions, serve_time
 from edge_mm.tasks import (
     custom_detection,
     deepstack,
+    detection,
     embeddings,
     face_detection,
     face_recognition,
@@ -155,6 +156,7 @@ ALL_TASKS: tuple[Task, ...] = (
     image_classification.TASK,
     image_embeddings.TASK,
     face_detection.TASK,
+    detection.TASK,
     ocr.TASK,
     vision_ocr.TASK,
     custom_detection.TASK,

@@ -85,6 +85,18 @@ def _faces(body: dict[str, Any]) -> Tensors:
     }
 
 
+def _objects(body: dict[str, Any]) -> Tensors:
+    found = [(i, o) for i, image in enumerate(body["results"]) for o in image["objects"]]
+    return {
+        "boxes": np.array(
+            [[o["box"][k] for k in ("x_min", "y_min", "x_max", "y_max")] for _, o in found], dtype=np.float32
+        ).reshape(-1, 4),
+        "labels": np.array([o["label"] for _, o in found], dtype=np.object_),
+        "scores": np.array([o["score"] for _, o in found], dtype=np.float32),
+        "image_index": np.array([i for i, _ in found], dtype=np.int32),
+    }
+
+
 def _ocr(body: dict[str, Any]) -> Tensors:
     lines = [(i, line) for i, r in enumerate(body["results"]) for line in r["lines"]]
     return {
@@ -143,6 +155,20 @@ CONTRACTS: dict[str, Contract] = {
         ),
         _faces,
     ),
+    **{
+        kind: Contract(
+            "object-detection",
+            (IMAGE,),
+            (
+                TensorSpec("boxes", "FP32", (-1, 4), "x_min, y_min, x_max, y_max in pixels, one row per object"),
+                TensorSpec("labels", "BYTES", (-1,), "per object"),
+                TensorSpec("scores", "FP32", (-1,), "per object"),
+                TensorSpec("image_index", "INT32", (-1,), "which input image each object is in"),
+            ),
+            _objects,
+        )
+        for kind in ("object-detection", "yolo-detection", "ssd-detection")
+    },
     "ocr": Contract(
         "ocr",
         (IMAGE,),

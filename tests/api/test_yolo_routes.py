@@ -112,7 +112,7 @@ def test_models_and_info_list_the_yolo_models(client):
     assert models.status_code == 200
     (v5,) = [m for m in models.get_json()["models"] if m["name"] == "v5"]
     assert v5["task"] == "yolo-detection"
-    assert v5["routes"] == ["vision/custom/<model>", "vision/detection"]
+    assert v5["routes"] == ["object-detection", "vision/custom/<model>", "vision/detection"]
     info = client.get("/info")
     assert info.status_code == 200
     assert info.get_json()["models"]["v5"]["provider"] == "CPUExecutionProvider"
