@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_check(settings, LOADERS, options=OPTIONS)
         elif args.command == "package":
-            from edge_mm.build.package import package
+            from edge_mm.build.pyinstaller import package
 
             sign = _signer(args.sign)
             bundle = package(

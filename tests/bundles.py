@@ -8,7 +8,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-from edge_mm.build.package import package
+from edge_mm.build.pyinstaller import package
 from edge_mm.config import Settings, load_settings
 from tests.serving import ROOT
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_mm.build.package import BUILD_ONLY, INFO_NAME
+from edge_mm.build.bundle_contents import BUILD_ONLY, INFO_NAME
 from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT
 from tests.bundle_probe import SAMPLES, is_loopback
 from tests.bundles import LITE_SETTINGS, lite_bundle

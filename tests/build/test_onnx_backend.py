@@ -259,7 +259,7 @@ def test_latency_is_timed_per_input_and_threads_are_restored():
 
 
 def test_the_cpu_bundle_keeps_the_onnx_variant(tiny_settings, tmp_path):
-    from edge_mm.build.package import copy_artifacts
+    from edge_mm.build.bundle_artifacts import copy_artifacts
 
     copied = copy_artifacts(tiny_settings, tmp_path / "artifacts", "cpu")
     assert set(copied["models"]["tiny-embed"]["variants"]) == {"cpu", ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT}

@@ -80,7 +80,7 @@ def test_shipped_work_runs_on_the_replica_model_with_its_time_left():
 
 
 def test_ray_is_not_in_the_bundle():
-    from edge_mm.build.package import excluded_modules, is_runtime_module
+    from edge_mm.build.bundle_contents import excluded_modules, is_runtime_module
 
     assert {"ray", "a2wsgi", "edge_mm.ray_serve"} <= set(excluded_modules())
     assert not is_runtime_module("edge_mm.ray_serve.app")
