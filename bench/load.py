@@ -2,8 +2,9 @@
 previous one returns, for a fixed time.
 
 ``run_closed_loop`` uses wrk (C, one thread, N keep-alive connections; Debian package ``wrk``,
-installed by bench/peers/setup.sh) so the client costs almost nothing, and falls back to the
-Python threads below where wrk is missing (they cost the 2-core machine far more CPU)."""
+installed by bench/peers/setup.sh) with a Lua script that cycles the bodies, so the client costs almost
+nothing, and falls back to the Python threads below where wrk is missing (they cost the 2-core machine
+far more CPU)."""
 
 from __future__ import annotations
 
@@ -49,51 +50,6 @@ class LoadResult:
             "mean_ms": round(statistics.fmean(lat), 2),
             "errors": sum(v for k, v in self.statuses.items() if k != 200),
         }
-
-
-def post_json(base: str, path: str, body: object, timeout: float = 60) -> tuple[int, bytes]:
-    u = urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
-def run_load(
-    base: str, path: str, make_body: Callable[[int], object], concurrency: int, seconds: float, warmup_s: float = 2.0
-) -> LoadResult:
-    """Closed loop for ``warmup_s + seconds``; only requests started after warm-up are recorded."""
-    result = LoadResult(concurrency, seconds)
-    lock = threading.Lock()
-    start = time.monotonic()
-    t_record, t_end = start + warmup_s, start + warmup_s + seconds
-
-    def worker(wid: int) -> None:
-        i = 0
-        while True:
-            t0 = time.monotonic()
-            if t0 >= t_end:
-                return
-            try:
-                status, _ = post_json(base, path, make_body(wid * 100000 + i))
-            except OSError:
-                status = 0
-            t1 = time.monotonic()
-            i += 1
-            if t0 >= t_record and t1 <= t_end:
-                with lock:
-                    result.latencies_ms.append((t1 - t0) * 1000)
-                    result.statuses[status] = result.statuses.get(status, 0) + 1
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return result
 
 
 # --- wrk: a C load generator (one thread, N keep-alive connections), so the client costs almost nothing ---
@@ -185,10 +141,11 @@ def run_wrk(
 
 
 def run_closed_loop(
-    base: str, path: str, bodies: list[bytes], content_type: str, concurrency: int, seconds: float
+    base: str, path: str, bodies: list[bytes], content_type: str, concurrency: int, seconds: float, driver: str = "auto"
 ) -> dict[str, float]:
-    """wrk when installed, else the Python closed loop above (which costs the client far more CPU)."""
-    if wrk_available():
+    """wrk (``driver`` "wrk", or "auto" where installed), else the Python closed loop below (which
+    costs the client far more CPU)."""
+    if driver == "wrk" or (driver == "auto" and wrk_available()):
         return run_wrk(base, path, bodies, content_type, concurrency, seconds)
 
     def make(i: int) -> bytes:

@@ -252,7 +252,7 @@ def main() -> int:
         texts = json.loads(a.texts.read_text())
         print(json.dumps(child(a.config, a.requests, a.warmup, texts)), flush=True)
         os._exit(0)  # batcher workers are daemon threads inside torch; skip interpreter teardown
-    from bench.compare import sentences_of_32_tokens
+    from bench.payloads import sentences_of_32_tokens
 
     variants = ([] if a.no_current else ["this checkout"]) + [f"rev:{r}" for r in a.rev] + [f"tree:{t}" for t in a.tree]
     variants += [f"env:{e}" for e in a.env]

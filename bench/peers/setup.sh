@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# What the peer benchmarks (bench/compare.py, bench/vision_throughput.py) need besides the main venv:
-#   wrk             the load generator (Debian package; apt-get as root)
-#   .venv-onnx:     ONNX Runtime peers (MiniLM int8, EfficientNet-Lite0 fp32) behind Flask + waitress
-#   .venv-infinity: infinity-emb (a real embedding server), torch engine, CPU; only with INFINITY=1
+# What the bench harness's peers (python -m bench run embeddings / images) need besides the main venv:
+#   wrk             the load generator (Debian package; apt-get as root; scripts/system_deps.sh too)
+#   .venv-onnx:     the ONNX Runtime peers of bench/peers (MiniLM int8, EfficientNet-Lite0 fp32), Flask + waitress
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python3}
@@ -20,9 +19,4 @@ if [ ! -x .venv-onnx/bin/python ] || ! .venv-onnx/bin/python -c "import onnxrunt
   $PY -m venv .venv-onnx
   .venv-onnx/bin/pip install -q --upgrade pip
   .venv-onnx/bin/pip install -q onnxruntime onnx flask waitress tokenizers numpy pillow
-fi
-if [ "${INFINITY:-0}" = 1 ] && [ ! -x .venv-infinity/bin/infinity_emb ]; then
-  $PY -m venv .venv-infinity
-  .venv-infinity/bin/pip install -q --upgrade pip
-  .venv-infinity/bin/pip install -q torch==2.14.1 "infinity-emb[server,torch]"
 fi

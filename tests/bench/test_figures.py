@@ -1,19 +1,19 @@
-"""The bench's pure figures: merging rounds, ceilings, ratios and the issue's aims."""
+"""The harness's pure figures: merging rounds, ceilings, ratios, a scenario's aims, the summary table."""
 
 import pytest
 
-from bench.compare import (
-    HTTP_CEILING,
-    OURS,
-    PEER,
-    TUTORIAL,
+from bench import scenario
+from bench.harness import (
     ceilings,
     evaluate_aims,
     forward_ceiling_rps,
+    machine_note,
     merge_rounds,
     ratio,
-    readme_table,
+    summary_table,
 )
+
+OURS, PEER, TUTORIAL, HTTP_CEILING = "edge-mm", "onnx-int8", "tutorial", "http-ceiling"
 
 
 def _round(rps, p50, p99, c=8, requests=100, errors=0):
@@ -63,7 +63,7 @@ def test_forward_ceiling_never_uses_a_batch_larger_than_the_clients():
 
 def test_ceilings_pick_the_tighter():
     table = {(HTTP_CEILING, 8): {"rps": 600.0}, (HTTP_CEILING, 1): {"rps": 1500.0}}
-    out = ceilings(table, FORWARD, [1, 8], cores=2)
+    out = ceilings(table, HTTP_CEILING, FORWARD, [1, 8], cores=2)
     assert out[8] == {"http_rps": 600.0, "forward_rps": 800.0, "tighter_rps": 600.0}
     assert out[1]["tighter_rps"] == 400.0
 
@@ -83,20 +83,23 @@ def _table(ours_p50=4.0, ours_rps=300.0, ours_p99=12.0):
     }
 
 
+AIMS = scenario.load("embeddings")["aims"]  # the headline scenario's own aims
+
+
 def test_aims_met():
-    aims = evaluate_aims(_table(), {8: {"tighter_rps": 400.0}})
+    aims = evaluate_aims(AIMS, _table(), {8: {"tighter_rps": 400.0}})
     assert [a["met"] for a in aims] == [True, True, True, True, True]
     assert [a["value"] for a in aims] == [0.8, 1.5, 6.0, 1.2, 0.75]
-    assert aims[4]["figure"] == "75%"
+    assert aims[4]["figure"] == "0.75x"
 
 
 def test_aims_missed_and_unmeasured():
-    aims = evaluate_aims(_table(ours_p50=6.0, ours_rps=240.0, ours_p99=30.0), {})
+    aims = evaluate_aims(AIMS, _table(ours_p50=6.0, ours_rps=240.0, ours_p99=30.0), {})
     assert [a["met"] for a in aims] == [False, False, False, False, None]
     assert aims[4]["figure"] == "not measured"
 
 
-def test_readme_table_has_one_line_per_server():
+def test_summary_table_has_one_line_per_server():
     rows = [
         {
             **merge_rounds([_round(100, 10, 20, c=1), _round(110, 11, 21, c=1)]),
@@ -112,13 +115,11 @@ def test_readme_table_has_one_line_per_server():
         },
         {**merge_rounds([_round(1500, 0.5, 1, c=1)]), "server": HTTP_CEILING, "label": "ceiling", "rss_warm_mb": 30},
     ]
-    lines = readme_table(rows).splitlines()
+    lines = summary_table(rows, [1, 8]).splitlines()
     assert lines[2] == "| edge-mm | 100-110 (10.0-11.0 ms) | 300 (20 ms / 40 ms) | 900 MB |"
-    assert lines[3] == "| ceiling | 1500 (0.5 ms) | - | - |"
+    assert lines[3] == "| ceiling | 1500 (0.5 ms) | - | 30 MB |"
 
 
 def test_the_report_calls_a_run_busy_only_when_the_machine_was():
-    from bench.compare import machine_note
-
-    assert "busy shared machine" in machine_note("2.5 1.0 0.8")
-    assert "otherwise idle" in machine_note("0.1 1.2 3.2")
+    assert "busy machine" in machine_note([2.5, 1.0, 0.8], cores=2)
+    assert "otherwise quiet" in machine_note([0.1, 1.2, 3.2], cores=2)

@@ -1,0 +1,3 @@
+from bench.peers import main
+
+main()
