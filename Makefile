@@ -61,11 +61,13 @@ lint: setup docs  ## ruff (style, complexity), mypy on edge_mm/, import-linter l
 docs: setup  ## the docs site (docs/, mkdocs.yml) -> build/site/, strict: a broken link or page fails
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-bench: setup build  ## side-by-side throughput benchmarks (writes bench/results/)
-	$(BIN)/python -m bench.compare
+bench: setup build  ## the headline benchmarks, side by side with their peers (python -m bench list; writes bench/results/)
+	bash bench/peers/setup.sh
+	$(BIN)/python -m bench run embeddings
+	$(BIN)/python -m bench run images
 
 soak: setup build  ## 10 minutes at 32 clients, valid and invalid requests mixed
-	$(BIN)/python -m bench.soak --minutes 10 --concurrency 32
+	$(BIN)/python -m bench run soak
 
 $(VENV_CPU)/.deps: requirements/cpu.txt requirements/runtime.txt requirements/package.txt
 	bash scripts/venv_cpu.sh
