@@ -25,7 +25,7 @@ import edge_mm
 from edge_mm.api import errors
 from edge_mm.api.context import limits, registry, request_deadline
 from edge_mm.errors import BadInput, NotFound
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.tasks.payload import Payload, Upload
 from edge_mm.tasks.task import Task

@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify
 
 from edge_mm.api.context import limits, registry, request_deadline
-from edge_mm.api.payload import read_payload
-from edge_mm.runtime.models import Models
+from edge_mm.api.request_body import read_payload
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks.task import Task
 
 

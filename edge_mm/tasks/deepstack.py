@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from edge_mm.errors import BadInput, NotImplementedHere
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks import face_detection, image_classification, object_detection
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, Prediction, validate

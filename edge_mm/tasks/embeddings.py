@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.payload import Limits, Payload

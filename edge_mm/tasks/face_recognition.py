@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from edge_mm.errors import BadInput, NotFound, RequestTooLarge, Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.face_store import MAX_USERID_CHARS
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.tasks import face_detection
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from

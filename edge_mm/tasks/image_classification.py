@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, ModelOptions, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.image_classifier import ImageClassifier
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, Options, validate
 from edge_mm.tasks.task import ModelRequest, Task

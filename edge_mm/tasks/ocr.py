@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks.payload import Images, Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, ModelOptions, Options, Strict, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.tasks.payload import Limits, Payload
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from tokenizers import Encoding
 
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.tasks.payload import Limits, Payload
 from edge_mm.tasks.schemas import ModelOptions, Options, Texts, check_texts, validate

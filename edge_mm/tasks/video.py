@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from edge_mm.errors import NotFound, Unprocessable
 from edge_mm.media.video import Clip, Sampling, decode_video
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.registry import Served
 from edge_mm.tasks import face_detection, image_classification, voice_activity
 from edge_mm.tasks.payload import Limits, Payload, file_from

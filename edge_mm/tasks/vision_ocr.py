@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from edge_mm.errors import BadInput
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks import ocr
 from edge_mm.tasks.payload import Limits, Payload, images_from
 from edge_mm.tasks.schemas import ImageInput, Prediction, validate

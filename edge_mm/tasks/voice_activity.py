@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from edge_mm.media.audio import decode_wav, resample
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.tasks.payload import Limits, Payload, file_from
 from edge_mm.tasks.schemas import AudioInput, ModelOptions, Options, Strict, validate
 from edge_mm.tasks.task import ModelRequest, Task, one_model_run

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from edge_mm.errors import RequestTooLarge, Unprocessable
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.text_model import TextModel
 from edge_mm.runtime.vector_cache import VectorCache
 from edge_mm.tasks.payload import Limits, Payload

@@ -12,7 +12,7 @@ from edge_mm.errors import DeadlineExceeded
 from edge_mm.manifest import ModelEntry
 from edge_mm.runtime.admission import Admission
 from edge_mm.runtime.deadline import Deadline
-from edge_mm.runtime.models import Models
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.registry import Registry, Served
 from edge_mm.runtime.runner import BatchedRunner
 
