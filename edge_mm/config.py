@@ -420,23 +420,34 @@ MODEL_DEVICES = ("inherit", *DEVICES)
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
+def _model_default(key: str) -> Any:
+    """A :class:`ModelSpec` field's default, read from :data:`MODEL_SETTINGS` (a list becomes a tuple, a dict a
+    fresh copy per spec)."""
+    default = next(m.default for m in MODEL_SETTINGS if m.key == key)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default))
+    return field(default=tuple(default) if isinstance(default, list) else default)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
+    """One ``[[models]]`` table; the defaults are :data:`MODEL_SETTINGS`'s (the one place to change them)."""
+
     name: str
     task: str
     source: str
-    quantization: str = "int8"
-    max_length: int = 256
-    keep_fp32: tuple[str, ...] = ()
-    smooth_alpha: float = 0.8
-    min_mean_cosine: float = 0.99
-    min_min_cosine: float = 0.95
-    min_top1_agreement: float = 0.95
-    max_prob_diff: float = 0.1
-    auto_keep_fp32: bool = True
-    artifact_backend: str = "auto"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    device: str = "inherit"
+    quantization: str = _model_default("quantization")
+    max_length: int = _model_default("max_length")
+    keep_fp32: tuple[str, ...] = _model_default("keep_fp32")
+    smooth_alpha: float = _model_default("smooth_alpha")
+    min_mean_cosine: float = _model_default("min_mean_cosine")
+    min_min_cosine: float = _model_default("min_min_cosine")
+    min_top1_agreement: float = _model_default("min_top1_agreement")
+    max_prob_diff: float = _model_default("max_prob_diff")
+    auto_keep_fp32: bool = _model_default("auto_keep_fp32")
+    artifact_backend: str = _model_default("artifact_backend")
+    options: Mapping[str, Any] = _model_default("options")
+    device: str = _model_default("device")
 
     def build_fingerprint(self, serve_options: Collection[str] = ()) -> dict[str, Any]:
         """What a build of this model depends on from the settings: all but the serve-time settings and

@@ -90,3 +90,17 @@ def test_every_setting_is_documented():
     for kind, k in MODEL_KINDS.items():  # every option of every kind, serve-time and build-time
         for key in [*k.options.model_fields, *k.build_options]:
             assert f"| `{kind}` | `{key}` |" in doc
+
+
+def test_model_spec_defaults_are_the_settings_table_defaults():
+    """A ModelSpec made in code gets MODEL_SETTINGS' defaults, as a [[models]] table does: the table is the one
+    source (lists arrive as tuples; each spec gets its own options dict)."""
+    from dataclasses import fields
+
+    from edge_mm.config import MODEL_SETTINGS, ModelSpec
+
+    assert [f.name for f in fields(ModelSpec)] == [m.key for m in MODEL_SETTINGS]
+    spec = ModelSpec("m", "embeddings", "x")
+    for m in MODEL_SETTINGS[3:]:
+        assert getattr(spec, m.key) == (tuple(m.default) if isinstance(m.default, list) else m.default), m.key
+    assert ModelSpec("a", "embeddings", "x").options is not ModelSpec("b", "embeddings", "x").options
