@@ -339,6 +339,48 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder where model packages are installed (pip --target) for 'package:' sources.",
     ),
     Setting(
+        "events.snapshot_dir",
+        "streams/snapshots",
+        str,
+        "Folder of the event snapshots (JPEG, boxes drawn), relative to the settings file.",
+    ),
+    Setting(
+        "events.snapshot_budget_mb",
+        256.0,
+        float,
+        "Most disk the event snapshots may use (MB); the oldest go first. 0 keeps none.",
+        minimum=0,
+    ),
+    Setting("events.max_streams", 32, int, "Most streams (settings and /v1/streams together).", minimum=1),
+    Setting(
+        "events.max_listeners", 4, int, "Most Server-Sent Events and MJPEG clients at once (more get 503).", minimum=1
+    ),
+    Setting(
+        "events.queue_size",
+        1000,
+        int,
+        "Events kept per output (MQTT, each webhook) while it cannot deliver; the oldest are dropped and counted.",
+        minimum=1,
+    ),
+    Setting("mqtt.host", "", str, "MQTT broker host for stream events; empty: no MQTT."),
+    Setting("mqtt.port", 1883, int, "MQTT broker port.", minimum=1),
+    Setting("mqtt.topic_prefix", "edge-mm", str, "Topics: <prefix>/<stream>/events, <prefix>/availability, ..."),
+    Setting("mqtt.username", "", str, "MQTT user name (empty: none)."),
+    Setting("mqtt.password", "", str, "MQTT password (set it with EDGE_MM_MQTT_PASSWORD rather than in the file)."),
+    Setting("mqtt.tls", False, bool, "Connect to the broker over TLS."),
+    Setting("mqtt.ca_file", "", str, "CA certificates for mqtt.tls (empty: the system's)."),
+    Setting("mqtt.client_id", "", str, "MQTT client id (empty: a random one)."),
+    Setting("webhooks.urls", [], list, "URLs each stream event is POSTed to (JSON)."),
+    Setting(
+        "webhooks.secret",
+        "",
+        str,
+        "Signs each webhook body: header X-Edge-MM-Signature: sha256=<HMAC-SHA256 hex>; empty: unsigned.",
+    ),
+    Setting("webhooks.timeout_s", 5.0, float, "A webhook POST slower than this fails and is retried (s).", minimum=0.1),
+    Setting("webhooks.retries", 5, int, "Retries per webhook event (exponential backoff with jitter).", minimum=0),
+    Setting("webhooks.backoff_s", 0.5, float, "First webhook retry delay (s); it doubles per retry.", minimum=0.01),
+    Setting(
         "build.allow_download",
         False,
         bool,
@@ -417,6 +459,37 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
 SERVE_TIME_MODEL_SETTINGS = frozenset({"device"})
 MODEL_DEVICES = ("inherit", *DEVICES)
 
+# [[streams]]: camera streams analysed continuously (edge_mm/streams; also managed at /v1/streams)
+STREAM_SETTINGS: tuple[ModelSetting, ...] = (
+    ModelSetting("id", None, str, "Name used in URLs and MQTT topics; letters, digits, '-', '_'."),
+    ModelSetting("url", None, str, "rtsp://user:pass@cam/..., http(s):// MJPEG or snapshot URL, or a video file path."),
+    ModelSetting("source", "auto", str, "auto (by scheme and answer type), rtsp, mjpeg, snapshot or file."),
+    ModelSetting(
+        "tasks",
+        None,
+        list,
+        "face-detection and/or object-detection; unset: faces, plus objects when a detector is served.",
+    ),
+    ModelSetting("fps", 2.0, float, "Frames analysed per second (the newest frame each time)."),
+    ModelSetting("min_confidence", 0.5, float, "Detections scored lower are ignored."),
+    ModelSetting("labels", [], list, 'Labels that make events (e.g. ["person", "face"]); empty: all.'),
+    ModelSetting(
+        "zones",
+        [],
+        list,
+        "Polygons [{name, points = [[x, y], ...]}] px; an object counts when its box's bottom centre is inside one.",
+    ),
+    ModelSetting("min_area", 0.0, float, "Boxes smaller than this (px^2) are ignored."),
+    ModelSetting("min_frames", 2, int, "Frames an object must be seen before its event starts."),
+    ModelSetting("end_after_s", 3.0, float, "An event ends when its object has been gone this long (s)."),
+    ModelSetting("interval_s", 1.0, float, "Snapshot URLs: seconds between polls."),
+    ModelSetting("transport", "tcp", str, "RTSP transport: tcp or udp."),
+    ModelSetting("loop", True, bool, "Video files start again at their end."),
+    ModelSetting("face_model", None, str, "The face-detection model (unset: the first served)."),
+    ModelSetting("object_model", None, str, "The object-detection model (unset: the first served)."),
+    ModelSetting("enabled", True, bool, "false keeps the stream declared but not read."),
+)
+
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
@@ -464,6 +537,7 @@ class Settings:
     values: Mapping[str, Any]
     models: tuple[ModelSpec, ...]
     base_dir: Path
+    streams: tuple[Mapping[str, Any], ...] = ()  # [[streams]] tables, keys checked; edge_mm/streams/spec.py validates
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -489,7 +563,7 @@ class Settings:
         for k, v in overrides.items():
             key = k.replace("__", ".")
             values[key] = _coerce(_BY_KEY[key], v, "override")
-        return Settings(values=values, models=self.models, base_dir=self.base_dir)
+        return Settings(values=values, models=self.models, base_dir=self.base_dir, streams=self.streams)
 
 
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -623,9 +697,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             raise ConfigError(f"settings file {p} is not valid TOML: {exc}") from None
         base_dir = p.resolve().parent
     sections = {s.key.split(".")[0] for s in SETTINGS}
-    unknown = set(raw) - sections - {"models"}
+    unknown = set(raw) - sections - {"models", "streams"}
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)} in settings; allowed: {sorted(sections | {'models'})}")
+        raise ConfigError(
+            f"unknown section(s) {sorted(unknown)} in settings; allowed: {sorted(sections | {'models', 'streams'})}"
+        )
     values: dict[str, Any] = {}
     for s in SETTINGS:
         section, name = s.key.split(".")
@@ -645,7 +721,22 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ConfigError(f"models: duplicate name(s) {sorted(dupes)}")
-    return Settings(values=values, models=models, base_dir=base_dir)
+    return Settings(values=values, models=models, base_dir=base_dir, streams=_stream_tables(raw.get("streams", [])))
+
+
+def _stream_tables(raw: Any) -> tuple[dict[str, Any], ...]:
+    """The ``[[streams]]`` tables with their keys checked (the values are checked by edge_mm/streams/spec.py)."""
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError("streams: expected [[streams]] tables")
+    known = {s.key for s in STREAM_SETTINGS}
+    for i, table in enumerate(raw):
+        unknown = set(table) - known
+        if unknown:
+            raise ConfigError(f"streams[{i}]: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        for s in STREAM_SETTINGS:
+            if s.default is None and s.key in ("id", "url") and s.key not in table:
+                raise ConfigError(f"streams[{i}].{s.key} is required: {s.help}")
+    return tuple(raw)
 
 
 def settings_markdown(
@@ -670,6 +761,10 @@ def settings_markdown(
     for m in MODEL_SETTINGS:
         default = "required" if m.default is None else f"`{m.default!r}`"
         lines.append(f"| `{m.key}` | {default} | {m.help} |")
+    lines += ["", "## `[[streams]]` entries (see docs/streams.md)", "", "| key | default | help |", "|---|---|---|"]
+    for st in STREAM_SETTINGS:
+        default = ("required" if st.key in ("id", "url") else "unset") if st.default is None else f"`{st.default!r}`"
+        lines.append(f"| `{st.key}` | {default} | {st.help} |")
     if model_kinds:
         lines += ["", "## Model kinds (`task`)", "", "| task | what |", "|---|---|"]
         lines += [f"| `{kind}` | {help} |" for kind, help in model_kinds.items()]

@@ -15,6 +15,7 @@ from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
 from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
 from edge_mm.serving.waitress_server import create_server, door_from_settings
+from edge_mm.streams.manager import StreamManager
 from edge_mm.tasks.table import LOADERS, OPTIONS
 
 log = logging.getLogger("edge_mm.server")
@@ -70,7 +71,8 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     host = settings["server.host"]
     warn_if_open(host, settings["server.api_keys"])
     door = door_from_settings(settings)
-    app = create_app(settings, registry, door=door)
+    streams = StreamManager(settings, registry)  # a bad [[streams]] entry stops start-up here
+    app = create_app(settings, registry, door=door, stream_manager=streams)
     server = create_server(ready_503_while_draining(app, drain.requested), settings, door)
     server.draining = drain.requested
     drain.attach(server.pull_trigger)
@@ -89,9 +91,17 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
 
     warm_up = threading.Thread(target=warm, name="warm-up", daemon=True)
     warm_up.start()
+    streams.start()  # readers connect now; analysers wait for the models to be ready
+
+    def stop_streams() -> None:  # in the drain: readers stop, open events end, outputs flush
+        drain.requested.wait()
+        streams.stop(max(0.5, min(settings["server.drain_timeout_s"], drain.remaining()) * 0.8))
+
+    threading.Thread(target=stop_streams, name="streams-stop", daemon=True).start()
     log.info("serving on http://%s:%s (ready once warm-up ends: GET /health/ready)", host, server.effective_port)
     print(f"edge-mm listening on http://{host}:{server.effective_port}", flush=True)
     unfinished = serve_until_drained(server, drain, settings["server.drain_timeout_s"])
+    streams.stop(drain.remaining())  # at once if the drain's thread has done it
     code = exit_code_after_drain(drain, unfinished, warm_up, warm_up_failed=warm_up_failed.is_set())
     if unfinished or warm_up.is_alive():
         # threads still inside torch would race interpreter teardown (abort); leave without it

@@ -11,13 +11,14 @@
 #   podman, runc  the container image (scripts/image.sh, `make image`, tests/deploy/test_image.py)
 #   qemu-x86_64   other CPUs emulated: the start-up fidelity gate on an x86 without VNNI
 #                 (tests/runtime/test_emulated_cpus.py, bench/cpu_paths.py; qemu-user)
+#   mosquitto     the MQTT broker the stream tests start on a loopback port (tests/streams)
 #   wrk           the bench harness's load generator (bench/load.py, tests/bench/test_harness.py)
 # Without root or apt-get it only names what is missing and exits 0: the tests that need a missing
 # tool then skip in a plain pytest run and fail under EDGE_MM_REQUIRE_FIXTURES=1 (`make test`, CI).
 set -euo pipefail
 missing=()
 for pair in curl:curl strace:strace ip:iproute2 chromium:chromium chromedriver:chromium-driver \
-  debootstrap:debootstrap podman:podman runc:runc qemu-x86_64:qemu-user wrk:wrk; do
+  debootstrap:debootstrap podman:podman runc:runc qemu-x86_64:qemu-user wrk:wrk mosquitto:mosquitto; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from flask import Flask, Response, g
 
-from edge_mm.api import deepstack, errors, health, json_provider, metrics, open_inference
+from edge_mm.api import deepstack, errors, health, json_provider, metrics, open_inference, streams
 from edge_mm.api.auth import require_key
 from edge_mm.api.cors import install as install_cors
 from edge_mm.api.openapi import bp as openapi_bp
@@ -20,6 +20,7 @@ from edge_mm.api.routes import task_blueprint
 from edge_mm.config import Settings
 from edge_mm.runtime.door import Door
 from edge_mm.runtime.registry import Registry
+from edge_mm.streams.manager import StreamManager
 from edge_mm.tasks.payload import Limits
 from edge_mm.tasks.table import TASKS
 from edge_mm.tasks.task import Task
@@ -28,9 +29,14 @@ log = logging.getLogger("edge_mm.api")
 
 
 def create_app(
-    settings: Settings, registry: Registry, tasks: Sequence[Task] = TASKS, door: Door | None = None
+    settings: Settings,
+    registry: Registry,
+    tasks: Sequence[Task] = TASKS,
+    door: Door | None = None,
+    stream_manager: StreamManager | None = None,
 ) -> Flask:
-    """``door``: the HTTP server's queue for worker threads, shown in /info and /metrics (None in tests)."""
+    """``door``: the HTTP server's queue for worker threads, shown in /info and /metrics (None in tests);
+    ``stream_manager``: the camera streams behind /v1/streams (None: those routes answer 404)."""
     app = Flask("edge_mm")
     app.config["MAX_CONTENT_LENGTH"] = settings["server.max_body_bytes"]
     app.extensions["edge_mm"] = {
@@ -49,6 +55,7 @@ def create_app(
     app.register_blueprint(open_inference.bp)
     app.register_blueprint(playground_bp)  # GET /: the browser playground
     metrics.install(app, registry, door)  # first hook: requests answered by auth are counted too
+    streams.install(app, stream_manager)
     install_cors(app, settings["server.cors_origins"])  # before the key check: preflights carry no key
     keys = tuple(settings["server.api_keys"])
     app.before_request(lambda: require_key(keys))

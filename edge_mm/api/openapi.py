@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 import edge_mm
 from edge_mm.api.auth import is_open
+from edge_mm.api.streams import openapi_routes as stream_routes
 from edge_mm.errors import NotFound
 from edge_mm.tasks.task import Task
 
@@ -206,6 +207,7 @@ ROUTES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
         "Inference (one version)", None, V2_INFER_ERRORS, "V2Error", V2_INFER_BODY
     ),
 }
+ROUTES.update(stream_routes(_op))  # /v1/streams: edge_mm/api/streams.py
 
 
 class Components:

@@ -68,6 +68,22 @@ class Admission:
                 self.running -= 1
             self._slots.release()
 
+    @contextmanager
+    def try_slot(self) -> Iterator[bool]:
+        """A slot for background work (camera streams, edge_mm/streams) only when one is free now and no
+        request waits for one: yields True holding it, else False at once (the work is skipped, never queued)."""
+        if self.waiting or not self._slots.acquire(blocking=False):
+            yield False
+            return
+        with self._lock:
+            self.running += 1
+        try:
+            yield True
+        finally:
+            with self._lock:
+                self.running -= 1
+            self._slots.release()
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -54,6 +55,9 @@ _CODES = {400: "bad_input", 413: "too_large", 431: "headers_too_large", 501: "no
 # answered on the fast lane, never queued behind inference: probes and what monitoring reads
 PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics", "/info"})
 FAST_LANE_THREADS = 2
+# camera streams' Server-Sent Events and MJPEG views (edge_mm/api/streams.py): long-lived, bounded by
+# events.max_listeners; they take a worker thread but skip the door (their minutes would skew its pace)
+LONG_LIVED = re.compile(r"^/v1/streams/[^/]+/(events|mjpeg)$")
 RETRY_AFTER_S = 1
 # After a 503 from the door, the connection is not read for this long: a client told to retry in
 # RETRY_AFTER_S that sends again at once waits here instead of costing the loop another parse
@@ -298,6 +302,9 @@ class GuardedServer(TcpWSGIServer):
         """``task`` is a channel whose first request has been read: route it (see the module docstring)."""
         request = task.requests[0]
         request.accepted_at = time.monotonic()
+        if request.error is None and LONG_LIVED.match(request.path or ""):
+            self.task_dispatcher.add_task(task)
+            return
         if request.error is None and request.path not in PROBE_PATHS:
             why = self.door.admit()
             if why is None:

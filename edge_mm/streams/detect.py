@@ -1,0 +1,122 @@
+"""A stream's inference: the served models, through their admission, after REST requests.
+
+A stream never waits for a model slot: it takes one only when one is free now and no request is
+queued for it (``Admission.try_slot``), and streams together hold at most ``max_in_flight - 1`` of a
+model's slots (one always stays free for REST); otherwise the frame is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from edge_mm.errors import Unprocessable
+from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.registry import Registry, Served
+from edge_mm.tasks import face_detection, object_detection
+
+FACE = "face"  # the label of a face-detection box
+MAX_OBJECTS = 100
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max px
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+
+    @property
+    def bottom_centre(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2, self.box[3])
+
+
+class StreamGate:
+    """Per model, how many slots streams may hold together: ``max_in_flight - 1`` (at least 1)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Semaphore] = {}
+
+    def semaphore(self, served: Served) -> threading.Semaphore:
+        with self._lock:
+            gate = self._gates.get(served.name)
+            if gate is None:
+                gate = self._gates[served.name] = threading.Semaphore(max(1, served.admission.max_in_flight - 1))
+            return gate
+
+
+def pick_models(
+    registry: Registry, tasks: Sequence[str] | None, face_model: str | None, object_model: str | None
+) -> list[Served]:
+    """The served models a stream runs, in order; 422 when a task or named model is not served."""
+    wanted = list(tasks) if tasks is not None else None
+    if wanted is None:
+        wanted = ["face-detection"]
+        if object_model or any(s.kind in object_detection.KINDS for s in registry.models.values()):
+            wanted.append("object-detection")
+    out = []
+    for task in wanted:
+        kinds, name = (
+            (face_detection.KINDS, face_model) if task == "face-detection" else (object_detection.KINDS, object_model)
+        )
+        found = [s for s in registry.models.values() if s.kind in kinds and (name is None or s.name == name)]
+        if not found:
+            raise Unprocessable(
+                f"no {task} model{f' named {name!r}' if name else ''} is served here; GET /v1/models lists them"
+            )
+        out.append(found[0])
+    return out
+
+
+def _run(served: Served, image: Image.Image, min_confidence: float, deadline: Deadline) -> list[Detection]:
+    if served.kind in face_detection.KINDS:
+        options = face_detection.parse_options({"min_confidence": min_confidence}, served.options)
+        faces = face_detection.detect(served.runner, image, options, deadline)
+        return [Detection(FACE, float(f.confidence), _box(f.box)) for f in faces]
+    (found,) = object_detection.detect(served.runner, [image], min_confidence, MAX_OBJECTS, deadline, served.options)
+    return [
+        Detection(str(d["label"]), float(d["confidence"]), (d["x_min"], d["y_min"], d["x_max"], d["y_max"]))
+        for d in found
+    ]
+
+
+def detect(
+    models: list[Served], gate: StreamGate, image: Image.Image, min_confidence: float, budget_s: float
+) -> tuple[list[Detection], float] | None:
+    """Every model's detections on ``image`` and the ms spent in their slots, or None (skipped) when any
+    model had no slot to spare."""
+    out: list[Detection] = []
+    ms = 0.0
+    for served in models:
+        sem = gate.semaphore(served)
+        if not sem.acquire(blocking=False):
+            return None
+        try:
+            with served.admission.try_slot() as got:
+                if not got:
+                    return None
+                t0 = time.perf_counter()
+                out += _run(served, image, min_confidence, Deadline.after(budget_s))
+                ms += (time.perf_counter() - t0) * 1000
+        finally:
+            sem.release()
+    return out, ms
+
+
+def _box(box: Any) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return x1, y1, x2, y2
+
+
+def describe(d: Detection) -> dict[str, Any]:
+    x1, y1, x2, y2 = (round(v, 1) for v in d.box)
+    return {"label": d.label, "score": round(d.score, 4), "box": {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}}

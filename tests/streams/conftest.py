@@ -1,0 +1,166 @@
+"""Fixtures for the stream tests: the MTCNN model alone (built once, shared with the other vision
+tests' artifact folder), a real mosquitto broker on a free loopback port, an MQTT subscriber, and
+the committed clip (tests/media/stream_clip.mp4: a face from about 2.5 s to 7.5 s of 10 s)."""
+
+from __future__ import annotations
+
+import getpass
+import io
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PACKAGES, ROOT, need, only_models, repo_settings_text
+
+CLIP = ROOT / "tests" / "media" / "stream_clip.mp4"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def mtcnn_settings_text(folder: Path, extra: str = "") -> str:
+    """The repo's settings with only the MTCNN model, its faces_db and snapshots in ``folder``."""
+    text = only_models(repo_settings_text(), {"mtcnn"})
+    text = text.replace("[runtime]\n", f'[runtime]\nfaces_db = "{folder / "faces.db"}"\n', 1)
+    return text + f'\n[events]\nsnapshot_dir = "{folder / "snapshots"}"\n' + extra
+
+
+@pytest.fixture(scope="session")
+def mtcnn_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need((PACKAGES / "facenet_pytorch").is_dir(), "model package facenet_pytorch not installed: run `make models`")
+    from edge_mm.build.pipeline import build_all
+    from edge_mm.config import load_settings
+
+    folder = tmp_path_factory.mktemp("mtcnn")
+    path = folder / "settings.toml"
+    path.write_text(mtcnn_settings_text(folder))
+    build_all(load_settings(path, env={}), out=io.StringIO())
+    return path
+
+
+@pytest.fixture(scope="session")
+def mtcnn_registry(mtcnn_config: Path):  # type: ignore[no-untyped-def]
+    from edge_mm.config import load_settings
+    from tests.conftest import warm_registry
+
+    return warm_registry(load_settings(mtcnn_config, env={}))
+
+
+def stream_settings(tmp_path: Path, extra: str = ""):  # type: ignore[no-untyped-def]
+    """Settings (MTCNN only) whose faces_db and snapshots are in ``tmp_path``; ``extra`` TOML appended."""
+    from edge_mm.config import load_settings
+
+    path = tmp_path / "settings.toml"
+    path.write_text(mtcnn_settings_text(tmp_path, extra))
+    return load_settings(path, env={})
+
+
+def clip_stream(stream_id: str = "cam", **over: Any) -> dict[str, Any]:
+    """The committed clip as a stream: 5 fps, events start after 2 frames and end 1 s after the face leaves."""
+    return {"id": stream_id, "url": str(CLIP), "fps": 5, "min_frames": 2, "end_after_s": 1.0, **over}
+
+
+class Mosquitto:
+    """A real broker on a free loopback port, persistent (its sessions survive a restart)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nautosave_interval 1\nlog_dest stderr\n"
+            f"user {getpass.getuser()}\n"  # as root it would switch to 'mosquitto', who cannot write here
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: it saves its sessions and queued messages first
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    need(
+        shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists(),
+        "mosquitto not installed: run scripts/system_deps.sh",
+    )
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Subscriber:
+    """A paho-mqtt client that records every message under ``topic`` (QoS 1, a persistent session)."""
+
+    def __init__(self, port: int, topic: str = "#", client_id: str = "test-subscriber") -> None:
+        import paho.mqtt.client as paho
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topic, qos=1), self.connected.set())
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.connected.clear()
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.client.connect("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+        wait_for(self.subscribed.is_set, 10, "the subscriber to subscribe")
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def events(self, stream: str = "cam", prefix: str = "edge-mm") -> list[dict[str, Any]]:
+        import json
+
+        return [json.loads(p) for p in self.on(f"{prefix}/{stream}/events")]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
