@@ -278,6 +278,36 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "runtime.poll_s",
+        0.0,
+        float,
+        "Every this many seconds, look for model versions added to or rolled back in the artifacts folder and "
+        "swap them in without stopping (docs/model-versions.md). 0: off; the repository API still loads them.",
+        minimum=0,
+    ),
+    Setting(
+        "updates.keep_versions",
+        3,
+        int,
+        "Versions of a model kept on disk after 'edge-mm pull' adds one (the serving one is always kept); older "
+        "ones are deleted. Rollback can go back only to versions still kept.",
+        minimum=2,
+    ),
+    Setting(
+        "updates.max_bundle_bytes",
+        2048 * MiB,
+        int,
+        "Largest update bundle 'edge-mm pull' accepts (downloaded and unpacked size each); larger is refused.",
+        minimum=1024,
+    ),
+    Setting(
+        "updates.timeout_s",
+        30.0,
+        float,
+        "'edge-mm pull': how long the update source may stay silent before the download is abandoned (s).",
+        minimum=0.1,
+    ),
+    Setting(
         "ray.address",
         "",
         str,
@@ -454,9 +484,16 @@ MODEL_SETTINGS: tuple[ModelSetting, ...] = (
         "Serve-time device for this model: inherit (runtime.device), auto, cpu or cuda (this model on CUDA "
         "or refuse to start). Not part of the build.",
     ),
+    ModelSetting(
+        "version_policy",
+        "latest",
+        str,
+        "Which versions of the model serve (docs/model-versions.md): latest (the highest not rolled back), all, "
+        "or version numbers such as '3' or '2,3'. A request names one as 'name@3'; without it the highest serves.",
+    ),
 )
 # Settings read when serving only: changing them does not rebuild the model.
-SERVE_TIME_MODEL_SETTINGS = frozenset({"device"})
+SERVE_TIME_MODEL_SETTINGS = frozenset({"device", "version_policy"})
 MODEL_DEVICES = ("inherit", *DEVICES)
 
 # [[streams]]: camera streams analysed continuously (edge_mm/streams; also managed at /v1/streams)
@@ -521,6 +558,7 @@ class ModelSpec:
     artifact_backend: str = _model_default("artifact_backend")
     options: Mapping[str, Any] = _model_default("options")
     device: str = _model_default("device")
+    version_policy: str = _model_default("version_policy")
 
     def build_fingerprint(self, serve_options: Collection[str] = ()) -> dict[str, Any]:
         """What a build of this model depends on from the settings: all but the serve-time settings and
@@ -676,6 +714,9 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
     ):
         if values[key] not in allowed:
             raise ConfigError(f"{where}.{key}: {values[key]!r} is not allowed; use one of {', '.join(allowed)}")
+    policy = values["version_policy"]
+    if policy not in ("latest", "all") and not all(p.strip().isdigit() and int(p) >= 1 for p in policy.split(",")):
+        raise ConfigError(f"{where}.version_policy: {policy!r} is not allowed; use latest, all, or versions like '2,3'")
     if not 8 <= values["max_length"] <= 8192:
         raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")
     values["keep_fp32"] = tuple(values["keep_fp32"])

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from flask import Flask, Response, g
 
 from edge_mm.api import deepstack, errors, health, json_provider, metrics, open_inference, streams
+from edge_mm.api import repository as repository_api
 from edge_mm.api.auth import require_key
 from edge_mm.api.cors import install as install_cors
 from edge_mm.api.openapi import bp as openapi_bp
@@ -20,9 +21,10 @@ from edge_mm.api.routes import task_blueprint
 from edge_mm.config import Settings
 from edge_mm.runtime.door import Door
 from edge_mm.runtime.registry import Registry
+from edge_mm.runtime.swap import Repository
 from edge_mm.streams.manager import StreamManager
 from edge_mm.tasks.payload import Limits
-from edge_mm.tasks.table import TASKS
+from edge_mm.tasks.table import LOADERS, OPTIONS, TASKS
 from edge_mm.tasks.task import Task
 
 log = logging.getLogger("edge_mm.api")
@@ -45,6 +47,8 @@ def create_app(
         "limits": Limits.from_settings(settings),
         "tasks": tuple(tasks),
         "door": door,
+        # loads, swaps and unloads model versions while serving (runtime/swap.py); loads nothing now
+        "repository": Repository(settings, registry, LOADERS, OPTIONS),
     }
     json_provider.install(app)
     errors.register(app)
@@ -53,6 +57,7 @@ def create_app(
     app.register_blueprint(task_blueprint(t for t in tasks if t.dialect == "edge-mm"))
     app.register_blueprint(deepstack.blueprint(t for t in tasks if t.dialect == deepstack.NAME))
     app.register_blueprint(open_inference.bp)
+    app.register_blueprint(repository_api.bp)  # /v2/repository: versions, hot swap, rollback
     app.register_blueprint(playground_bp)  # GET /: the browser playground
     metrics.install(app, registry, door)  # first hook: requests answered by auth are counted too
     streams.install(app, stream_manager)

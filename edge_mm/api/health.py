@@ -33,7 +33,11 @@ def models():
     return jsonify(
         {
             "models": [
-                {**m.describe(), "routes": [r.removeprefix("/v1/") for r in routes_for(m.kind, tasks)]}
+                {
+                    **m.describe(),
+                    "versions": sorted(registry().served_versions(m.name)),
+                    "routes": [r.removeprefix("/v1/") for r in routes_for(m.kind, tasks)],
+                }
                 for m in registry().models.values()
             ]
         }

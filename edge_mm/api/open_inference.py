@@ -32,7 +32,6 @@ from edge_mm.tasks.task import Task
 from edge_mm.tasks.tensor_contracts import CONTRACTS, Contract, Input, TensorSpec
 
 NAME = "open_inference"
-VERSION = "1"  # every model has one version
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Request parameters that steer the protocol, not the task; and payload fields only tensors fill.
 PROTOCOL_PARAMETERS = {"binary_data_output", "sequence_id", "sequence_start", "sequence_end", "priority", "timeout"}
@@ -228,11 +227,10 @@ errors.register(bp, error_body)
 
 
 def _served(name: str, version: str | None = None) -> tuple[Served, Contract, Task]:
-    served = registry().models.get(name)
-    if served is None:
-        raise NotFound(f"model {name!r} is not served here; GET /v1/models lists them")
-    if version not in (None, VERSION):
-        raise NotFound(f"model {name!r} has no version {version!r}; it has version {VERSION!r}")
+    """The model (``version``: that version of it, runtime/versions.py), its tensor contract and task."""
+    if "@" in name:
+        raise NotFound(f"model {name!r}: name a version in the path (/v2/models/NAME/versions/N), not with '@'")
+    served = registry().named(name if version is None else f"{name}@{version}")
     contract = CONTRACTS.get(served.kind)
     task = {t.name: t for t in current_app.extensions["edge_mm"]["tasks"]}.get(contract.task) if contract else None
     if contract is None or task is None:
@@ -270,7 +268,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
     return jsonify(
         {
             "name": name,
-            "versions": [VERSION],
+            "versions": [str(v) for v in registry().served_versions(name)],
             "platform": f"edge-mm/{served.kind}",
             "inputs": [i.spec.metadata() for i in contract.inputs],
             "outputs": [o.metadata() for o in contract.outputs],
@@ -296,9 +294,9 @@ def model_ready(name: str, version: str | None = None) -> Response:
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
     deadline = request_deadline()
-    _, contract, task = _served(name, version)
+    served, contract, task = _served(name, version)
     header, binary = _read_body()
-    payload = build_payload(contract, name, header, binary)
+    payload = build_payload(contract, name if version is None else f"{name}@{version}", header, binary)
     requested = _requested(header, contract)
     models = Models(registry())
     try:
@@ -312,7 +310,7 @@ def infer(name: str, version: str | None = None) -> Response:
         tensor, raw = _encode(spec, tensors[spec.name], as_binary)
         outputs.append(tensor)
         chunks.append(raw)
-    answer: dict[str, Any] = {"model_name": name, "model_version": VERSION, "outputs": outputs}
+    answer: dict[str, Any] = {"model_name": name, "model_version": str(served.version), "outputs": outputs}
     if isinstance(header.get("id"), str):
         answer = {"id": header["id"], **answer}
     text = json.dumps(answer).encode()

@@ -68,6 +68,7 @@ ERROR_TEXT = {
     400: "malformed request: bad JSON, corrupt media, bad base64",
     401: "missing or wrong API key",
     404: "no such model (or route)",
+    409: "the model version could not be loaded; the versions that served still serve (the message says why)",
     413: "over a size limit: body, upload, text length, item count, pixels, duration",
     415: "unsupported content type or media format",
     422: "a field has the wrong type or value; the message names it",
@@ -173,6 +174,8 @@ def _models_schema() -> dict[str, Any]:
         dtype={"type": "string"},
         labels={"type": "integer"},
         warm_ms={"type": "number"},
+        version={"type": "integer"},
+        versions={"type": "array", "items": {"type": "integer"}},
         routes=STRINGS,
     )
     return _obj(models={"type": "array", "items": model})
@@ -205,6 +208,27 @@ ROUTES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
     ),
     ("/v2/models/{name}/versions/{version}/infer", "post"): lambda: _op(
         "Inference (one version)", None, V2_INFER_ERRORS, "V2Error", V2_INFER_BODY
+    ),
+    ("/v2/repository/index", "post"): lambda: _op(
+        "Model repository: every configured model's versions on disk, READY when served",
+        {"type": "array", "items": JSON_OBJECT},
+        (400, 401, 500),
+        "V2Error",
+    ),
+    ("/v2/repository/models/{name}/load", "post"): lambda: _op(
+        "Load the versions the model's version_policy selects; swap them in with no failed request",
+        None,
+        (400, 401, 404, 409, 500),
+        "V2Error",
+    ),
+    ("/v2/repository/models/{name}/unload", "post"): lambda: _op(
+        "Stop serving the model (requests in flight finish)", None, (400, 401, 404, 500), "V2Error"
+    ),
+    ("/v2/repository/models/{name}/rollback", "post"): lambda: _op(
+        "Serve the version before the current one again (edge-mm's extension)",
+        None,
+        (400, 401, 404, 409, 500),
+        "V2Error",
     ),
 }
 ROUTES.update(stream_routes(_op))  # /v1/streams: edge_mm/api/streams.py

@@ -52,7 +52,7 @@ class Batcher:
         self._run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: a worker stops
         self.batches = 0
         self.items = 0
         self._sizes: Counter[int] = Counter()  # items per forward call -> calls (the metrics' batch-size histogram)
@@ -60,8 +60,11 @@ class Batcher:
         self._slots = threading.BoundedSemaphore(workers)  # forward passes running at once
         self._item_s = float("inf")  # recent seconds per item of a forward pass; unknown until one ran
         self._running = 0  # forward passes running now
-        for i in range(workers):
-            threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True).start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, items: Sequence[Any], deadline: Deadline | None = None) -> list[Any]:
         """Run ``items`` (possibly together with other callers' items); blocks for the result,
@@ -83,6 +86,20 @@ class Batcher:
         except (TimeoutError, CancelledError):
             job.future.cancel()
             raise DeadlineExceeded("inference did not finish before the request deadline") from None
+
+    def close(self, timeout_s: float = 30) -> bool:
+        """Stop the workers once the queue ahead of them is done (an unloaded model version's batcher);
+        True when they all stopped within ``timeout_s``."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout_s)
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def running(self) -> bool:
+        """Whether any worker still runs (False once :meth:`close` is done)."""
+        return any(t.is_alive() for t in self._threads)
 
     def batch_sizes(self) -> dict[int, int]:
         """Items per forward call -> how many calls ran that many, since start."""
@@ -111,9 +128,12 @@ class Batcher:
             self._sizes[len(flat)] += 1
         return outputs
 
-    def _collect(self) -> list[_Job]:
-        """The oldest job, then (holding a slot) what else is waiting; the caller releases the slot."""
+    def _collect(self) -> list[_Job] | None:
+        """The oldest job, then (holding a slot) what else is waiting; the caller releases the slot.
+        None (holding no slot) when :meth:`close` asked the worker to stop."""
         first = self._queue.get()
+        if first is None:
+            return None
         self._slots.acquire()
         jobs, count = [first], len(first.items)
         deadline = time.monotonic() + self.max_wait_s
@@ -122,6 +142,9 @@ class Batcher:
                 remaining = deadline - time.monotonic()
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
+                break
+            if job is None:  # close(): hand the stop on to a worker after this batch
+                self._queue.put(job)
                 break
             jobs.append(job)
             count += len(job.items)
@@ -137,6 +160,8 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             jobs = self._collect()  # holds a slot
+            if jobs is None:
+                return
             try:
                 self._run_jobs(jobs)
             except BaseException as exc:  # whatever it was, every caller hears of it and the worker lives on

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
 from edge_mm.config import Settings
 from edge_mm.runtime.options import KindOptions
-from edge_mm.runtime.registry import load_registry
+from edge_mm.runtime.registry import Served, load_registry
 from edge_mm.runtime.runner import Loader
 
 # int8 kernels may round differently on another CPU; a reference that records its own tolerance
@@ -54,12 +55,7 @@ def run_check(
                 file=out,
             )
             continue
-        tolerance = float(ref.get("tolerance", TOLERANCE[served.device]))
-        got = served.runner.check_outputs(ref["inputs"])
-        worst = max(
-            float(np.abs(np.asarray(g, dtype=np.float32) - np.asarray(e, dtype=np.float32)).max())
-            for g, e in zip(got, ref["outputs"], strict=True)
-        )
+        worst, tolerance = reference_diff(served, ref)
         ok = worst <= tolerance
         failures += not ok
         print(
@@ -69,6 +65,34 @@ def run_check(
         )
     print("check passed" if not failures else f"check FAILED for {failures} model(s)", file=out)
     return 1 if failures else 0
+
+
+def reference_diff(served: Served, ref: Mapping[str, Any]) -> tuple[float, float]:
+    """(largest abs difference, tolerance) of the model's outputs on the reference sample's inputs."""
+    tolerance = float(ref.get("tolerance", TOLERANCE[served.device]))
+    got = served.runner.check_outputs(ref["inputs"])
+    worst = max(
+        float(np.abs(np.asarray(g, dtype=np.float32) - np.asarray(e, dtype=np.float32)).max())
+        for g, e in zip(got, ref["outputs"], strict=True)
+    )
+    return worst, tolerance
+
+
+def reference_miss(served: Served, root: Path) -> str | None:
+    """Why the model misses its recorded reference sample (runtime/swap.py checks a version before it
+    serves); None when it reproduces it, or has none made by the variant that serves."""
+    own = served.entry.variants[served.variant].files.get("reference")
+    ref_file = own or served.entry.files.get("reference")
+    if ref_file is None:
+        return None
+    ref = json.loads(ref_file.resolve(root).read_text())
+    made_by = ref.get("variant", served.variant if own is not None or served.device == "cpu" else "cpu")
+    if made_by != served.variant:
+        return None  # another variant made it: the fidelity gate vouches for this one
+    worst, tolerance = reference_diff(served, ref)
+    return (
+        None if worst <= tolerance else f"max abs diff {worst:.2e} on its reference sample, tolerance {tolerance:.0e}"
+    )
 
 
 def print_fidelity_table(info: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
