@@ -105,14 +105,9 @@ def evaluate_aims(aims: list[dict], table: dict[tuple[str, int], dict], ceiling:
         value = ratio(mine.get(a["metric"]), below)
         bound, higher = (a["at_least"], True) if "at_least" in a else (a["at_most"], False)
         met = None if value is None else (value >= bound if higher else value <= bound)
-        out.append(
-            {
-                "aim": a["text"],
-                "figure": "not measured" if value is None else f"{value:.2f}x",
-                "value": value,
-                "met": met,
-            }
-        )
+        spec = "{:.0%}" if a.get("over") == "ceiling" else "{:.2f}" if "over_metric" in a else "{:.2f}x"
+        figure = "not measured" if value is None else spec.format(value)
+        out.append({"aim": a["text"], "figure": figure, "value": value, "met": met})
     return out
 
 
@@ -316,7 +311,7 @@ def render(result: dict, s: dict[str, Any]) -> str:
         "",
     ]
     base = s["compare_to"]
-    extra = [f"vs {b}" for b in base] + (["of ceiling"] if s.get("ceiling") or result["forward"] else [])
+    extra = [f"vs {b}" for b in base] + (["of tighter ceiling"] if s.get("ceiling") or result["forward"] else [])
     extra += [h for h, k in (("RSS MB after warm-up", "rss"), ("server CPU %", "cpu")) if k in st["record"]]
     lines += [
         "| server | clients | req/s (rounds) | p50 ms (rounds) | p99 ms | p99/p50 | "

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -71,34 +72,57 @@ request = function()
   n = n % #reqs + 1
   return reqs[n]
 end
+STATUSES
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'MARK{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
-    '"p50_us":%d,"p95_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+    '"p50_us":%d,"p95_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d,"statuses":%s}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean, latency.max))
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean, latency.max, counted()))
 end
 """
+
+# Counting answers by status needs a response() hook, which costs wrk a Lua call per answer: only
+# where asked for (bench/overload.py). The counters live in the thread's Lua state; done() sums them.
+_COUNT = r"""counts = {}
+response = function(status, headers, body)
+  local key = tostring(status)
+  counts[key] = (counts[key] or 0) + 1
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+counted = function()
+  local total = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do total[k] = (total[k] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(total) do table.insert(parts, string.format('"%s":%d', k, v)) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end"""
+_NO_COUNT = 'counted = function() return "null" end'
 
 
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def wrk_script(path: str, body_files: list[str], content_type: str) -> str:
+def wrk_script(path: str, body_files: list[str], content_type: str, count_statuses: bool = False) -> str:
     """The Lua script that makes wrk POST ``body_files`` (cycled) to ``path``."""
     files = ", ".join(json.dumps(f) for f in body_files)
     return (
-        _LUA.replace("{FILES}", "{" + files + "}")
+        _LUA.replace("STATUSES", _COUNT if count_statuses else _NO_COUNT)
+        .replace("{FILES}", "{" + files + "}")
         .replace("PATH", path)
         .replace("CTYPE", content_type)
         .replace("MARK", WRK_MARK)
     )
 
 
-def parse_wrk(stdout: str, concurrency: int) -> dict[str, float]:
-    """wrk's output with our done() line -> the same summary as :meth:`LoadResult.summary`.
+def parse_wrk(stdout: str, concurrency: int) -> dict[str, Any]:
+    """wrk's output with our done() line -> the same summary as :meth:`LoadResult.summary`, plus
+    ``statuses`` ({"200": n, "503": n, ...}) where the script counted them.
 
     Requests answered with a status other than 2xx/3xx, and socket errors, count as errors;
     req/s counts only the rest.
@@ -120,12 +144,20 @@ def parse_wrk(stdout: str, concurrency: int) -> dict[str, float]:
         "p99_ms": round(s["p99_us"] / 1000, 2),
         "mean_ms": round(s["mean_us"] / 1000, 2),
         "errors": errors,
+        **({"statuses": s["statuses"]} if s.get("statuses") is not None else {}),
     }
 
 
 def run_wrk(
-    base: str, path: str, bodies: list[bytes], content_type: str, concurrency: int, seconds: float
-) -> dict[str, float]:
+    base: str,
+    path: str,
+    bodies: list[bytes],
+    content_type: str,
+    concurrency: int,
+    seconds: float,
+    timeout_s: int = 30,
+    count_statuses: bool = False,
+) -> dict[str, Any]:
     """``wrk -t1 -c concurrency`` for ``seconds`` (whole seconds, at least 1) POSTing ``bodies`` in turn."""
     with tempfile.TemporaryDirectory(prefix="edge-mm-wrk-") as tmp:
         files = []
@@ -134,15 +166,15 @@ def run_wrk(
             f.write_bytes(body)
             files.append(str(f))
         script = Path(tmp) / "post.lua"
-        script.write_text(wrk_script(path, files, content_type))
-        argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+        script.write_text(wrk_script(path, files, content_type, count_statuses))
+        argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", f"{timeout_s}s"]
         out = subprocess.run([*argv, "-s", str(script), base], capture_output=True, text=True, check=True)
         return parse_wrk(out.stdout, concurrency)
 
 
 def run_closed_loop(
     base: str, path: str, bodies: list[bytes], content_type: str, concurrency: int, seconds: float, driver: str = "auto"
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """wrk (``driver`` "wrk", or "auto" where installed), else the Python closed loop below (which
     costs the client far more CPU)."""
     if driver == "wrk" or (driver == "auto" and wrk_available()):

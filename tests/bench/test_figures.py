@@ -90,7 +90,9 @@ def test_aims_met():
     aims = evaluate_aims(AIMS, _table(), {8: {"tighter_rps": 400.0}})
     assert [a["met"] for a in aims] == [True, True, True, True, True]
     assert [a["value"] for a in aims] == [0.8, 1.5, 6.0, 1.2, 0.75]
-    assert aims[4]["figure"] == "0.75x"
+    assert aims[4]["figure"] == "75%"
+    assert aims[3]["figure"] == "1.20"
+    assert aims[1]["figure"] == "1.50x"
 
 
 def test_aims_missed_and_unmeasured():

@@ -45,3 +45,31 @@ def test_wrk_script_posts_each_body_file():
     assert 'local files = {"/tmp/a", "/tmp/b"}' in lua
     assert 'wrk.format("POST", "/v1/embeddings", {["Content-Type"] = "application/json"}' in lua
     assert WRK_MARK + '{"requests":%d' in lua
+
+
+def test_parse_wrk_keeps_counted_statuses():
+    s = parse_wrk(_line(status=5, statuses={"200": 995, "503": 5}), 8)
+    assert s["statuses"] == {"200": 995, "503": 5}
+    assert "statuses" not in parse_wrk(_line(), 8)
+
+
+def test_wrk_counts_answers_by_status_against_a_real_server():
+    import shutil
+    import sys
+
+    from bench.load import run_wrk
+    from bench.servers import free_port, server
+    from tests.conftest import need
+
+    need(shutil.which("wrk"), "wrk not installed (scripts/system_deps.sh)")
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.peers", "http-ceiling", "--port", str(port), "--threads", "2"]
+    with server(argv, port) as (base, _):
+        body = [json.dumps({"inputs": "a"}).encode()]
+        ok = run_wrk(base, "/v1/embeddings", body, "application/json", 2, 1, count_statuses=True)
+        missing = run_wrk(base, "/v1/nowhere", body, "application/json", 2, 1, count_statuses=True)
+    assert ok["statuses"] == {"200": ok["requests"]}
+    assert ok["errors"] == 0
+    assert missing["statuses"] == {"404": missing["requests"]}
+    assert missing["ok"] == 0
+    assert missing["errors"] >= missing["requests"]
