@@ -13,6 +13,7 @@ from edge_mm.api import create_app
 from edge_mm.config import Settings
 from edge_mm.runtime.malloc import limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
+from edge_mm.runtime.swap import Poller
 from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
 from edge_mm.serving.waitress_server import create_server, door_from_settings
 from edge_mm.streams.manager import StreamManager
@@ -73,6 +74,8 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     door = door_from_settings(settings)
     streams = StreamManager(settings, registry)  # a bad [[streams]] entry stops start-up here
     app = create_app(settings, registry, door=door, stream_manager=streams)
+    if settings["runtime.poll_s"] > 0:  # new model versions on disk swap in without a restart
+        Poller(app.extensions["edge_mm"]["repository"], settings["runtime.poll_s"]).start()
     server = create_server(ready_503_while_draining(app, drain.requested), settings, door)
     server.draining = drain.requested
     drain.attach(server.pull_trigger)
