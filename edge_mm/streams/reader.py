@@ -63,7 +63,7 @@ class Reader:
                 error = scrub(f"{type(exc).__name__}: {exc}", self.spec.url)[:500]
             if self.stop_event.is_set():
                 break
-            wait = backoff_s(attempt)
+            wait = backoff_s(attempt, BACKOFF_FIRST_S, BACKOFF_MAX_S)  # read at call time (tests shorten them)
             self.stats.set(last_error=error, state="reconnecting")
             self.stats.add(reconnects=1)
             log.warning("stream %s: %s; reconnecting in %.1f s", self.spec.id, error, wait)

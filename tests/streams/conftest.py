@@ -164,3 +164,111 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def clip_jpegs(fps_step: int = 1) -> list[bytes]:
+    """The committed clip's frames as JPEGs (for the HTTP sources)."""
+    import av
+
+    out = []
+    with av.open(str(CLIP)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % fps_step == 0:
+                buf = io.BytesIO()
+                frame.to_image().save(buf, "JPEG", quality=85)
+                out.append(buf.getvalue())
+    return out
+
+
+class CameraServer:
+    """A fake IP camera on 127.0.0.1 serving the clip (10 fps, looped) behind Basic auth ``user``/``password``:
+    ``/mjpeg`` (multipart/x-mixed-replace) and ``/snapshot.jpg`` (the frame of the moment)."""
+
+    def __init__(self, user: str = "admin", password: str = "pa55word", port: int = 0) -> None:
+        import base64
+        import http.server
+
+        self.frames = clip_jpegs()
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.t0 = time.monotonic()
+        self.requests = 0
+        self.stop = threading.Event()
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                camera.requests += 1
+                if self.headers.get("Authorization") != camera.expected:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path == "/snapshot.jpg":
+                    jpeg = camera.now()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(len(jpeg)))
+                    self.end_headers()
+                    self.wfile.write(jpeg)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while not camera.stop.is_set():
+                        jpeg = camera.now()
+                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        self.wfile.write(head.encode() + jpeg + b"\r\n")
+                        time.sleep(0.1)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def now(self) -> bytes:
+        i = int((time.monotonic() - self.t0) * 10) % len(self.frames)
+        return self.frames[i]
+
+    def url(self, path: str, user: str = "admin", password: str = "pa55word") -> str:
+        return f"http://{user}:{password}@127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def camera() -> Iterator[CameraServer]:
+    cam = CameraServer()
+    yield cam
+    cam.close()
+
+
+class AppServer:
+    """``create_app`` with a stream manager, on a real HTTP server (werkzeug's) on 127.0.0.1."""
+
+    def __init__(self, settings: Any, registry: Any, api_key: str = "") -> None:
+        from werkzeug.serving import make_server
+
+        from edge_mm.api import create_app
+        from edge_mm.streams.manager import StreamManager
+
+        self.manager = StreamManager(settings, registry)
+        self.app = create_app(settings, registry, stream_manager=self.manager)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.manager.start()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.manager.stop(5)
+        self.server.shutdown()
+        self.server.server_close()
