@@ -21,6 +21,10 @@ for pair in curl:curl strace:strace ip:iproute2 chromium:chromium chromedriver:c
   debootstrap:debootstrap podman:podman runc:runc qemu-x86_64:qemu-user wrk:wrk mosquitto:mosquitto; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+# GStreamer's RTSP server driven by the system Python (tests/streams/rtsp_server.py): qtdemux and
+# rtph264pay (-good), h264parse (-bad); libraries, so the check is an import, not a command
+/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
+  || missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "system_deps: missing ${missing[*]}: install them (e.g. sudo apt-get install ${missing[*]})" >&2

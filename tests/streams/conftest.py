@@ -272,3 +272,55 @@ class AppServer:
         self.manager.stop(5)
         self.server.shutdown()
         self.server.server_close()
+
+
+class RtspServer:
+    """tests/streams/rtsp_server.py (GStreamer) in a process of the system Python, on a free loopback port."""
+
+    SYSTEM_PYTHON = "/usr/bin/python3"
+
+    def __init__(self, clip: Path, user: str, password: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                self.SYSTEM_PYTHON,
+                str(Path(__file__).with_name("rtsp_server.py")),
+                str(self.port),
+                str(clip),
+                user,
+                password,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise RuntimeError(f"the RTSP server did not start: {line}{self.proc.stdout.read()}")
+
+    def url(self, user: str, password: str) -> str:
+        return f"rtsp://{user}:{password}@127.0.0.1:{self.port}/clip"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def rtsp_available() -> bool:
+    if not Path(RtspServer.SYSTEM_PYTHON).exists():
+        return False
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    return subprocess.run([RtspServer.SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    need(rtsp_available(), "GStreamer's RTSP server for the system Python is missing: run scripts/system_deps.sh")
+    server = RtspServer(CLIP, "admin", "s3cret")
+    yield server
+    server.close()
