@@ -108,7 +108,8 @@ class Analyser:
         self._counts_changed()
 
     def _analyse(self, image: Any, read_at: float) -> None:
-        result = detect(self.models, self.gate, image, self.spec.min_confidence, self.budget_s)
+        wait_s = 0.5 / self.spec.fps  # another stream's turn: half a frame interval at most
+        result = detect(self.models, self.gate, image, self.spec.min_confidence, self.budget_s, wait_s)
         if result is None:
             self.stats.add(frames_skipped=1)
             return

@@ -1,8 +1,9 @@
 """A stream's inference: the served models, through their admission, after REST requests.
 
-A stream never waits for a model slot: it takes one only when one is free now and no request is
-queued for it (``Admission.try_slot``), and streams together hold at most ``max_in_flight - 1`` of a
-model's slots (one always stays free for REST); otherwise the frame is skipped and counted.
+Streams together hold at most ``max_in_flight - 1`` of a model's slots (one always stays free for
+REST); a stream waits for another stream's turn at most ``wait_s`` (its frame interval), then takes a
+model slot only when one is free now and no request is queued for it (``Admission.try_slot``): it never
+waits behind REST. Otherwise the frame is skipped and counted.
 """
 
 from __future__ import annotations
@@ -90,15 +91,21 @@ def _run(served: Served, image: Image.Image, min_confidence: float, deadline: De
 
 
 def detect(
-    models: list[Served], gate: StreamGate, image: Image.Image, min_confidence: float, budget_s: float
+    models: list[Served],
+    gate: StreamGate,
+    image: Image.Image,
+    min_confidence: float,
+    budget_s: float,
+    wait_s: float = 0.0,
 ) -> tuple[list[Detection], float] | None:
     """Every model's detections on ``image`` and the ms spent in their slots, or None (skipped) when any
-    model had no slot to spare."""
+    model had no slot to spare (``wait_s``: how long to wait for other streams' turns, s)."""
     out: list[Detection] = []
     ms = 0.0
     for served in models:
         sem = gate.semaphore(served)
-        if not sem.acquire(blocking=False):
+        turn = sem.acquire(timeout=wait_s) if wait_s > 0 else sem.acquire(blocking=False)
+        if not turn:
             return None
         try:
             with served.admission.try_slot() as got:

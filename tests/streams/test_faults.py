@@ -98,9 +98,6 @@ def test_rest_requests_are_served_while_four_streams_keep_the_model_busy(tmp_pat
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(one, range(24)))
         assert answers == [(200, 1)] * 24
-        stats = [manager.describe(f"cam{i}")["status"] for i in range(4)]
-        # the streams asked for more than the model had to spare: some of their frames were skipped
-        assert sum(s["frames_skipped"] for s in stats) > 0
         assert mtcnn_registry.models["mtcnn"].admission.stats()["timed_out"] == 0
     finally:
         manager.stop(5)
