@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.machine import machine_line
+
 MiB = 1024 * 1024
 
 
@@ -176,6 +178,8 @@ def main() -> None:
         "# Hard limits: the attack table, rerun",
         "",
         f"`python -m bench.attack_cases` against a live server ({time.strftime('%Y-%m-%d')}); peak RSS reset per case.",
+        "",
+        machine_line(),
         "",
         "| request | body | status | time | peak RSS added |",
         "|---|---|---|---|---|",

@@ -27,6 +27,7 @@ import onnxruntime
 import torch
 from PIL import Image
 
+from bench.machine import machine_line
 from edge_mm.build.entries import sample_images
 from edge_mm.build.text import latency_inputs, sample_sentences
 from edge_mm.config import load_settings
@@ -175,6 +176,7 @@ def main() -> None:
         lines += ["", "What the build measured and chose (the manifest's `backends`):", "", *choice(entry)]
     lines += [
         "",
+        machine_line(),
         f"Load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}. On a shared 2-core machine a "
         "2-thread figure measured while other work runs says more about the contention than the backend "
         "(TorchScript's OpenMP threads wait for a second core that is busy); compare the 1-thread rows.",

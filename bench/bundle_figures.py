@@ -26,6 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.machine import machine_line
 from bench.servers import free_port, rss_mb
 from tests.serving import request
 
@@ -172,7 +173,7 @@ def main() -> None:
         extra = by["cpu onefile"]["ready_s"] - cpu["ready_s"]
         notes.append(f"Onefile start-up cost (unpacking to a temp folder on every start): +{extra:.1f} s to ready.")
     text = (
-        "# Bundle figures\n\nWritten by `python -m bench.bundle_figures`.\n\n"
+        f"# Bundle figures\n\nWritten by `python -m bench.bundle_figures`.\n\n{machine_line()}\n\n"
         + table(rows)
         + "\n\n"
         + "\n".join(f"- {n}" for n in notes)

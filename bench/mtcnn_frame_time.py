@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.machine import machine_line
 from edge_mm.build.mtcnn_nets import export_mtcnn_nets, export_mtcnn_onnx, load_mtcnn_nets
 from edge_mm.runtime.mtcnn import Engine, Face, detect_faces
 from edge_mm.runtime.onnx_session import OnnxSession
@@ -131,6 +132,7 @@ def main() -> None:
 
     reference = {name: facenet_boxes(image) for name, image in frames.items()}
 
+    print(machine_line())
     print(
         f"MTCNN per 640x480 frame, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"{args.threads} thread(s), {args.repeats} runs (median / p90 ms)"

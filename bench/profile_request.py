@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine, machine_line
 from bench.servers import edge_mm_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,6 +218,7 @@ def render(result: dict[str, Any]) -> str:
         f"round ({result['warmup']} more before them, not counted), one keep-alive client, one 32-token sentence each; "
         f"{result['rounds']} rounds, variants in turn; figures are the mean over the rounds of each round's mean (ms). "
         f"Load average before/after: {result['load_before']} / {result['load_after']}.",
+        machine_line(result.get("machine")),
         "**This run was on a busy shared machine** (other jobs used the same 2 cores): compare variants within "
         "the run, not absolute figures.",
         "",
@@ -272,6 +274,7 @@ def main() -> int:
         "command": "python -m bench.profile_request " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "cores": os.cpu_count(),
+        "machine": machine(),
         "requests": a.requests,
         "warmup": a.warmup,
         "rounds": a.rounds,

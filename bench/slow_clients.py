@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.machine import machine
 from bench.servers import ROOT, cpu_seconds, edge_mm_argv, free_port, server
 
 RESULTS = ROOT / "bench" / "results" / "slow_clients.json"
@@ -180,6 +181,7 @@ def main() -> None:
         "slow_connect_failures": flood.failed_connects,
         "server_fds_max": max(fds),
         "server_cpu_s": round(cpu, 2),
+        "machine": machine(),
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results[args.label] = figures

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.machine import machine
 from bench.servers import ROOT, edge_mm_argv, free_port, rss_mb, server
 
 
@@ -164,6 +165,7 @@ def main() -> int:
         "failures": len(failures),
         "rss_samples": samples,
         "counts": {f"{k[0]} {k[1]}": v for k, v in sorted(counts.items())},
+        "machine": machine(),
     }
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(summary, indent=2))
     return 1 if failures else 0
