@@ -135,3 +135,20 @@ def test_streams_declared_in_settings_cannot_be_changed_at_run_time(tmp_path, mt
         assert camera.requests >= 3
     finally:
         app.close()
+
+
+def test_a_bad_stream_in_settings_stops_start_up(tmp_path, mtcnn_registry):
+    from edge_mm.errors import ConfigError
+    from edge_mm.streams.manager import StreamManager
+
+    with pytest.raises(ConfigError, match=r"streams\[0\]: unknown key\(s\) \['colour'\]"):
+        stream_settings(tmp_path, '\n[[streams]]\nid = "a"\nurl = "x.mp4"\ncolour = "red"\n')
+    with pytest.raises(ConfigError, match=r"streams\[0\].url is required"):
+        stream_settings(tmp_path, '\n[[streams]]\nid = "a"\n')
+    bad_fps = stream_settings(tmp_path, '\n[[streams]]\nid = "a"\nurl = "rtsp://u:pw9@h/x"\nfps = -1\n')
+    with pytest.raises(ConfigError, match=r"streams\[0\]: 'fps'") as err:
+        StreamManager(bad_fps, mtcnn_registry)
+    assert "pw9" not in str(err.value)
+    no_detector = stream_settings(tmp_path, '\n[[streams]]\nid = "a"\nurl = "x.mp4"\ntasks = ["object-detection"]\n')
+    with pytest.raises(ConfigError, match="no object-detection model"):
+        StreamManager(no_detector, mtcnn_registry)
