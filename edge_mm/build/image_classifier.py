@@ -188,49 +188,14 @@ def build_image_classifier(
     model = model.to(memory_format=CL)
     x = pre(sample_images())  # (4, 3, H, W) channels-last: real photos
     progress(f"loaded {kind} ({len(labels)} classes, {time.perf_counter() - t0:.1f} s)")
-    with torch.inference_mode():
-        eager = model(x)
-    traced = artifact_backend.trace_and_freeze(model, (x,))
-    with torch.inference_mode():
-        got = traced(x)
-        single = [traced(x[i : i + 1]) for i in range(len(x))]
-    figures: dict[str, Any] = {
-        "traced_vs_eager_fp32_max_abs": max_abs(got, eager),
-        "batch_vs_single_fp32_max_abs": max(max_abs(s, tuple(t[i : i + 1] for t in got)) for i, s in enumerate(single)),
-        "top1_traced_vs_eager": verify.classifier_figures(eager[0], got[0])["top1_agreement"],
-        "tolerance": TRACE_TOLERANCE,
-        "samples": {n: _top(got[0][i], labels, 3) for i, n in enumerate(SAMPLE_NAMES)},
-        "linear_weight_share": round(linear_share(model), 3),
-    }
-    for key in ("traced_vs_eager_fp32_max_abs", "batch_vs_single_fp32_max_abs"):
-        if figures[key] > TRACE_TOLERANCE:
-            raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
-    progress(f"traced fp32 channels-last (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
-    cpu_module, dtype, kept = traced, "float32", None
-    notes = ["traced", "frozen (conv+BN folded)", "channels_last"]
-    if spec.quantization == "int8" and figures["linear_weight_share"] >= INT8_MIN_LINEAR_SHARE:
-        cpu_module, kept = _int8(spec, model, x, eager[0], figures, progress)
-        dtype = "int8-dynamic"
-        notes.append("int8 dynamic Linear layers")
-    elif spec.quantization == "int8":
-        notes.append(
-            f"int8 not applied: Linear layers hold {figures['linear_weight_share']:.0%} of the weights; "
-            "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
-        )
+    traced, eager, figures = _trace_fp32(spec, model, x, labels, progress)
+    cpu_module, dtype, kept, notes = _cpu_form(spec, model, traced, x, eager, figures, progress)
     variants = {"cpu": save_variant(cpu_module, out / "cpu.pt", dtype, notes)}
     backends, serving = _cpu_backends(spec, (model, kept, pre), cpu_module, x, eager, out, figures, variants, progress)
-    accel = resolve_accelerator(accelerator)
-    if accel is not None:
-        accelerated = _accelerated_variant(spec, model, pre, x, eager, out, figures, accel)
-        if accelerated is not None:
-            variants["cuda"] = accelerated
-        else:
-            progress(f"CUDA variant refused: {figures[NO_CUDA_KEY]}")
-    else:
-        figures[NO_CUDA_KEY] = NO_GPU
-        progress("no CUDA on this machine: CUDA variant skipped")
-    reference = _reference(serving, pre, out)
-    files = {"reference": reference}
+    accelerated = _cuda_variant(spec, model, pre, x, eager, out, figures, accelerator, progress)
+    if accelerated is not None:
+        variants["cuda"] = accelerated
+    files = {"reference": _reference(serving, pre, out)}
     if spec.quantization == "int8":
         files[fidelity_gate.FILE_KEY] = _fidelity_samples(spec, model, pre, len(labels), out / "fidelity.json")
     h, w = input_size(pre)
@@ -250,6 +215,79 @@ def build_image_classifier(
         options=dict(spec.options),
         backends=backends,
     )
+
+
+def _trace_fp32(
+    spec: ModelSpec, model: nn.Module, x: torch.Tensor, labels: list[str], progress: Progress
+) -> tuple[torch.jit.ScriptModule, tuple[torch.Tensor, ...], dict[str, Any]]:
+    """The fp32 model traced and frozen; it must match eager and answer a batch as it answers each photo alone.
+
+    Returns the trace, the eager outputs on ``x`` and the build's figures so far."""
+    with torch.inference_mode():
+        eager = model(x)
+    traced = artifact_backend.trace_and_freeze(model, (x,))
+    with torch.inference_mode():
+        got = traced(x)
+        single = [traced(x[i : i + 1]) for i in range(len(x))]
+    figures: dict[str, Any] = {
+        "traced_vs_eager_fp32_max_abs": max_abs(got, eager),
+        "batch_vs_single_fp32_max_abs": max(max_abs(s, tuple(t[i : i + 1] for t in got)) for i, s in enumerate(single)),
+        "top1_traced_vs_eager": verify.classifier_figures(eager[0], got[0])["top1_agreement"],
+        "tolerance": TRACE_TOLERANCE,
+        "samples": {n: _top(got[0][i], labels, 3) for i, n in enumerate(SAMPLE_NAMES)},
+        "linear_weight_share": round(linear_share(model), 3),
+    }
+    for key in ("traced_vs_eager_fp32_max_abs", "batch_vs_single_fp32_max_abs"):
+        if figures[key] > TRACE_TOLERANCE:
+            raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
+    progress(f"traced fp32 channels-last (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
+    return traced, eager, figures
+
+
+def _cpu_form(
+    spec: ModelSpec,
+    model: nn.Module,
+    traced: torch.jit.ScriptModule,
+    x: torch.Tensor,
+    eager: tuple[torch.Tensor, ...],
+    figures: dict[str, Any],
+    progress: Progress,
+) -> tuple[torch.jit.ScriptModule, str, list[str] | None, list[str]]:
+    """The CPU TorchScript variant: int8 dynamic Linear layers where they hold enough of the weights, else the
+    fp32 trace. Returns (module, dtype, the layers int8 kept in fp32 or None, notes)."""
+    notes = ["traced", "frozen (conv+BN folded)", "channels_last"]
+    if spec.quantization == "int8" and figures["linear_weight_share"] >= INT8_MIN_LINEAR_SHARE:
+        cpu_module, kept = _int8(spec, model, x, eager[0], figures, progress)
+        return cpu_module, "int8-dynamic", kept, [*notes, "int8 dynamic Linear layers"]
+    if spec.quantization == "int8":
+        notes.append(
+            f"int8 not applied: Linear layers hold {figures['linear_weight_share']:.0%} of the weights; "
+            "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
+        )
+    return traced, "float32", None, notes
+
+
+def _cuda_variant(
+    spec: ModelSpec,
+    model: nn.Module,
+    pre: Any,
+    x: torch.Tensor,
+    eager: tuple[torch.Tensor, ...],
+    out: Path,
+    figures: dict[str, Any],
+    accelerator: str | None,
+    progress: Progress,
+) -> Variant | None:
+    """The accelerator's variant, or None with the reason in ``figures[NO_CUDA_KEY]`` (no accelerator, or refused)."""
+    accel = resolve_accelerator(accelerator)
+    if accel is None:
+        figures[NO_CUDA_KEY] = NO_GPU
+        progress("no CUDA on this machine: CUDA variant skipped")
+        return None
+    accelerated = _accelerated_variant(spec, model, pre, x, eager, out, figures, accel)
+    if accelerated is None:
+        progress(f"CUDA variant refused: {figures[NO_CUDA_KEY]}")
+    return accelerated
 
 
 def _fidelity_samples(spec: ModelSpec, model: nn.Module, pre: Any, labels: int, path: Path) -> FileRef:
@@ -276,7 +314,6 @@ def _cpu_backends(
     """The ONNX Runtime candidate (NCHW, same weights; int8 with the same kept layers, or static int8
     where no Linear layer was quantized), timed against TorchScript at batch 1 and 8; returns
     (the manifest's backends record, the serving forward). ``export``: (fp32 model, kept layers, preprocessing)."""
-    module, kept, pre = export
     one, eight = x[:1], torch.cat([x, x])  # the model's input size (224 x 224 for EfficientNet-Lite0)
     cl = {"batch_1": (one.contiguous(memory_format=CL),), "batch_8": (eight.contiguous(memory_format=CL),)}
     nchw = {"batch_1": (one.contiguous(),), "batch_8": (eight.contiguous(),)}
@@ -285,36 +322,7 @@ def _cpu_backends(
     threads = onnx_backend.build_threads()
     static: dict[str, Any] = {}
     if spec.artifact_backend != "torchscript":
-
-        def check_fp32(f: Any) -> tuple[dict[str, Any], list[str]]:
-            got = f(x)
-            single = [f(x[i : i + 1]) for i in range(len(x))]
-            figs = {
-                "exported_vs_eager_fp32_max_abs": max_abs(got, eager),
-                "batch_vs_single_fp32_max_abs": max(
-                    max_abs(s, tuple(t[i : i + 1] for t in got)) for i, s in enumerate(single)
-                ),
-            }
-            return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
-
-        def fidelity(f: Any) -> tuple[dict[str, Any], list[str]]:
-            figs = verify.classifier_figures(eager[0], f(x)[0])
-            return figs, verify.classifier_misses(figs, spec.min_top1_agreement, spec.max_prob_diff)
-
-        ort = onnx_backend.build_candidate(
-            module,
-            (x,),
-            out / "cpu.onnx",
-            (["pixel_values"], ["logits", "features"]),
-            {"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
-            keep_fp32=kept,
-            check_fp32=check_fp32,
-            fidelity=fidelity,
-            threads=threads,
-            strict=spec.artifact_backend == "onnxruntime",
-        )
-        if spec.quantization == "int8" and kept is None and ort.variant is not None:
-            ort, static = onnx_static.image_candidate(spec, module, pre, ort, out, threads, progress)
+        ort, static = _onnx_candidate(spec, export, x, eager, out, threads, progress)
         candidates["onnxruntime"] = ort.candidate
         figures["onnxruntime"] = {**ort.figures, "vs_fp32": ort.candidate.fidelity, "misses": ort.candidate.misses}
         if static:
@@ -333,6 +341,51 @@ def _cpu_backends(
         backends["int8_static"] = {k: static[k] for k in ("applied", "reason", "heldout_vs_fp32") if k in static}
     progress(f"serves {backends['serves']}: {backends['reason']}")
     return backends, runs[backends["serves"]][0]
+
+
+def _onnx_candidate(
+    spec: ModelSpec,
+    export: tuple[nn.Module, list[str] | None, Any],
+    x: torch.Tensor,
+    eager: tuple[torch.Tensor, ...],
+    out: Path,
+    threads: int,
+    progress: Progress,
+) -> tuple[onnx_backend.OnnxBuild, dict[str, Any]]:
+    """Export and check the ONNX Runtime candidate against eager with TorchScript's tolerances and gates; static
+    int8 (build/onnx_static.py) where no Linear layer was quantized. Returns (the candidate, the static record)."""
+    module, kept, pre = export
+
+    def check_fp32(f: Any) -> tuple[dict[str, Any], list[str]]:
+        got = f(x)
+        single = [f(x[i : i + 1]) for i in range(len(x))]
+        figs = {
+            "exported_vs_eager_fp32_max_abs": max_abs(got, eager),
+            "batch_vs_single_fp32_max_abs": max(
+                max_abs(s, tuple(t[i : i + 1] for t in got)) for i, s in enumerate(single)
+            ),
+        }
+        return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
+
+    def fidelity(f: Any) -> tuple[dict[str, Any], list[str]]:
+        figs = verify.classifier_figures(eager[0], f(x)[0])
+        return figs, verify.classifier_misses(figs, spec.min_top1_agreement, spec.max_prob_diff)
+
+    ort = onnx_backend.build_candidate(
+        module,
+        (x,),
+        out / "cpu.onnx",
+        (["pixel_values"], ["logits", "features"]),
+        {"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
+        keep_fp32=kept,
+        check_fp32=check_fp32,
+        fidelity=fidelity,
+        threads=threads,
+        strict=spec.artifact_backend == "onnxruntime",
+    )
+    if spec.quantization == "int8" and kept is None and ort.variant is not None:
+        return onnx_static.image_candidate(spec, module, pre, ort, out, threads, progress)
+    return ort, {}
 
 
 def _top(logits: torch.Tensor, labels: list[str], k: int) -> list[str]:

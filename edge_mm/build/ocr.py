@@ -21,7 +21,7 @@ from edge_mm.build.errors import BuildError
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, FileRef, ModelEntry, Variant
 from edge_mm.runtime.ocr import OcrReader, load_characters
 from edge_mm.runtime.onnx_session import OnnxSession
 
@@ -56,39 +56,13 @@ def rec_characters(rec: Path) -> str:
 
 def build_ocr(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
     t0 = time.perf_counter()
-    folder = source if source.is_dir() else source.parent
     if spec.artifact_backend == "torchscript":
         raise ConfigError(f"model {spec.name}: OCR serves the shipped ONNX graphs only; use artifact_backend = auto")
-    for name in (DET_NAME, REC_NAME):
-        if not (folder / name).is_file():
-            raise ConfigError(
-                f"model {spec.name}: {folder / name} not found; source must be 'package:rapidocr/models' (rapidocr==3.10.0)"
-            )
-        shutil.copyfile(folder / name, out / name)
-    (out / "characters.txt").write_text(rec_characters(out / REC_NAME) + "\n", encoding="utf-8")
-    files = {
-        "det": file_ref(out / DET_NAME, out),
-        "rec": file_ref(out / REC_NAME, out),
-        "characters": file_ref(out / "characters.txt", out),
-    }
+    files = _copy_graphs(spec, source if source.is_dir() else source.parent, out)
     det, rec = OnnxSession(out / DET_NAME, 1), OnnxSession(out / REC_NAME, 1)
     characters = load_characters(out / "characters.txt")
     reader = OcrReader(spec.name, None, det, rec, characters)  # type: ignore[arg-type]  # no entry yet
-    sample = render_text(SAMPLE_LINES)
-    t_read = time.perf_counter()
-    lines = reader.read(sample, max_side=2000, max_lines=50)
-    read_ms = (time.perf_counter() - t_read) * 1000
-    texts = [line.text for line in lines]
-    figures: dict[str, Any] = {
-        "classes": len(characters),
-        "sample_lines": texts,
-        "sample_min_score": round(min((line.score for line in lines), default=0.0), 5),
-        "sample_read_ms_1_thread": round(read_ms, 1),
-        NO_CUDA_KEY: "OCR serves the shipped graphs on ONNX Runtime's CPU provider in this version",
-    }
-    if texts != list(SAMPLE_LINES):
-        raise BuildError(f"model {spec.name}: the rendered sample reads {texts}, not {list(SAMPLE_LINES)}")
-    progress(f"PP-OCRv6 det + rec copied ({len(characters)} classes); sample read exactly in {read_ms:.0f} ms")
+    figures = _read_sample(spec, reader, len(characters), progress)
     reference = write_reference(
         out / "reference.json", OCR_PROBES, [o.tolist() for o in reader.check_outputs(OCR_PROBES)]
     )
@@ -115,3 +89,39 @@ def build_ocr(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> M
             "reason": "ONNX Runtime: the graphs as rapidocr ships them (no TorchScript form)",
         },
     )
+
+
+def _copy_graphs(spec: ModelSpec, folder: Path, out: Path) -> dict[str, FileRef]:
+    """The detection and recognition graphs copied unchanged, and the recognizer's dictionary as characters.txt."""
+    for name in (DET_NAME, REC_NAME):
+        if not (folder / name).is_file():
+            raise ConfigError(
+                f"model {spec.name}: {folder / name} not found; source must be 'package:rapidocr/models' (rapidocr==3.10.0)"
+            )
+        shutil.copyfile(folder / name, out / name)
+    (out / "characters.txt").write_text(rec_characters(out / REC_NAME) + "\n", encoding="utf-8")
+    return {
+        "det": file_ref(out / DET_NAME, out),
+        "rec": file_ref(out / REC_NAME, out),
+        "characters": file_ref(out / "characters.txt", out),
+    }
+
+
+def _read_sample(spec: ModelSpec, reader: OcrReader, classes: int, progress: Progress) -> dict[str, Any]:
+    """The rendered sample lines must read back exactly; returns the build's figures."""
+    sample = render_text(SAMPLE_LINES)
+    t_read = time.perf_counter()
+    lines = reader.read(sample, max_side=2000, max_lines=50)
+    read_ms = (time.perf_counter() - t_read) * 1000
+    texts = [line.text for line in lines]
+    figures: dict[str, Any] = {
+        "classes": classes,
+        "sample_lines": texts,
+        "sample_min_score": round(min((line.score for line in lines), default=0.0), 5),
+        "sample_read_ms_1_thread": round(read_ms, 1),
+        NO_CUDA_KEY: "OCR serves the shipped graphs on ONNX Runtime's CPU provider in this version",
+    }
+    if texts != list(SAMPLE_LINES):
+        raise BuildError(f"model {spec.name}: the rendered sample reads {texts}, not {list(SAMPLE_LINES)}")
+    progress(f"PP-OCRv6 det + rec copied ({classes} classes); sample read exactly in {read_ms:.0f} ms")
+    return figures

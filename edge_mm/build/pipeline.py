@@ -14,10 +14,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
 import edge_mm
+from edge_mm.build.progress import Progress
 from edge_mm.build.sources import resolve_source
 from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError
@@ -93,10 +95,7 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
         raise ConfigError(f"--only names model(s) not in settings: {sorted(unknown)}")
     models: dict[str, ModelEntry] = {}
     for i, spec in enumerate(settings.models):
-
-        def progress(msg: str, _i: int = i, _name: str = spec.name) -> None:
-            print(f"[{_i + 1}/{len(settings.models)}] {_name}: {msg}", file=out, flush=True)
-
+        progress = _model_progress(out, f"[{i + 1}/{len(settings.models)}] {spec.name}")
         build = builder_for(spec.task)
         source = resolve_source(
             spec.source,
@@ -114,26 +113,7 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
             progress("unchanged, not rebuilt")
             models[spec.name] = old
             continue
-        progress(f"building {spec.task} from {source}")
-        t0 = time.perf_counter()
-        staging = root / f".{spec.name}.building"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        entry = build(spec, source, staging, progress)
-        if spec.artifact_backend == "onnxruntime" and entry.backends.get("serves") != "onnxruntime":
-            raise ConfigError(
-                f"model {spec.name!r}: artifact_backend = onnxruntime, but {spec.task} models have no "
-                "ONNX Runtime backend in this version; use auto or torchscript"
-            )
-        entry.content_hash = digest
-        # the manifest records build-time options only: serve-time ones come from settings at each start
-        entry.options = {k: v for k, v in entry.options.items() if k not in serve_options(spec.task)}
-        final = root / spec.name
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        _prefix_paths(entry, spec.name)
-        models[spec.name] = entry
-        progress(f"done in {time.perf_counter() - t0:.1f} s")
+        models[spec.name] = _build_one(build, spec, source, digest, root, progress)
     cuda_build = "+cpu" not in torch.__version__ and torch.version.cuda is not None
     manifest = Manifest(
         edge_mm_version=edge_mm.__version__,
@@ -143,6 +123,41 @@ def build_all(settings: Settings, *, only: list[str] | None = None, force: bool 
     )
     manifest.write(root)
     return manifest
+
+
+def _model_progress(out: TextIO, prefix: str) -> Progress:
+    """Build progress lines for one model, e.g. ``[2/5] efficientnet: traced fp32 ...``."""
+
+    def progress(msg: str) -> None:
+        print(f"{prefix}: {msg}", file=out, flush=True)
+
+    return progress
+
+
+def _build_one(
+    build: Builder, spec: ModelSpec, source: Path, digest: str, root: Path, progress: Progress
+) -> ModelEntry:
+    """Build one model in a staging folder, then move it to ``root / spec.name``; returns its manifest entry."""
+    progress(f"building {spec.task} from {source}")
+    t0 = time.perf_counter()
+    staging = root / f".{spec.name}.building"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    entry = build(spec, source, staging, progress)
+    if spec.artifact_backend == "onnxruntime" and entry.backends.get("serves") != "onnxruntime":
+        raise ConfigError(
+            f"model {spec.name!r}: artifact_backend = onnxruntime, but {spec.task} models have no "
+            "ONNX Runtime backend in this version; use auto or torchscript"
+        )
+    entry.content_hash = digest
+    # the manifest records build-time options only: serve-time ones come from settings at each start
+    entry.options = {k: v for k, v in entry.options.items() if k not in serve_options(spec.task)}
+    final = root / spec.name
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    _prefix_paths(entry, spec.name)
+    progress(f"done in {time.perf_counter() - t0:.1f} s")
+    return entry
 
 
 def _prefix_paths(entry: ModelEntry, folder: str) -> None:

@@ -136,42 +136,14 @@ def package(
     lite): the bundle must come out as that flavour; ``python`` defaults to its environment
     (.venv-cpu, .venv-lite) when one exists.
     """
-    if flavour is not None and flavour not in FLAVOURS:
-        raise ConfigError(f"--flavour {flavour!r} is not one of {', '.join(FLAVOURS)}")
-    if python is None and flavour in VENVS:
-        python = str(VENVS[flavour] / "bin" / "python")
-        if not Path(python).is_file():
-            raise ConfigError(f"{python} is missing: run scripts/venv_{flavour}.sh (or make bundle-{flavour})")
+    python = _interpreter(flavour, python)
     if getattr(sys, "frozen", False) or not SPEC.is_file():
         raise ConfigError(f"'edge-mm package' runs from a source checkout ({SPEC.name} not found next to edge_mm/)")
-    why = artifacts_ready(settings)
-    if why is not None:
-        if not _has_transformers():
-            raise ConfigError(f"{why}; build the artifacts first with the default environment: make build")
-        from edge_mm.build.pipeline import build_all
-
-        print(f"edge-mm package: {why}; building artifacts first", flush=True)
-        build_all(settings)
+    _ensure_artifacts(settings)
     dist = (dist or ROOT / "dist").resolve()
     python = python or sys.executable
-    work = ROOT / "build" / "pyinstaller"
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "package-settings.toml"  # the settings to bundle, pointing at the built artifacts
-    config.write_text(settings_toml(settings, str(settings.path("runtime.artifacts_dir"))), encoding="utf-8")
-    spec_args = ["--config", str(config)] + (["--onefile"] if onefile else []) + ([] if excludes else ["--no-excludes"])
-    cmd = [
-        python, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
-        "--distpath", str(dist), "--workpath", str(work / f"{'onefile' if onefile else 'onedir'}-{_env_name(python)}"),
-        str(SPEC), "--", *spec_args,
-    ]  # fmt: skip
-    print("edge-mm package: " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    env = dict(os.environ, PYTHONNOUSERSITE="1")
-    if flavour == "cuda":
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ort_gpu_overlay(python)), env.get("PYTHONPATH")]))
-    result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
-    if result.returncode != 0:
-        raise ConfigError(f"PyInstaller failed (exit {result.returncode}); its output is above")
+    _run_pyinstaller(settings, python, dist, onefile=onefile, excludes=excludes, flavour=flavour)
     bundle = dist / (f"{NAME}-onefile" if onefile else NAME)
     info = json.loads((bundle / INFO_NAME).read_text())
     if flavour is not None and info["flavour"] != flavour:
@@ -185,3 +157,50 @@ def package(
         flush=True,
     )
     return bundle
+
+
+def _interpreter(flavour: str | None, python: str | None) -> str | None:
+    """``python`` as given, else the flavour's own environment (.venv-cpu, .venv-lite) where it has one."""
+    if flavour is not None and flavour not in FLAVOURS:
+        raise ConfigError(f"--flavour {flavour!r} is not one of {', '.join(FLAVOURS)}")
+    if python is None and flavour in VENVS:
+        python = str(VENVS[flavour] / "bin" / "python")
+        if not Path(python).is_file():
+            raise ConfigError(f"{python} is missing: run scripts/venv_{flavour}.sh (or make bundle-{flavour})")
+    return python
+
+
+def _ensure_artifacts(settings: Settings) -> None:
+    """Build the configured models' artifacts first where any is missing (needs the default environment)."""
+    why = artifacts_ready(settings)
+    if why is None:
+        return
+    if not _has_transformers():
+        raise ConfigError(f"{why}; build the artifacts first with the default environment: make build")
+    from edge_mm.build.pipeline import build_all
+
+    print(f"edge-mm package: {why}; building artifacts first", flush=True)
+    build_all(settings)
+
+
+def _run_pyinstaller(
+    settings: Settings, python: str, dist: Path, *, onefile: bool, excludes: bool, flavour: str | None
+) -> None:
+    """PyInstaller on edge_mm.spec with ``python``, the settings to bundle written beside its work folder."""
+    work = ROOT / "build" / "pyinstaller"
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "package-settings.toml"  # the settings to bundle, pointing at the built artifacts
+    config.write_text(settings_toml(settings, str(settings.path("runtime.artifacts_dir"))), encoding="utf-8")
+    spec_args = ["--config", str(config)] + (["--onefile"] if onefile else []) + ([] if excludes else ["--no-excludes"])
+    cmd = [
+        python, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
+        "--distpath", str(dist), "--workpath", str(work / f"{'onefile' if onefile else 'onedir'}-{_env_name(python)}"),
+        str(SPEC), "--", *spec_args,
+    ]  # fmt: skip
+    print("edge-mm package: " + " ".join(cmd), flush=True)
+    env = dict(os.environ, PYTHONNOUSERSITE="1")
+    if flavour == "cuda":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ort_gpu_overlay(python)), env.get("PYTHONPATH")]))
+    result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+    if result.returncode != 0:
+        raise ConfigError(f"PyInstaller failed (exit {result.returncode}); its output is above")

@@ -18,7 +18,7 @@ from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
 from edge_mm.build.entries import built_entry
 from edge_mm.build.errors import BuildError
 from edge_mm.build.progress import Progress, bar
-from edge_mm.build.quantize import guard_int8
+from edge_mm.build.quantize import GuardResult, guard_int8
 from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs
 from edge_mm.build.text_checkpoint import Logits as Logits  # re-exported: bench/ imports it from here
 from edge_mm.build.text_checkpoint import SentenceEmbedding as SentenceEmbedding  # re-exported, as Logits
@@ -110,6 +110,12 @@ def _run(
     return torch.cat(outs)
 
 
+_INPUTS = [
+    {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
+    {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
+]
+
+
 def build_text_model(
     spec: ModelSpec, source: Path, out: Path, progress: Progress, *, accelerator: str | None = "cuda"
 ) -> ModelEntry:
@@ -130,83 +136,15 @@ def build_text_model(
     fid_mask = _padded_mask(fidelity_batches)
     progress(f"loaded ({time.perf_counter() - t0:.1f} s)")
 
-    traced_fp32 = artifact_backend.trace_and_freeze(model, batches[-1])
-    figures: dict[str, Any] = {
-        "traced_vs_eager_fp32_max_abs": verify.max_abs_diff(model, traced_fp32, batches),
-        "batch_vs_single_fp32_max_abs": verify.batch_vs_single(traced_fp32, batches[-1]),
-        "batch_sizes": [b[0].shape[0] for b in batches],
-        "seq_lengths": [b[0].shape[1] for b in batches],
-        "tolerance": TRACE_TOLERANCE,
-    }
-    for key in ("traced_vs_eager_fp32_max_abs", "batch_vs_single_fp32_max_abs"):
-        if figures[key] > TRACE_TOLERANCE:
-            raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
-    progress(f"traced fp32 (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
-
-    reference = _run(model, fidelity_batches, "verify: fp32 reference")
-    cpu_module, cpu_dtype, notes = traced_fp32, "float32", ["traced", "frozen"]
-    exports = [_OnnxRecipe("fp32", model, None)]  # what ONNX Runtime may export, in the order it tries
+    traced_fp32, figures = _trace_fp32(spec, model, batches, progress)
+    samples = _Samples(batches, fidelity_batches, fid_mask, _run(model, fidelity_batches, "verify: fp32 reference"))
+    cpu = _CpuForm(traced_fp32, "float32", ["traced", "frozen"], [_OnnxRecipe("fp32", model, None)])
     if spec.quantization == "int8":
+        cpu = _int8_form(spec, model, samples, figures, progress)
 
-        def fid(m: nn.Module, desc: str = "int8 guard: fidelity") -> dict[str, float]:
-            return _fidelity(spec, reference, _run(m, fidelity_batches, desc), fid_mask)
-
-        probe = fidelity_batches[:2]  # 64 sentences: damage runs once per Linear layer
-        probe_ref, probe_mask = _run(model, probe), _padded_mask(probe)
-
-        def damage(m: nn.Module) -> float:
-            f = _fidelity(spec, probe_ref, _run(m, probe), probe_mask)
-            return 1 - f["mean_cosine"] if "mean_cosine" in f else 1 - f["top1_agreement"] + f["max_prob_diff"]
-
-        to_quantize, calibration = model, fidelity_batches[-4:]
-        if spec.smooth_alpha > 0:  # fp32-identical rewrite that makes int8 far more faithful
-            to_quantize = smooth_linear_inputs(model, calibration, spec.smooth_alpha, skip=spec.keep_fp32)
-            figures["smoothing"] = {
-                "alpha": spec.smooth_alpha,
-                "calibration_sentences": sum(b[0].shape[0] for b in calibration),
-            }
-        guarded = guard_int8(
-            to_quantize,
-            spec.keep_fp32,
-            passes=lambda m: not _misses(spec, fid(m)),
-            damage=damage,
-            auto=spec.auto_keep_fp32,
-            progress=progress,
-        )
-        traced_int8 = artifact_backend.trace_and_freeze(guarded.model, batches[-1])
-        int8_figures = fid(traced_int8, "verify: int8 vs fp32")
-        figures["int8_vs_fp32"] = int8_figures
-        figures["int8_traced_vs_eager_max_abs"] = verify.max_abs_diff(guarded.model, traced_int8, batches)
-        figures["int8_samples"] = len(sentences)
-        missed = _misses(spec, int8_figures)
-        if missed:
-            raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {'; '.join(missed)}")
-        cpu_module, cpu_dtype = traced_int8, "int8-dynamic"
-        exports = [
-            *_sensitive_layer_recipes(to_quantize, guarded.sensitivity, len(guarded.kept_fp32), spec.keep_fp32),
-            _OnnxRecipe("the TorchScript int8 recipe", to_quantize, guarded.kept_fp32),
-        ]
-        if guarded.kept_fp32 or spec.smooth_alpha > 0:
-            lean = smooth_attention(model, calibration, spec.smooth_alpha) if spec.smooth_alpha > 0 else model
-            exports.insert(0, _OnnxRecipe(_LEAN_RECIPE, lean, []))
-        notes += [f"int8 Linear layers: {len(guarded.quantized)}", f"fp32 Linear layers kept: {len(guarded.kept_fp32)}"]
-        figures["kept_fp32"] = guarded.kept_fp32
-        if guarded.sensitivity:
-            figures["layer_sensitivity"] = {k: round(v, 6) for k, v in guarded.sensitivity.items()}
-        progress(f"int8 {int8_figures} (kept fp32: {len(guarded.kept_fp32)})")
-
-    variants = {"cpu": _save_variant(cpu_module, out / "cpu.pt", out, cpu_dtype, notes)}
-    samples = _Samples(batches, fidelity_batches, fid_mask, reference)
-    backends, serving = _cpu_backends(spec, samples, cpu_module, exports, tok, out, figures, variants, progress)
-    serving_variant = (
-        figures.get("onnxruntime", {}).get("served_on_build_cpu", onnx_backend.ORT_VARIANT)
-        if backends["serves"] == "onnxruntime"
-        else "cpu"
-    )
-    reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json", serving_variant)
-    files = {"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file}
-    if spec.quantization == "int8":
-        files[fidelity_gate.FILE_KEY] = _write_fidelity_samples(spec, sentences, samples, out / "fidelity.json")
+    variants = {"cpu": _save_variant(cpu.module, out / "cpu.pt", out, cpu.dtype, cpu.notes)}
+    backends, serving = _cpu_backends(spec, samples, cpu.module, cpu.exports, tok, out, figures, variants, progress)
+    files = _check_files(spec, backends, figures, serving, tok, tok_path, sentences, samples, out)
     accelerated = _build_accelerated(spec, model, samples, tok, sentences[:4], out, figures, accelerator, progress)
     if accelerated is not None:
         variants["cuda"] = accelerated
@@ -216,10 +154,7 @@ def build_text_model(
         t0,
         figures,
         variants=variants,
-        inputs=[
-            {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
-            {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
-        ],
+        inputs=_INPUTS,
         outputs=_OUTPUTS[spec.task],
         labels=labels,
         preprocessing={"max_length": spec.max_length, "pad_id": pad_id, **extra},
@@ -227,6 +162,136 @@ def build_text_model(
         options=dict(spec.options),
         backends=backends,
     )
+
+
+def _trace_fp32(
+    spec: ModelSpec, model: nn.Module, batches: Sequence[tuple[torch.Tensor, ...]], progress: Progress
+) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """The fp32 model traced and frozen; it must match eager and answer a batch as it answers each sentence alone.
+
+    Returns the trace and the build's figures so far."""
+    traced = artifact_backend.trace_and_freeze(model, batches[-1])
+    figures: dict[str, Any] = {
+        "traced_vs_eager_fp32_max_abs": verify.max_abs_diff(model, traced, batches),
+        "batch_vs_single_fp32_max_abs": verify.batch_vs_single(traced, batches[-1]),
+        "batch_sizes": [b[0].shape[0] for b in batches],
+        "seq_lengths": [b[0].shape[1] for b in batches],
+        "tolerance": TRACE_TOLERANCE,
+    }
+    for key in ("traced_vs_eager_fp32_max_abs", "batch_vs_single_fp32_max_abs"):
+        if figures[key] > TRACE_TOLERANCE:
+            raise BuildError(f"model {spec.name}: {key} = {figures[key]:.2e} exceeds {TRACE_TOLERANCE:.0e}")
+    progress(f"traced fp32 (max abs diff {figures['traced_vs_eager_fp32_max_abs']:.1e})")
+    return traced, figures
+
+
+@dataclass
+class _CpuForm:
+    """The CPU TorchScript variant (module, dtype, notes) and the recipes ONNX Runtime's candidate tries in turn."""
+
+    module: torch.jit.ScriptModule
+    dtype: str
+    notes: list[str]
+    exports: list[_OnnxRecipe]
+
+
+def _int8_form(
+    spec: ModelSpec, model: nn.Module, samples: _Samples, figures: dict[str, Any], progress: Progress
+) -> _CpuForm:
+    """Smooth, quantize under the int8 guard, trace and verify against fp32 (a miss is a BuildError)."""
+
+    def fid(m: nn.Module, desc: str = "int8 guard: fidelity") -> dict[str, float]:
+        return _fidelity(spec, samples.reference, _run(m, samples.fidelity_batches, desc), samples.fid_mask)
+
+    damage = _damage_probe(spec, model, samples.fidelity_batches[:2])  # 64 sentences: runs once per Linear layer
+    to_quantize, calibration = model, samples.fidelity_batches[-4:]
+    if spec.smooth_alpha > 0:  # fp32-identical rewrite that makes int8 far more faithful
+        to_quantize = smooth_linear_inputs(model, calibration, spec.smooth_alpha, skip=spec.keep_fp32)
+        figures["smoothing"] = {
+            "alpha": spec.smooth_alpha,
+            "calibration_sentences": sum(b[0].shape[0] for b in calibration),
+        }
+    guarded = guard_int8(
+        to_quantize,
+        spec.keep_fp32,
+        passes=lambda m: not _misses(spec, fid(m)),
+        damage=damage,
+        auto=spec.auto_keep_fp32,
+        progress=progress,
+    )
+    traced_int8 = artifact_backend.trace_and_freeze(guarded.model, samples.batches[-1])
+    int8_figures = fid(traced_int8, "verify: int8 vs fp32")
+    figures["int8_vs_fp32"] = int8_figures
+    figures["int8_traced_vs_eager_max_abs"] = verify.max_abs_diff(guarded.model, traced_int8, samples.batches)
+    figures["int8_samples"] = len(samples.reference)  # the fidelity batches hold every sample sentence
+    missed = _misses(spec, int8_figures)
+    if missed:
+        raise BuildError(f"model {spec.name}: int8 misses its fidelity target: {'; '.join(missed)}")
+    exports = _int8_recipes(spec, model, to_quantize, guarded, calibration)
+    notes = ["traced", "frozen"]
+    notes += [f"int8 Linear layers: {len(guarded.quantized)}", f"fp32 Linear layers kept: {len(guarded.kept_fp32)}"]
+    figures["kept_fp32"] = guarded.kept_fp32
+    if guarded.sensitivity:
+        figures["layer_sensitivity"] = {k: round(v, 6) for k, v in guarded.sensitivity.items()}
+    progress(f"int8 {int8_figures} (kept fp32: {len(guarded.kept_fp32)})")
+    return _CpuForm(traced_int8, "int8-dynamic", notes, exports)
+
+
+def _damage_probe(
+    spec: ModelSpec, model: nn.Module, probe: Sequence[tuple[torch.Tensor, ...]]
+) -> Callable[[nn.Module], float]:
+    """How far a candidate's answers on ``probe`` fall from fp32 (0: none): the int8 guard's ranking of layers."""
+    probe_ref, probe_mask = _run(model, probe), _padded_mask(probe)
+
+    def damage(m: nn.Module) -> float:
+        f = _fidelity(spec, probe_ref, _run(m, probe), probe_mask)
+        return 1 - f["mean_cosine"] if "mean_cosine" in f else 1 - f["top1_agreement"] + f["max_prob_diff"]
+
+    return damage
+
+
+def _int8_recipes(
+    spec: ModelSpec,
+    model: nn.Module,
+    to_quantize: nn.Module,
+    guarded: GuardResult,
+    calibration: Sequence[tuple[torch.Tensor, ...]],
+) -> list[_OnnxRecipe]:
+    """What ONNX Runtime's candidate tries, in order: every Linear int8 with lean smoothing (when smoothing or
+    kept layers apply), its own sensitive-layer fallbacks, then the TorchScript int8 recipe."""
+    exports = [
+        *_sensitive_layer_recipes(to_quantize, guarded.sensitivity, len(guarded.kept_fp32), spec.keep_fp32),
+        _OnnxRecipe("the TorchScript int8 recipe", to_quantize, guarded.kept_fp32),
+    ]
+    if guarded.kept_fp32 or spec.smooth_alpha > 0:
+        lean = smooth_attention(model, calibration, spec.smooth_alpha) if spec.smooth_alpha > 0 else model
+        exports.insert(0, _OnnxRecipe(_LEAN_RECIPE, lean, []))
+    return exports
+
+
+def _check_files(
+    spec: ModelSpec,
+    backends: dict[str, Any],
+    figures: dict[str, Any],
+    serving: Callable[..., Any],
+    tok: TextTokenizer,
+    tok_path: Path,
+    sentences: list[str],
+    samples: _Samples,
+    out: Path,
+) -> dict[str, FileRef]:
+    """tokenizer.json, `edge-mm check`'s reference sample through the serving variant, and (int8) the start-up
+    fidelity gate's sample."""
+    serving_variant = (
+        figures.get("onnxruntime", {}).get("served_on_build_cpu", onnx_backend.ORT_VARIANT)
+        if backends["serves"] == "onnxruntime"
+        else "cpu"
+    )
+    reference_file = _write_reference(serving, tok, sentences[:4], out / "reference.json", serving_variant)
+    files = {"tokenizer": FileRef("tokenizer.json", sha256_file(tok_path)), "reference": reference_file}
+    if spec.quantization == "int8":
+        files[fidelity_gate.FILE_KEY] = _write_fidelity_samples(spec, sentences, samples, out / "fidelity.json")
+    return files
 
 
 # ONNX Runtime quantizes activations to uint8 with a zero point, which is more faithful than

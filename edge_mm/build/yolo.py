@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +74,46 @@ def class_names(spec: ModelSpec, onnx_path: Path, meta: dict[str, str]) -> tuple
     return None, "none (labels read class_0, class_1, ...)"
 
 
-def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
-    import numpy as np
+@dataclass(frozen=True)
+class _Export:
+    """What the export declares and answers: input size and type, head layout and output shape, class names."""
 
+    h: int
+    w: int
+    dtype: str
+    head: str
+    out_shape: list[int]
+    classes: int
+    names: list[str]
+    names_from: str
+
+
+def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
     t0 = time.perf_counter()
     if spec.artifact_backend == "torchscript":
         raise ConfigError(f"model {spec.name}: YOLO exports serve on ONNX Runtime only; use artifact_backend = auto")
     path = onnx_file(spec.name, source)
     shutil.copyfile(path, out / MODEL_NAME)
     session = OnnxSession(out / MODEL_NAME, 1)
+    export = _inspect(spec, session, path)
+    progress(
+        f"{export.head} head {export.out_shape}, {export.classes} classes ({export.names_from}), "
+        f"input {export.h}x{export.w}"
+    )
+    entry = _yolo_entry(spec, t0, session, export, out)
+    detector = YoloDetector(
+        spec.name, entry, session, export.names, export.h, export.w, export.head, input_dtype=export.dtype
+    )
+    inputs = [png_base64(probe_pixels(export.h * 3 // 4 + 7, export.w, 3))]
+    outputs = [o.tolist() for o in detector.check_outputs(inputs)]
+    entry.files["reference"] = write_reference(out / "reference.json", inputs, outputs)
+    return entry
+
+
+def _inspect(spec: ModelSpec, session: OnnxSession, path: Path) -> _Export:
+    """Read the graph's input and metadata, run it once on a padded-grey frame and tell its head by the output."""
+    import numpy as np
+
     graph = session._session  # the InferenceSession: its declared shapes and metadata
     meta = dict(graph.get_modelmeta().custom_metadata_map)
     h, w = input_size(spec, list(graph.get_inputs()[0].shape), meta)
@@ -98,38 +130,42 @@ def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
     classes = out_shape[2] - 5 if head == "yolov5" else out_shape[1] - 4
     if names is None:
         names = [f"class_{i}" for i in range(classes)]
-    progress(f"{head} head {out_shape}, {classes} classes ({names_from}), input {h}x{w}")
+    return _Export(h, w, dtype, head, out_shape, classes, names, names_from)
+
+
+def _yolo_entry(spec: ModelSpec, t0: float, session: OnnxSession, export: _Export, out: Path) -> ModelEntry:
+    """The manifest entry: the export as the one ONNX Runtime variant, its input contract and head."""
     files = {"model": file_ref(out / MODEL_NAME, out)}
-    entry = built_entry(
+    return built_entry(
         spec,
         t0,
         {
-            "head": head,
-            "output_shape": out_shape,
-            "classes": classes,
-            "names_from": names_from,
+            "head": export.head,
+            "output_shape": export.out_shape,
+            "classes": export.classes,
+            "names_from": export.names_from,
             NO_CUDA_KEY: "YOLO exports serve on ONNX Runtime's CPU provider in this version",
         },
         variants={
             ORT_VARIANT: Variant(
-                files=files, dtype=dtype, notes=["Ultralytics ONNX export, unchanged"], backend="onnxruntime"
+                files=files, dtype=export.dtype, notes=["Ultralytics ONNX export, unchanged"], backend="onnxruntime"
             )
         },
         inputs=[
             {
                 "name": session.input_names[0],
-                "dtype": dtype,
-                "shape": [1, 3, h, w],
+                "dtype": export.dtype,
+                "shape": [1, 3, export.h, export.w],
                 "note": "RGB / 255, letterboxed",
             }
         ],
-        outputs=[{"name": session.output_names[0], "shape": out_shape, "head": head}],
-        labels=names,
+        outputs=[{"name": session.output_names[0], "shape": export.out_shape, "head": export.head}],
+        labels=export.names,
         preprocessing={
-            "input_size": [h, w],
-            "input_dtype": dtype,
+            "input_size": [export.h, export.w],
+            "input_dtype": export.dtype,
             "letterbox_pad": PAD_VALUE,
-            "head": head,
+            "head": export.head,
             "box_format": "cxcywh input px",
         },
         options=dict(spec.options),
@@ -139,8 +175,3 @@ def build_yolo_detector(spec: ModelSpec, source: Path, out: Path, progress: Prog
             "reason": "ONNX Runtime: the export as Ultralytics writes it (no TorchScript form)",
         },
     )
-    detector = YoloDetector(spec.name, entry, session, names, h, w, head, input_dtype=dtype)
-    inputs = [png_base64(probe_pixels(h * 3 // 4 + 7, w, 3))]
-    outputs = [o.tolist() for o in detector.check_outputs(inputs)]
-    entry.files["reference"] = write_reference(out / "reference.json", inputs, outputs)
-    return entry

@@ -163,43 +163,12 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
     tok_path, pad_id = save_tokenizer(source, out)
     tok = TextTokenizer(tok_path, max_length=max_length, pad_id=pad_id)
     pre = hf_preprocess(source)
-    text, image = TextTower(clip).eval(), ImageTower(clip).eval()
     sentences = sample_sentences()
-    enc = tok.encode([sentences[0], "a photo of a cat", sentences[1][:40], "x"])
-    pixels = pre(sample_images())
-    text_traced = artifact_backend.trace_and_freeze(text, (enc.input_ids, enc.attention_mask))
-    image_traced = artifact_backend.trace_and_freeze(image, (pixels,))
-    with torch.inference_mode():
-        t_eager, t_traced = text(enc.input_ids, enc.attention_mask), text_traced(enc.input_ids, enc.attention_mask)
-        i_eager, i_traced = image(pixels), image_traced(pixels)
-        singles = [
-            text_traced(enc.input_ids[i : i + 1, :n], enc.attention_mask[i : i + 1, :n])
-            for i, n in enumerate(enc.lengths)
-        ]
-    figures: dict[str, Any] = {
-        "text_traced_vs_eager_max_abs": max_abs(t_traced, t_eager),
-        "image_traced_vs_eager_max_abs": max_abs(i_traced, i_eager),
-        "text_batch_vs_single_max_abs": max(max_abs(s, t_traced[i : i + 1]) for i, s in enumerate(singles)),
-        "tolerance": TRACE_TOLERANCE,
-        NO_CUDA_KEY: "CLIP builds an fp32 CPU variant only",
-    }
-    worst = max(v for k, v in figures.items() if k.endswith("max_abs"))
-    if worst > TRACE_TOLERANCE:
-        raise BuildError(f"model {spec.name}: CLIP traced towers differ from eager by {worst:.2e}")
-    progress(f"CLIP towers traced (max abs diff {worst:.1e})")
+    text_traced, image_traced, figures = _trace_clip_towers(spec, clip, tok, pre, sentences, progress)
     text_v = save_variant(text_traced, out / "text.pt", "float32", [])
     image_v = save_variant(image_traced, out / "image.pt", "float32", [])
     files = {"text": text_v.files["model"], "image": image_v.files["model"]}
-    ref_inputs: list[Any] = [
-        {"text": "a photo of a cat"},
-        {"text": sentences[2]},
-        {"image": png_base64(probe_pixels(80, 100, 3))},
-    ]
-    with torch.inference_mode():
-        e = tok.encode([ref_inputs[0]["text"], ref_inputs[1]["text"]])
-        tv = text_traced(e.input_ids, e.attention_mask)
-        iv = image_traced(pre([image_from_base64(ref_inputs[2]["image"])]))
-    reference = write_reference(out / "reference.json", ref_inputs, [tv[0].tolist(), tv[1].tolist(), iv[0].tolist()])
+    reference = _clip_reference(text_traced, image_traced, tok, pre, sentences[2], out)
     h, w = input_size(pre)
     return built_entry(
         spec,
@@ -224,3 +193,55 @@ def build_clip(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> 
         files={"tokenizer": file_ref(tok_path, out), "reference": reference},
         options={"method": "clip", "hypothesis_template": "a photo of {}.", **spec.options},
     )
+
+
+def _trace_clip_towers(
+    spec: ModelSpec, clip: nn.Module, tok: TextTokenizer, pre: Any, sentences: list[str], progress: Progress
+) -> tuple[torch.jit.ScriptModule, torch.jit.ScriptModule, dict[str, Any]]:
+    """Both towers traced and frozen; each must match eager, and the text tower must answer a batch as it answers
+    each text alone. Returns (text trace, image trace, the build's figures)."""
+    text, image = TextTower(clip).eval(), ImageTower(clip).eval()
+    enc = tok.encode([sentences[0], "a photo of a cat", sentences[1][:40], "x"])
+    pixels = pre(sample_images())
+    text_traced = artifact_backend.trace_and_freeze(text, (enc.input_ids, enc.attention_mask))
+    image_traced = artifact_backend.trace_and_freeze(image, (pixels,))
+    with torch.inference_mode():
+        t_eager, t_traced = text(enc.input_ids, enc.attention_mask), text_traced(enc.input_ids, enc.attention_mask)
+        i_eager, i_traced = image(pixels), image_traced(pixels)
+        singles = [
+            text_traced(enc.input_ids[i : i + 1, :n], enc.attention_mask[i : i + 1, :n])
+            for i, n in enumerate(enc.lengths)
+        ]
+    figures: dict[str, Any] = {
+        "text_traced_vs_eager_max_abs": max_abs(t_traced, t_eager),
+        "image_traced_vs_eager_max_abs": max_abs(i_traced, i_eager),
+        "text_batch_vs_single_max_abs": max(max_abs(s, t_traced[i : i + 1]) for i, s in enumerate(singles)),
+        "tolerance": TRACE_TOLERANCE,
+        NO_CUDA_KEY: "CLIP builds an fp32 CPU variant only",
+    }
+    worst = max(v for k, v in figures.items() if k.endswith("max_abs"))
+    if worst > TRACE_TOLERANCE:
+        raise BuildError(f"model {spec.name}: CLIP traced towers differ from eager by {worst:.2e}")
+    progress(f"CLIP towers traced (max abs diff {worst:.1e})")
+    return text_traced, image_traced, figures
+
+
+def _clip_reference(
+    text_traced: torch.jit.ScriptModule,
+    image_traced: torch.jit.ScriptModule,
+    tok: TextTokenizer,
+    pre: Any,
+    sentence: str,
+    out: Path,
+) -> FileRef:
+    """`edge-mm check`'s reference: two texts and a probe image through the traced towers."""
+    ref_inputs: list[Any] = [
+        {"text": "a photo of a cat"},
+        {"text": sentence},
+        {"image": png_base64(probe_pixels(80, 100, 3))},
+    ]
+    with torch.inference_mode():
+        e = tok.encode([ref_inputs[0]["text"], ref_inputs[1]["text"]])
+        tv = text_traced(e.input_ids, e.attention_mask)
+        iv = image_traced(pre([image_from_base64(ref_inputs[2]["image"])]))
+    return write_reference(out / "reference.json", ref_inputs, [tv[0].tolist(), tv[1].tolist(), iv[0].tolist()])
