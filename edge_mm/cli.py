@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even when unchanged")
     b.add_argument("--allow-download", action="store_true", help="let hf: sources download (online build machines)")
     b.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign manifest.json with this Ed25519 private key")
+    b.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="OUT.tar",
+        help="with --only NAME: also write that model as an update bundle for 'edge-mm pull' (signed with --sign)",
+    )
     s = sub.add_parser("serve", help="serve the REST API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
@@ -61,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("keygen", help="make an Ed25519 key pair for signed artifacts: OUT (private), OUT.pub")
     g.add_argument("out", type=Path, metavar="OUT")
     sub.add_parser("settings-doc", help="print the settings reference (docs/settings.md)")
+    u = sub.add_parser("pull", help="fetch a signed model version bundle from a LAN HTTP server and serve it")
+    u.add_argument("url", metavar="URL")
+    u.add_argument("--no-load", action="store_true", help="only put it on disk; a running server is not told")
+    r = sub.add_parser("rollback", help="serve the model's previous version again (running server or next start)")
+    r.add_argument("name", metavar="NAME")
     f = sub.add_parser("finetune", help="fine-tune a token or text classifier on labelled data")
     try:
         from edge_mm.build.finetune.options import add_arguments  # argparse only, no torch
@@ -88,8 +99,33 @@ def _build(args: argparse.Namespace, settings: Settings) -> None:
     if args.allow_download:
         settings = settings.replace(build__allow_download=True)
     sign = _signer(args.sign)
+    if args.bundle is not None and (not args.only or len(args.only) != 1):
+        raise ConfigError("--bundle writes one model version: name it with --only NAME")
     build_all(settings, only=args.only, force=args.force)
     sign(settings.path("runtime.artifacts_dir"))
+    if args.bundle is not None:
+        from edge_mm.build.version_bundle import write_bundle
+
+        root = settings.path("runtime.artifacts_dir")
+        out = write_bundle(root, args.only[0], args.bundle, sign=sign if args.sign is not None else None)
+        print(f"edge-mm: wrote the update bundle {out}{'' if args.sign else ' (unsigned: pull refuses it)'}")
+
+
+def _artifacts_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``info``; ``pull URL`` or ``rollback NAME`` (docs/model-versions.md)."""
+    if args.command == "info":
+        from edge_mm.manifest import read_manifest
+
+        manifest = read_manifest(
+            settings.path("runtime.artifacts_dir"), verify_key=settings.optional_path("runtime.verify_key")
+        )
+        print(manifest.to_json())
+        return 0
+    from edge_mm.runtime.update_cli import pull_command, rollback_command
+
+    if args.command == "pull":
+        return pull_command(settings, args.url, load=not args.no_load)
+    return rollback_command(settings, args.name)
 
 
 def _finetune(args: argparse.Namespace, settings: Settings) -> None:
@@ -147,13 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             overrides = {k: v for k, v in (("server__host", args.host), ("server__port", args.port)) if v is not None}
             return _serve(args.engine, settings.replace(**overrides))
-        elif args.command == "info":
-            from edge_mm.manifest import read_manifest
-
-            manifest = read_manifest(
-                settings.path("runtime.artifacts_dir"), verify_key=settings.optional_path("runtime.verify_key")
-            )
-            print(manifest.to_json())
+        elif args.command in ("info", "pull", "rollback"):
+            return _artifacts_command(args, settings)
         elif args.command == "check":
             from edge_mm.runtime.self_check import run_check
             from edge_mm.tasks.table import LOADERS, OPTIONS

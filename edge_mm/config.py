@@ -684,6 +684,12 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
 }
 
 
+def _check_version_policy(where: str, policy: str) -> None:
+    """latest, all, or version numbers '3' / '2,3' (runtime/versions.py reads it)."""
+    if policy not in ("latest", "all") and not all(p.strip().isdigit() and int(p) >= 1 for p in policy.split(",")):
+        raise ConfigError(f"{where}.version_policy: {policy!r} is not allowed; use latest, all, or versions like '2,3'")
+
+
 def _model_spec(raw: Any, index: int) -> ModelSpec:
     where = f"models[{index}]"
     if not isinstance(raw, dict):
@@ -714,9 +720,7 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
     ):
         if values[key] not in allowed:
             raise ConfigError(f"{where}.{key}: {values[key]!r} is not allowed; use one of {', '.join(allowed)}")
-    policy = values["version_policy"]
-    if policy not in ("latest", "all") and not all(p.strip().isdigit() and int(p) >= 1 for p in policy.split(",")):
-        raise ConfigError(f"{where}.version_policy: {policy!r} is not allowed; use latest, all, or versions like '2,3'")
+    _check_version_policy(where, values["version_policy"])
     if not 8 <= values["max_length"] <= 8192:
         raise ConfigError(f"{where}.max_length: {values['max_length']} is out of range; use 8..8192")
     values["keep_fp32"] = tuple(values["keep_fp32"])

@@ -48,11 +48,14 @@ def write_version_folder(
     return dest
 
 
-def write_bundle(src_root: Path, name: str, out: Path, *, sign: Sign | None = None) -> Path:
-    """The update bundle of model ``name`` from the built ``src_root``, written atomically to ``out``."""
+def write_bundle(
+    src_root: Path, name: str, out: Path, *, sign: Sign | None = None, as_name: str | None = None
+) -> Path:
+    """The update bundle of model ``name`` (stored as ``as_name``) from the built ``src_root``, written
+    atomically to ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as tmp:
-        folder = write_version_folder(src_root, name, Path(tmp) / "version", sign=sign)
+        folder = write_version_folder(src_root, name, Path(tmp) / "version", sign=sign, as_name=as_name)
         part = Path(tmp) / "bundle.tar"
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):

@@ -235,22 +235,37 @@ class Repository:
         return LoadFailed(f"model {name!r} was not loaded: {reason}")
 
     def _retire(self, served: Served, successor: Served | None) -> None:
+        held = [served]  # the thread lets go of it before collecting, so it can be freed
+        name, version = served.name, served.version
+
         def retire() -> None:
             t0 = time.monotonic()
-            idle = served.retire(successor, self.retire_timeout_s)
-            gc.collect()
-            trim_heap()
+            idle = held.pop().retire(successor, self.retire_timeout_s)
+            release_memory()
             log.info(
                 "model %s version %d released after %.1f s%s",
-                served.name,
-                served.version,
+                name,
+                version,
                 time.monotonic() - t0,
                 "" if idle else " (requests still running on it past the timeout)",
             )
 
-        thread = threading.Thread(target=retire, name=f"retire-{served.name}-{served.version}", daemon=True)
+        thread = threading.Thread(target=retire, name=f"retire-{name}-{version}", daemon=True)
         thread.start()
         self.retiring = [t for t in self.retiring if t.is_alive()] + [thread]
+
+
+def release_memory() -> None:
+    """Collect what a retired version left, return freed heap to the OS. The server froze what it loaded
+    at start-up (gc.freeze, edge_mm/server.py), which the collector never frees: unfreeze, collect, and
+    freeze what lives on (the versions serving now) again."""
+    frozen = gc.get_freeze_count() > 0
+    if frozen:
+        gc.unfreeze()
+    gc.collect()
+    if frozen:
+        gc.freeze()
+    trim_heap()
 
 
 class Poller:

@@ -3,6 +3,8 @@ already on the old one finish on it; a failed load leaves the old one serving; u
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 
 from edge_mm.runtime.deadline import Deadline
@@ -34,7 +36,7 @@ def _answer(client, model=MODEL):
 
 def test_load_swaps_in_the_new_version_and_releases_the_old(served):
     _, root, registry, client = served
-    old = registry.models[MODEL]
+    old_runner = weakref.ref(registry.models[MODEL].runner)
     before = _answer(client)
     add_version(root, 2)
     assert _answer(client) == before  # on disk is not served until loaded
@@ -45,7 +47,7 @@ def test_load_swaps_in_the_new_version_and_releases_the_old(served):
     assert _answer(client) != before
     assert client.get("/info").get_json()["models"][MODEL]["version"] == 2
     _repo(client).wait_retired()
-    assert not old.runner.batcher.running  # the old version's batcher threads stopped
+    assert old_runner() is None  # released: its batcher threads (which hold it) stopped, its memory freed
     assert registry.models[MODEL].runner.batcher.running
     index = client.post("/v2/repository/index").get_json()
     assert {"name": MODEL, "version": "2", "state": "READY"} in index
