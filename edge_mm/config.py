@@ -505,7 +505,8 @@ STREAM_SETTINGS: tuple[ModelSetting, ...] = (
         "tasks",
         None,
         list,
-        "face-detection and/or object-detection; unset: faces, plus objects when a detector is served.",
+        "face-detection, face-recognition (faces named by a registered userid) and/or object-detection; unset: "
+        "faces, plus objects when a detector is served.",
     ),
     ModelSetting("fps", 2.0, float, "Frames analysed per second (the newest frame each time)."),
     ModelSetting("min_confidence", 0.5, float, "Detections scored lower are ignored."),
@@ -523,6 +524,7 @@ STREAM_SETTINGS: tuple[ModelSetting, ...] = (
     ModelSetting("transport", "tcp", str, "RTSP transport: tcp or udp."),
     ModelSetting("loop", True, bool, "Video files start again at their end."),
     ModelSetting("face_model", None, str, "The face-detection model (unset: the first served)."),
+    ModelSetting("recognition_model", None, str, "The face-recognition model (unset: the first served)."),
     ModelSetting("object_model", None, str, "The object-detection model (unset: the first served)."),
     ModelSetting("enabled", True, bool, "false keeps the stream declared but not read."),
 )

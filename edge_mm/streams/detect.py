@@ -19,7 +19,7 @@ from PIL import Image
 from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.registry import Registry, Served
-from edge_mm.tasks import face_detection, object_detection
+from edge_mm.tasks import face_detection, face_recognition, object_detection
 
 FACE = "face"  # the label of a face-detection box
 MAX_OBJECTS = 100
@@ -30,6 +30,7 @@ class Detection:
     label: str
     score: float
     box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max px
+    userid: str | None = None  # a face a face-recognition model recognised
 
     @property
     def area(self) -> float:
@@ -56,19 +57,27 @@ class StreamGate:
 
 
 def pick_models(
-    registry: Registry, tasks: Sequence[str] | None, face_model: str | None, object_model: str | None
+    registry: Registry,
+    tasks: Sequence[str] | None,
+    face_model: str | None,
+    object_model: str | None,
+    recognition_model: str | None = None,
 ) -> list[Served]:
-    """The served models a stream runs, in order; 422 when a task or named model is not served."""
+    """The served models a stream runs, in order (face detection before recognition); 422 when a task
+    or named model is not served."""
     wanted = list(tasks) if tasks is not None else None
     if wanted is None:
         wanted = ["face-detection"]
         if object_model or any(s.kind in object_detection.KINDS for s in registry.models.values()):
             wanted.append("object-detection")
+    if "face-recognition" in wanted:  # recognition describes the faces detection found
+        wanted = ["face-detection", *(t for t in wanted if t != "face-detection")]
     out = []
-    for task in wanted:
-        kinds, name = (
-            (face_detection.KINDS, face_model) if task == "face-detection" else (object_detection.KINDS, object_model)
-        )
+    for task in dict.fromkeys(wanted):
+        kinds, name = {
+            "face-detection": (face_detection.KINDS, face_model),
+            "face-recognition": (face_recognition.KINDS, recognition_model),
+        }.get(task, (object_detection.KINDS, object_model))
         found = [s for s in registry.models.values() if s.kind in kinds and (name is None or s.name == name)]
         if not found:
             raise Unprocessable(
@@ -78,15 +87,40 @@ def pick_models(
     return out
 
 
-def _run(served: Served, image: Image.Image, min_confidence: float, deadline: Deadline) -> list[Detection]:
+def _recognise(served: Served, image: Image.Image, faces: list[Detection]) -> list[Detection]:
+    """``faces`` with the userid of each one within the model's ``threshold`` of a registered face."""
+    import numpy as np
+
+    store = served.runner.store
+    if store is None or not faces:
+        return faces
+    threshold = float(served.options.get("threshold", 0.6))
+    descriptors = served.runner.descriptors(np.asarray(image), [f.box for f in faces])
+    out = []
+    for f, d in zip(faces, descriptors, strict=True):
+        match = store.nearest(d)
+        known = match is not None and match.distance <= threshold
+        out.append(Detection(f.label, f.score, f.box, match.userid if known and match is not None else None))
+    return out
+
+
+def _run(
+    served: Served, image: Image.Image, min_confidence: float, deadline: Deadline, found: list[Detection]
+) -> list[Detection]:
+    """``served``'s detections; a face-recognition model returns ``found`` with the faces' userids."""
+    if served.kind in face_recognition.KINDS:
+        faces = [d for d in found if d.label == FACE]
+        return [d for d in found if d.label != FACE] + _recognise(served, image, faces)
     if served.kind in face_detection.KINDS:
         options = face_detection.parse_options({"min_confidence": min_confidence}, served.options)
-        faces = face_detection.detect(served.runner, image, options, deadline)
-        return [Detection(FACE, float(f.confidence), _box(f.box)) for f in faces]
-    (found,) = object_detection.detect(served.runner, [image], min_confidence, MAX_OBJECTS, deadline, served.options)
+        return [
+            Detection(FACE, float(f.confidence), _box(f.box))
+            for f in face_detection.detect(served.runner, image, options, deadline)
+        ]
+    (objects,) = object_detection.detect(served.runner, [image], min_confidence, MAX_OBJECTS, deadline, served.options)
     return [
         Detection(str(d["label"]), float(d["confidence"]), (d["x_min"], d["y_min"], d["x_max"], d["y_max"]))
-        for d in found
+        for d in objects
     ]
 
 
@@ -112,7 +146,8 @@ def detect(
                 if not got:
                     return None
                 t0 = time.perf_counter()
-                out += _run(served, image, min_confidence, Deadline.after(budget_s))
+                found = _run(served, image, min_confidence, Deadline.after(budget_s), out)
+                out = found if served.kind in face_recognition.KINDS else out + found
                 ms += (time.perf_counter() - t0) * 1000
         finally:
             sem.release()

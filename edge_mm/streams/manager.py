@@ -101,7 +101,7 @@ class StreamManager:
         for i, raw in enumerate(settings.streams):
             try:
                 spec = parse_spec(raw)
-                pick_models(registry, spec.tasks, spec.face_model, spec.object_model)
+                pick_models(registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
             except EdgeError as exc:
                 raise ConfigError(f"streams[{i}]: {exc}") from None
             if spec.id in self.streams:
@@ -140,7 +140,7 @@ class StreamManager:
             return
         spec = run.spec
         try:
-            models = pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model)
+            models = pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
         except EdgeError as exc:
             run.stats.set(state="failed", last_error=str(exc))
             return
@@ -208,7 +208,7 @@ class StreamManager:
 
     def add(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         spec = parse_spec(fields)
-        pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model)
+        pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
         with self._lock:
             if spec.id in self.streams:
                 raise StreamConflict(f"stream {spec.id!r} exists; PUT /v1/streams/{spec.id} changes it")
@@ -229,7 +229,7 @@ class StreamManager:
             if "id" in fields and fields["id"] != stream_id:
                 raise StreamConflict("a stream's id cannot change; remove it and add a new one")
             spec = parse_spec({**run.spec.model_dump(), **fields})
-            pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model)
+            pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
             self._stop(run, 5.0)
             self.store.put(spec.id, spec.model_dump())
             run.spec = spec

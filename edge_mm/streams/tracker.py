@@ -28,6 +28,7 @@ class Track:
     last_seen: float
     hits: int = 1
     started: bool = False
+    userid: str | None = None  # once a recognition names the face, it stays named
     ended_at: float | None = None
 
 
@@ -72,6 +73,7 @@ class Tracker:
         for j, det in enumerate(detections):
             if j not in used_dets:
                 track = Track(next(self._ids), det.label, det.box, det.score, det.score, zone_of(det), now, now)
+                track.userid = det.userid
                 self.tracks[track.id] = track
                 if self.min_frames <= 1:
                     track.started = True
@@ -104,6 +106,9 @@ class Tracker:
         track.hits += 1
         better = det.score >= track.best_score + SCORE_STEP
         moved = zone != track.zone
+        named = det.userid is not None and det.userid != track.userid
+        if named:
+            track.userid = det.userid
         track.best_score = max(track.best_score, det.score)
         track.zone = zone
         if not track.started:
@@ -111,7 +116,7 @@ class Tracker:
                 track.started = True
                 return [("start", track)]
             return []
-        return [("update", track)] if better or moved else []
+        return [("update", track)] if better or moved or named else []
 
     def end_all(self, now: float) -> list[tuple[str, Track]]:
         """Every started track ends (the stream stops)."""

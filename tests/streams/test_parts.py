@@ -116,3 +116,16 @@ def test_store_round_trip(tmp_path):
     store.delete("b")
     store.close()
     assert StreamStore(tmp_path / "faces.db").all() == [{"id": "a", "url": "rtsp://h/y"}]
+
+
+def test_the_settings_table_and_the_spec_agree():
+    from edge_mm.config import STREAM_SETTINGS
+    from edge_mm.streams.spec import StreamSpec
+
+    fields = StreamSpec.model_fields
+    assert [s.key for s in STREAM_SETTINGS] == list(fields)
+    for s in STREAM_SETTINGS:
+        field = fields[s.key]
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+        if s.default is not None:
+            assert default == s.default, s.key
