@@ -1,0 +1,141 @@
+"""Hot swap under load: wrk at 8 clients on MiniLM embeddings, first with no swap, then while the model is
+swapped 20 times (a new version folder each time, loaded through POST /v2/repository/models/minilm/load).
+
+    python -m bench.hot_swap [--swaps 20] [--clients 8] [--seconds 60]
+
+Needs the built MiniLM (``make build``) and wrk. The versions are copies of the built MiniLM in a temporary
+artifacts folder, so every swap really loads, gates, warms and checks a new model and retires the old one.
+Reports non-2xx answers, p50/p99 without and during swaps, and the server's RSS before and after (once the
+old versions are released). Writes bench/results/hot_swap.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.load import run_wrk
+from bench.machine import machine, machine_line
+from bench.servers import ROOT, edge_mm_argv, free_port, rss_mb, server
+from edge_mm.build.version_bundle import write_version_folder
+
+MODEL = "minilm"
+TEXTS = ["the delivery arrived two days late", "a calm evening by the lake", "the printer jams on every page"]
+
+
+def _post(url: str, timeout: float = 300) -> dict:
+    req = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+def _swapper(base: str, root: Path, swaps: int, seconds: float, done: list[dict]) -> None:
+    """``swaps`` loads spread over ``seconds``: version 2, 3, ... (each folder written just before)."""
+    t0 = time.monotonic()
+    for i in range(swaps):
+        time.sleep(max(0.0, t0 + i * seconds / swaps - time.monotonic()))
+        version = i + 2
+        write_version_folder(root / MODEL / "1", MODEL, root / MODEL / str(version))
+        started = time.monotonic()
+        answer = _post(f"{base}/v2/repository/models/{MODEL}/load")
+        done.append({"version": version, "load_s": round(time.monotonic() - started, 2), "answer": answer})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--swaps", type=int, default=20)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--artifacts", type=Path, default=ROOT / "build" / "artifacts")
+    args = p.parse_args()
+    body = json.dumps({"inputs": TEXTS, "model": MODEL}).encode()
+    with tempfile.TemporaryDirectory(prefix="edge-mm-hot-swap-") as tmp:
+        root = Path(tmp) / "artifacts"
+        write_version_folder(args.artifacts, MODEL, root / MODEL / "1")
+        port = free_port()
+        env = {
+            "EDGE_MM_SERVER_PORT": str(port),
+            "EDGE_MM_SERVER_HOST": "127.0.0.1",
+            "EDGE_MM_RUNTIME_ARTIFACTS_DIR": str(root),
+        }
+        with server(edge_mm_argv(ROOT / "bench" / "minilm_settings.toml"), port, env=env) as (base, pid):
+            run_wrk(base, "/v1/embeddings", [body], "application/json", args.clients, 5)  # warm the path
+            rss_before = rss_mb(pid)
+            calm = run_wrk(
+                base, "/v1/embeddings", [body], "application/json", args.clients, args.seconds, count_statuses=True
+            )
+            swaps: list[dict] = []
+            swapper = threading.Thread(target=_swapper, args=(base, root, args.swaps, args.seconds * 0.9, swaps))
+            swapper.start()
+            during = run_wrk(
+                base, "/v1/embeddings", [body], "application/json", args.clients, args.seconds, count_statuses=True
+            )
+            swapper.join()
+            time.sleep(5)  # the last old version is released once idle
+            rss_after = rss_mb(pid)
+            with urllib.request.urlopen(base + "/v1/models", timeout=10) as r:
+                served = json.load(r)["models"][0]["versions"]
+    result = {
+        "machine": machine(),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "swaps": len(swaps),
+        "served_at_end": served,
+        "load_s": [s["load_s"] for s in swaps],
+        "without_swaps": calm,
+        "during_swaps": during,
+        "rss_mb": {"before": round(rss_before, 1), "after": round(rss_after, 1)},
+        "load_average_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews the ratio
+    }
+    out = ROOT / "bench" / "results"
+    (out / "hot_swap.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "hot_swap.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def _non_2xx(run: dict) -> int:
+    return sum(n for code, n in run.get("statuses", {}).items() if not code.startswith("2")) + run["errors"]
+
+
+def markdown(r: dict) -> str:
+    calm, during = r["without_swaps"], r["during_swaps"]
+    loads = sorted(r["load_s"])
+    lines = [
+        "# Hot swap under load",
+        "",
+        machine_line(r["machine"]),
+        "",
+        f"`python -m bench.hot_swap`: wrk, {r['clients']} clients, `POST /v1/embeddings` (3 texts) on MiniLM int8, "
+        f"{r['seconds']:g} s without swaps, then {r['seconds']:g} s during which the model is swapped "
+        f"{r['swaps']} times (a new version folder each time, `POST /v2/repository/models/minilm/load`: fidelity "
+        "gate, warm-up and self-check, then the switch; the old version finishes its requests and is released).",
+        "",
+        "| | requests | non-2xx | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, run in (("without swaps", calm), (f"during {r['swaps']} swaps", during)):
+        lines.append(
+            f"| {name} | {run['requests']} | {_non_2xx(run)} | {run['rps']} | {run['p50_ms']} | {run['p99_ms']} |"
+        )
+    ratio = during["p99_ms"] / calm["p99_ms"] if calm["p99_ms"] else float("nan")
+    lines += [
+        "",
+        f"p99 during swaps / without: **{ratio:.2f}x**. Each load took {loads[0]}-{loads[-1]} s "
+        f"(median {loads[len(loads) // 2]} s) under that load. Versions served at the end: {r['served_at_end']}.",
+        f"Server RSS: {r['rss_mb']['before']} MB before the swaps, {r['rss_mb']['after']} MB after them "
+        "(5 s after the last load).",
+    ]
+    if "load_average_at_end" in r:
+        lines.append(f"Load average at the end: {r['load_average_at_end']} (other processes on the machine count too).")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
