@@ -400,6 +400,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt.tls", False, bool, "Connect to the broker over TLS."),
     Setting("mqtt.ca_file", "", str, "CA certificates for mqtt.tls (empty: the system's)."),
     Setting("mqtt.client_id", "", str, "MQTT client id (empty: a random one)."),
+    Setting(
+        "mqtt.discovery_prefix",
+        "",
+        str,
+        "Home Assistant MQTT discovery: announce each stream's label counts as sensors under this prefix "
+        "(Home Assistant's default is 'homeassistant'); empty: off.",
+    ),
     Setting("webhooks.urls", [], list, "URLs each stream event is POSTed to (JSON)."),
     Setting(
         "webhooks.secret",

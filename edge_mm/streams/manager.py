@@ -66,6 +66,7 @@ def outputs_from(settings: Settings) -> list[Output]:
                 ca_file=settings["mqtt.ca_file"],
                 client_id=settings["mqtt.client_id"],
                 queue_size=settings["events.queue_size"],
+                discovery_prefix=settings["mqtt.discovery_prefix"],
             )
         )
     for url in settings["webhooks.urls"]:
@@ -144,6 +145,10 @@ class StreamManager:
         except EdgeError as exc:
             run.stats.set(state="failed", last_error=str(exc))
             return
+        for out in self.outputs:
+            announce = getattr(out, "announce", None)  # Home Assistant discovery of the wanted labels
+            if announce is not None and spec.labels:
+                announce(spec.id, spec.labels)
         slot = LatestFrame()
         run.reader = Reader(spec, self.settings.base_dir, slot, run.stats)
         run.analyser = Analyser(

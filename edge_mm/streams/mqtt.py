@@ -1,7 +1,9 @@
 """MQTT out (paho-mqtt): ``<prefix>/<stream>/events`` (JSON start/update/end, QoS 1),
 ``<prefix>/<stream>/<label>`` (objects in view, retained), ``<prefix>/<stream>/<label>/snapshot``
 (the event's JPEG), ``<prefix>/availability`` (``online``, retained; ``offline`` as the last will and
-at shutdown).
+at shutdown). With ``discovery_prefix`` set, each ``<stream>/<label>`` count is announced to Home
+Assistant (MQTT discovery: ``<discovery_prefix>/sensor/<node>/<stream>_<label>/config``, retained)
+the first time it is published or when a stream's ``labels`` name it.
 
 While the broker is down, events wait in a bounded queue (the oldest dropped and counted) and go out
 when it returns; counts and snapshots keep only their latest value per topic.
@@ -35,6 +37,7 @@ class MqttOutput:
         ca_file: str = "",
         client_id: str = "",
         queue_size: int = 1000,
+        discovery_prefix: str = "",
     ) -> None:
         import paho.mqtt.client as paho
 
@@ -45,6 +48,8 @@ class MqttOutput:
         self.latest: dict[str, tuple[bytes, bool]] = {}  # topic -> (payload, retain): counts, snapshots
         self.dropped = 0
         self.sent = 0
+        self.discovery_prefix = discovery_prefix.rstrip("/")
+        self._announced: set[tuple[str, str]] = set()
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._stopping = False
@@ -97,9 +102,34 @@ class MqttOutput:
             self._cond.notify_all()
 
     def counts(self, stream: str, counts: dict[str, int]) -> None:
+        self.announce(stream, list(counts))
         with self._cond:
             for label, n in counts.items():
                 self.latest[f"{self.prefix}/{stream}/{label}"] = (str(n).encode(), True)
+            self._cond.notify_all()
+
+    def announce(self, stream: str, labels: list[str]) -> None:
+        """Home Assistant discovery for each ``<stream>/<label>`` count not announced yet (when enabled)."""
+        if not self.discovery_prefix:
+            return
+        node = "".join(c if c.isalnum() or c in "_-" else "_" for c in self.prefix)
+        with self._cond:
+            for label in labels:
+                if (stream, label) in self._announced:
+                    continue
+                self._announced.add((stream, label))
+                key = "".join(c if c.isalnum() or c in "_-" else "_" for c in f"{stream}_{label}")
+                config = {
+                    "name": f"{stream} {label}",
+                    "unique_id": f"{node}_{key}",
+                    "state_topic": f"{self.prefix}/{stream}/{label}",
+                    "availability_topic": self.availability,
+                    "state_class": "measurement",
+                    "icon": "mdi:cctv",
+                    "device": {"identifiers": [node], "name": node, "manufacturer": "edge-mm"},
+                }
+                topic = f"{self.discovery_prefix}/sensor/{node}/{key}/config"
+                self.latest[topic] = (json.dumps(config).encode(), True)
             self._cond.notify_all()
 
     def depth(self) -> int:

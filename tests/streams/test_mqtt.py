@@ -26,7 +26,7 @@ def _first_start_end(events):
 
 def test_face_enters_and_leaves_the_clip(tmp_path, mosquitto, mtcnn_registry):
     sub = Subscriber(mosquitto.port)
-    settings = _settings(tmp_path, mosquitto.port)
+    settings = _settings(tmp_path, mosquitto.port).replace(mqtt__discovery_prefix="homeassistant")
     manager = StreamManager(settings, mtcnn_registry)
     try:
         manager.start()
@@ -47,6 +47,9 @@ def test_face_enters_and_leaves_the_clip(tmp_path, mosquitto, mtcnn_registry):
         assert sub.on("edge-mm/cam/face")[:2] == [b"1", b"0"]
         assert sub.on("edge-mm/cam/face/snapshot")[0][:2] == b"\xff\xd8"
         assert sub.on("edge-mm/availability")[-1] == b"online"
+        (config,) = [json.loads(p) for p in sub.on("homeassistant/sensor/edge-mm/cam_face/config")]
+        assert config["state_topic"] == "edge-mm/cam/face"
+        assert config["availability_topic"] == "edge-mm/availability"
         status = manager.describe("cam")["status"]
         assert status["frames_read"] > status["frames_analysed"] > 0
     finally:

@@ -129,6 +129,7 @@ async function loadModels() {
     part.hidden = !part.dataset.route.split(" ").some((r) => served.has(r));
   }
   document.body.dataset.models = String(models.length);
+  if (served.has("faces/list")) inPanel($("#faces-panel"), listFaces);
 }
 
 // ------------------------------------------------------------------ text
@@ -306,6 +307,164 @@ async function zeroShotImage() {
   bars($("#zero-shot-image-result"), body.results[0]);
 }
 
+// ------------------------------------------------------------------ objects, known faces, text
+
+const COLORS = ["#00e676", "#ff9100", "#2979ff", "#ff1744", "#d500f9", "#00b8d4", "#ffd600"];
+const chosenFiles = {}; // panel -> the File last picked in it
+
+function colorFor(label) {
+  let h = 0;
+  for (const c of label) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return COLORS[h % COLORS.length];
+}
+
+/** A box [x1, y1, x2, y2] in image px on ``canvas`` (scaled by sx, sy), with a caption above it. */
+function drawBox(canvas, sx, sy, [x1, y1, x2, y2], color, caption) {
+  const ctx = canvas.getContext("2d");
+  ctx.lineWidth = 2;
+  ctx.strokeStyle = color;
+  ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
+  ctx.font = "13px system-ui, sans-serif";
+  const top = Math.max(0, y1 * sy - 16);
+  ctx.fillStyle = color;
+  ctx.fillRect(x1 * sx - 1, top, ctx.measureText(caption).width + 6, 16);
+  ctx.fillStyle = "#000";
+  ctx.fillText(caption, x1 * sx + 2, top + 12);
+}
+
+function chosenFile(panel) {
+  const file = chosenFiles[panel];
+  if (!file) throw new Error("choose an image first");
+  return file;
+}
+
+async function runDetection() {
+  const panel = $("#detection-panel");
+  const canvas = $("#detection-canvas");
+  canvas.dataset.state = "running";
+  canvas.dataset.objects = "";
+  await inPanel(panel, async () => {
+    const file = chosenFile("detection");
+    await drawPhoto(canvas, file);
+    const options = {
+      model: chosenModel("object-detection", panel),
+      min_confidence: $("#detection-min-confidence").value.trim(),
+    };
+    const labels = labelList($("#detection-labels").value);
+    if (labels.length) options.labels = JSON.stringify(labels);
+    const result = (await api("/v1/object-detection", { form: formWith("image", file, options) })).results[0];
+    const sx = canvas.width / result.width, sy = canvas.height / result.height;
+    const corners = (o) => [o.box.x_min, o.box.y_min, o.box.x_max, o.box.y_max];
+    for (const o of result.objects) drawBox(canvas, sx, sy, corners(o), colorFor(o.label), `${o.label} ${o.score.toFixed(2)}`);
+    $("#detection-list").replaceChildren(
+      ...result.objects.map((o) => el("li", {}, `${o.label} ${o.score.toFixed(3)} [${corners(o).join(", ")}]`)),
+    );
+    canvas.dataset.labels = result.objects.map((o) => o.label).join(",");
+    canvas.dataset.objects = String(result.objects.length);
+  });
+  canvas.dataset.state = panel.dataset.state;
+}
+
+async function listFaces() {
+  const panel = $("#faces-panel");
+  const body = await api("/v1/faces/list", { json: { model: chosenModel("faces/recognize", panel) } });
+  const list = $("#faces-users");
+  list.replaceChildren(
+    ...body.users.map((u) => {
+      const forget = el("button", { type: "button", title: `delete ${u.userid}'s faces` }, "delete");
+      forget.addEventListener("click", () => inPanel(panel, () => deleteFace(u.userid)));
+      return el("li", { "data-userid": u.userid }, `${u.userid} (${u.descriptors})`, forget);
+    }),
+  );
+  list.dataset.users = String(body.users.length);
+}
+
+async function deleteFace(userid) {
+  const panel = $("#faces-panel");
+  await api("/v1/faces/delete", { json: { model: chosenModel("faces/recognize", panel), userid } });
+  $("#faces-summary").textContent = `deleted ${userid}`;
+  await listFaces();
+}
+
+async function registerFace() {
+  const panel = $("#faces-panel");
+  const summary = $("#faces-summary");
+  delete summary.dataset.registered;
+  await inPanel(panel, async () => {
+    const file = chosenFile("faces");
+    const userid = $("#faces-userid").value.trim();
+    if (!userid) throw new Error("enter the userid to register this face under");
+    await drawPhoto($("#faces-canvas"), file);
+    const body = await api("/v1/faces/register", {
+      form: formWith("image", file, { model: chosenModel("faces/recognize", panel), userid }),
+    });
+    summary.textContent = `registered ${body.registered} face(s) as ${body.userid}` +
+      (body.notes.length ? ` (${body.notes.join("; ")})` : "");
+    summary.dataset.registered = String(body.userid);
+    await listFaces();
+  });
+}
+
+async function recognizeFaces() {
+  const panel = $("#faces-panel");
+  const canvas = $("#faces-canvas");
+  canvas.dataset.state = "running";
+  canvas.dataset.faces = "";
+  canvas.dataset.userids = "";
+  await inPanel(panel, async () => {
+    const file = chosenFile("faces");
+    await drawPhoto(canvas, file);
+    const body = await api("/v1/faces/recognize", {
+      form: formWith("image", file, { model: chosenModel("faces/recognize", panel) }),
+    });
+    const result = body.results[0];
+    const sx = canvas.width / result.width, sy = canvas.height / result.height;
+    for (const f of result.faces) {
+      const known = f.userid !== "unknown";
+      drawBox(canvas, sx, sy, f.box, known ? "#00e676" : "#ff9100", known ? `${f.userid} ${f.confidence.toFixed(2)}` : "unknown");
+    }
+    $("#faces-summary").textContent = `${result.faces.length} face(s): ` +
+      (result.faces.map((f) => f.userid).join(", ") || "none");
+    canvas.dataset.userids = result.faces.map((f) => f.userid).join(",");
+    canvas.dataset.faces = String(result.faces.length);
+  });
+  canvas.dataset.state = panel.dataset.state;
+}
+
+async function runOcr() {
+  const panel = $("#ocr-panel");
+  const canvas = $("#ocr-canvas");
+  const list = $("#ocr-lines");
+  canvas.dataset.state = "running";
+  canvas.dataset.lines = "";
+  await inPanel(panel, async () => {
+    const file = chosenFile("ocr");
+    await drawPhoto(canvas, file);
+    const body = await api("/v1/ocr", { form: formWith("image", file, { model: chosenModel("ocr", panel) }) });
+    const result = body.results[0];
+    const sx = canvas.width / result.width, sy = canvas.height / result.height;
+    const ctx = canvas.getContext("2d");
+    ctx.lineWidth = 2;
+    ctx.font = "12px system-ui, sans-serif";
+    result.lines.forEach((line, i) => {
+      ctx.strokeStyle = ctx.fillStyle = COLORS[i % COLORS.length];
+      ctx.beginPath();
+      line.box.forEach(([x, y], k) => (k ? ctx.lineTo(x * sx, y * sy) : ctx.moveTo(x * sx, y * sy)));
+      ctx.closePath();
+      ctx.stroke();
+      ctx.fillText(String(i + 1), line.box[0][0] * sx, Math.max(10, line.box[0][1] * sy - 3));
+    });
+    list.replaceChildren(
+      ...result.lines.map((line) =>
+        el("li", { title: `score ${line.score.toFixed(3)}` }, el("span", { class: "text" }, line.text),
+           el("span", { class: "num" }, ` ${line.score.toFixed(2)}`)),
+      ),
+    );
+    canvas.dataset.lines = String(result.lines.length);
+  });
+  canvas.dataset.state = panel.dataset.state;
+}
+
 // ------------------------------------------------------------------ audio and video
 
 function timeline(container, duration, segments) {
@@ -392,6 +551,17 @@ function init() {
     imageFile = e.target.files[0] || null;
     runImage();
   });
+  for (const [panel, run] of [["detection", runDetection], ["ocr", runOcr], ["faces", null]]) {
+    $(`#${panel}-input`).addEventListener("change", (e) => {
+      chosenFiles[panel] = e.target.files[0] || null;
+      if (run && chosenFiles[panel]) run();
+      else if (chosenFiles[panel]) drawPhoto($(`#${panel}-canvas`), chosenFiles[panel]);
+    });
+  }
+  $("#detection-run").addEventListener("click", runDetection);
+  $("#faces-register").addEventListener("click", registerFace);
+  $("#faces-recognize").addEventListener("click", recognizeFaces);
+  $("#faces-list").addEventListener("click", () => inPanel($("#faces-panel"), listFaces));
   $("#audio-input").addEventListener("change", (e) => e.target.files[0] && runAudio(e.target.files[0]));
   $("#video-input").addEventListener("change", (e) => e.target.files[0] && runVideo(e.target.files[0]));
   loadModels();
