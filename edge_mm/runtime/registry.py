@@ -49,6 +49,7 @@ class Served:
     entry: ModelEntry
     warm_ms: float = 0.0
     version: int = 1  # runtime/versions.py; the flat artifacts layout is version 1
+    root: Path | None = None  # the folder its manifest's file paths are relative to (None: runtime.artifacts_dir)
     # hot swap (runtime/swap.py): requests using it now, and where new ones go once it is retired
     _users: int = field(default=0, init=False, repr=False, compare=False)
     _retired: bool = field(default=False, init=False, repr=False, compare=False)
@@ -317,7 +318,9 @@ def load_served(
         runner.enable_batching(settings["runtime.max_batch_wait_ms"], workers=in_flight)
         in_flight *= settings["runtime.max_batch"]  # let enough requests reach the batcher to fill a batch
     admission = Admission(in_flight, settings["runtime.queue_size"], settings["runtime.request_timeout_s"])
-    served = Served(spec.name, entry.task, runner, admission, choice.device, variant, entry, version=version.number)
+    served = Served(
+        spec.name, entry.task, runner, admission, choice.device, variant, entry, version=version.number, root=root
+    )
     choice_info = {
         "device": choice.device,
         "variant": variant,

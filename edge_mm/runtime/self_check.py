@@ -46,7 +46,7 @@ def run_check(
         if ref_file is None:
             print(f"{name}: no reference sample recorded; skipped", file=out)
             continue
-        ref = json.loads(ref_file.resolve(root).read_text())
+        ref = json.loads(ref_file.resolve(served.root or root).read_text())  # a version's own folder
         made_by = ref.get("variant", served.variant if own is not None or served.device == "cpu" else "cpu")
         if made_by != served.variant:  # another CPU path's int8 form made it, or the CPU form for a CUDA variant
             vouch = "(its fidelity gate above vouches for it)" if served.device == "cpu" else "(rebuild to record one)"

@@ -120,3 +120,14 @@ def test_a_version_is_signed_like_the_flat_manifest(tiny_settings, tmp_path):
     manifest.write_text(manifest.read_text().replace('"text-classification"', '"text-classification" '))
     with pytest.raises(ConfigError, match="not a valid signature"):
         warm_registry(settings)
+
+
+def test_edge_mm_check_reads_a_version_from_its_own_folder(tiny_settings, two_versions):
+    import io
+
+    from edge_mm.runtime.self_check import run_check
+    from edge_mm.tasks.table import LOADERS, OPTIONS
+
+    out = io.StringIO()
+    assert run_check(with_policy(tiny_settings, two_versions), LOADERS, out, options=OPTIONS) == 0, out.getvalue()
+    assert "tiny-sentiment: ok" in out.getvalue()
