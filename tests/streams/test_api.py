@@ -152,3 +152,28 @@ def test_a_bad_stream_in_settings_stops_start_up(tmp_path, mtcnn_registry):
     no_detector = stream_settings(tmp_path, '\n[[streams]]\nid = "a"\nurl = "x.mp4"\ntasks = ["object-detection"]\n')
     with pytest.raises(ConfigError, match="no object-detection model"):
         StreamManager(no_detector, mtcnn_registry)
+
+
+def test_mjpeg_view_and_the_listener_bound(tmp_path, mtcnn_registry, camera):
+    extra = f'\n[[streams]]\nid = "door"\nurl = "{camera.url("/mjpeg")}"\nfps = 5\n'
+    settings = stream_settings(tmp_path, extra).replace(server__api_keys=[KEY], events__max_listeners=1)
+    app = AppServer(settings, mtcnn_registry)
+    try:
+        wait_for(lambda: app.manager.latest_jpeg("door") is not None, 20, "a first analysed frame")
+        req = urllib.request.Request(f"{app.base}/v1/streams/door/mjpeg", headers={"X-API-Key": KEY})
+        with urllib.request.urlopen(req, timeout=20) as view:
+            assert view.headers["Content-Type"].startswith("multipart/x-mixed-replace; boundary=")
+            assert view.readline().strip() == b"--edge-mm-frame"
+            headers = {}
+            while (line := view.readline().strip()) != b"":
+                name, value = line.decode().split(": ", 1)
+                headers[name] = value
+            assert headers["Content-Type"] == "image/jpeg"
+            assert view.read(int(headers["Content-Length"]))[:2] == b"\xff\xd8"
+            status, body, _ = call(app.base, "GET", "/v1/streams/door/events")  # the one listener is taken
+            assert status == 503
+            assert "max_listeners" in body["error"]["message"]
+        wait_for(lambda: app.manager.hub.count() == 0, 20, "the view's listener to be released")
+        assert call(app.base, "GET", "/v1/streams/nowhere/events")[0] == 404
+    finally:
+        app.close()
