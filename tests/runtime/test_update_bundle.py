@@ -235,3 +235,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_only_the_last_versions_are_kept(tiny_settings, box, keys, source, tmp_path):
+    settings, root = box
+    settings = settings.replace(updates__keep_versions=2)
+    (private, _), _ = keys
+    source.files["/other.tar"] = _bundle(tiny_settings, tmp_path, private)
+    source.files["/same.tar"] = _bundle(tiny_settings, tmp_path, private, name=MODEL)
+    assert pull(settings, source.url("/other.tar")).version == 2
+    assert pull(settings, source.url("/same.tar")).version == 3
+    fourth = pull(settings, source.url("/other.tar"))
+    assert (fourth.version, fourth.pruned) == (4, (2,))
+    assert sorted(p.name for p in (root / MODEL).iterdir() if p.name.isdigit()) == ["3", "4"]
+    assert Catalog(root, None).numbers(MODEL) == [1, 3, 4]  # the flat layout's version 1 is never deleted
