@@ -56,7 +56,7 @@ def register(target: Flask | Blueprint, body: Body = edge_mm_body) -> None:
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = {
-            404: f"no route {request.path}; see the README for the API",
+            404: f"no route {request.path}; GET /openapi.json lists the routes (/docs shows them)",
             405: f"{request.method} is not allowed on {request.path}",
             413: f"request body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes",
         }.get(status, exc.description or exc.name)

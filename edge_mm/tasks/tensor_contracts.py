@@ -3,7 +3,7 @@
 Each contract names the task (from the task table) whose ``parse`` and ``run`` serve the
 model kind over ``/v2/models/{name}/infer``, the BYTES input tensors and the payload fields
 they fill, and how the task's JSON body becomes output tensors. No HTTP here: the protocol's
-codec and routes are in ``edge_mm/api/open_inference.py``; the README documents the contracts.
+codec and routes are in ``edge_mm/api/open_inference.py``; docs/api/open-inference.md documents the contracts.
 """
 
 from __future__ import annotations
