@@ -12,7 +12,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 from tests.serving import request
 from tests.streams.conftest import ROOT, Subscriber, mtcnn_settings_text, wait_for
@@ -41,6 +43,17 @@ def _serve(config, log_path):
     return proc, base
 
 
+def _read_sse(url: str, into: list[str], done: threading.Event) -> None:
+    """Every ``event:`` line of the SSE stream at ``url``, until the server ends it."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            for line in r:
+                if line.startswith(b"event: "):
+                    into.append(line[7:].decode().strip())
+    finally:
+        done.set()
+
+
 def _ready(base):
     try:
         return request(base + "/health/ready", timeout=5)[0] == 200
@@ -61,6 +74,9 @@ def test_rtsp_camera_in_settings_to_mqtt_and_webhooks(tmp_path, mtcnn_config, mo
     config.write_text(mtcnn_settings_text(tmp_path, extra))
     log_path = tmp_path / "server.log"
     proc, base = _serve(config, log_path)
+    sse: list[str] = []
+    sse_ended = threading.Event()
+    threading.Thread(target=_read_sse, args=(base + "/v1/streams/lobby/events", sse, sse_ended), daemon=True).start()
     try:
         wait_for(lambda: {"start", "end"} <= {e["type"] for e in sub.events("lobby", "site")}, 60, "MQTT start and end")
         events = sub.events("lobby", "site")
@@ -80,11 +96,15 @@ def test_rtsp_camera_in_settings_to_mqtt_and_webhooks(tmp_path, mtcnn_config, mo
         assert lobby["url"] == f"rtsp://***@127.0.0.1:{rtsp_server.port}/clip"
         assert lobby["origin"] == "settings"
         assert "s3cret" not in json.dumps(listed)
+        # SSE through waitress: the clip ends, the reader reconnects, the face comes again
+        wait_for(lambda: "start" in sse, 60, "a start event over Server-Sent Events")
+        assert not sse_ended.is_set()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         code = proc.wait(60)
         hook.close()
     assert code == 0, log_path.read_text()
+    assert sse_ended.wait(10)  # the drain ended the open SSE response
     wait_for(lambda: sub.on("site/availability")[-1:] == [b"offline"], 10, "availability offline at shutdown")
     sub.close()
     assert "s3cret" not in log_path.read_text()
