@@ -303,41 +303,12 @@ def build_candidate(
     try:
         with tempfile.TemporaryDirectory(prefix="edge-mm-onnx-") as tmp:
             fp32 = export(module, example, Path(tmp) / "fp32.onnx", io_names[0], io_names[1], dynamic_axes)
-            fp32_figures, misses = check_fp32(OrtForward(fp32, threads))
-            figures.update(fp32_figures)
-            fallback_path = path.with_name(path.stem + ".fp32.onnx")
-            if keep_fp32 is not None:
-                exclude = nodes_for_layers(fp32, module, keep_fp32)
-                forms, checked, tables = _int8_forms(fp32, path, exclude, fidelity, threads)
-                done = forms[ORT_VARIANT]
-                figures.update(
-                    {
-                        "int8_matmuls": done.matmuls,
-                        "fp32_matmuls_kept": exclude,
-                        "int8_form": ROWWISE_FORM.format(bits=done.weight_bits),
-                        "row_quantizers": done.row_quantizers,
-                        "int8_embedding_tables": tables,
-                    }
-                )
-                dtype = "int8-rowwise"
-                weight_only_int8(fp32, fallback_path, exclude, tables)
-            else:
-                shutil.copyfile(fp32, path)
-                forms, dtype = {}, "float32"
-                checked = {ORT_VARIANT: fidelity(OrtForward(path, threads))}
-        served_here = _form_for_this_cpu(forms)
-        fid, fid_misses = checked[served_here]
-        misses += fid_misses
+            made = _served_forms(fp32, module, path, keep_fp32, check_fp32, fidelity, threads, figures)
+        served_here = _form_for_this_cpu(made.forms)
+        fid, fid_misses = made.checked[served_here]
+        misses = made.misses + fid_misses
         forward = OrtForward(_form_path(path, served_here), threads)
-        if forms:
-            figures["int8_forms"] = {
-                key: {"weight_bits": forms[key].weight_bits, "vs_fp32": f, "misses": m}
-                for key, (f, m) in checked.items()
-            }
-            figures["served_on_build_cpu"] = served_here
-        extra = _extra_forms(path, forms, checked, served_here, exclude if forms else [])
-        if fallback_path.exists() and (fallback := _fallback(fallback_path, fidelity, threads, figures)) is not None:
-            extra[ORT_FP32_VARIANT] = fallback
+        extra = _shipped_extras(path, made, served_here, fidelity, threads, figures)
     except Exception as exc:
         if strict:
             raise
@@ -348,14 +319,80 @@ def build_candidate(
     if misses:
         _remove_forms(path)  # a refused graph is not shipped
         return OnnxBuild(candidate, figures)
-    if not forms:
+    return OnnxBuild(candidate, figures, _served_variant(path, made), forward, extra)
+
+
+@dataclass
+class _Forms:
+    """The graphs written at ``path``: the int8 forms by variant key (none for an fp32 graph), each form's
+    fidelity (figures, misses), the served dtype, the MatMuls kept in fp32 and what the fp32 export missed."""
+
+    forms: dict[str, onnx_rowwise.Rewrite]
+    checked: dict[str, tuple[dict[str, Any], list[str]]]
+    dtype: str
+    exclude: list[str]
+    misses: list[str]
+
+
+def _served_forms(
+    fp32: Path,
+    module: nn.Module,
+    path: Path,
+    keep_fp32: Sequence[str] | None,
+    check_fp32: Checker,
+    fidelity: Checker,
+    threads: int,
+    figures: dict[str, Any],
+) -> _Forms:
+    """Check the exported fp32 graph, then write what may serve at ``path``: the row-wise int8 forms and the
+    weight-only fallback (``keep_fp32`` layers stay fp32), or the fp32 graph itself when ``keep_fp32`` is None."""
+    fp32_figures, misses = check_fp32(OrtForward(fp32, threads))
+    figures.update(fp32_figures)
+    if keep_fp32 is None:
+        shutil.copyfile(fp32, path)
+        return _Forms({}, {ORT_VARIANT: fidelity(OrtForward(path, threads))}, "float32", [], misses)
+    exclude = nodes_for_layers(fp32, module, keep_fp32)
+    forms, checked, tables = _int8_forms(fp32, path, exclude, fidelity, threads)
+    done = forms[ORT_VARIANT]
+    figures.update(
+        {
+            "int8_matmuls": done.matmuls,
+            "fp32_matmuls_kept": exclude,
+            "int8_form": ROWWISE_FORM.format(bits=done.weight_bits),
+            "row_quantizers": done.row_quantizers,
+            "int8_embedding_tables": tables,
+        }
+    )
+    weight_only_int8(fp32, path.with_name(path.stem + ".fp32.onnx"), exclude, tables)
+    return _Forms(forms, checked, "int8-rowwise", exclude, misses)
+
+
+def _shipped_extras(
+    path: Path, made: _Forms, served_here: str, fidelity: Checker, threads: int, figures: dict[str, Any]
+) -> dict[str, Variant]:
+    """The variants shipped beside the served form: the other int8 form and the fp32-compute fallback."""
+    if made.forms:
+        figures["int8_forms"] = {
+            key: {"weight_bits": made.forms[key].weight_bits, "vs_fp32": f, "misses": m}
+            for key, (f, m) in made.checked.items()
+        }
+        figures["served_on_build_cpu"] = served_here
+    extra = _extra_forms(path, made.forms, made.checked, served_here, made.exclude if made.forms else [])
+    fallback_path = path.with_name(path.stem + ".fp32.onnx")
+    if fallback_path.exists() and (fallback := _fallback(fallback_path, fidelity, threads, figures)) is not None:
+        extra[ORT_FP32_VARIANT] = fallback
+    return extra
+
+
+def _served_variant(path: Path, made: _Forms) -> Variant:
+    if not made.forms:
         notes = variant_notes(0, 0, False)
     else:
-        notes = variant_notes(done.matmuls, len(exclude), True, done.weight_bits)
-        if checked[ORT_VARIANT][1]:  # the 8-bit form misses on this (saturating) CPU: it ships for the others
-            notes.append(f"measured on {cpu_features.detect().path}: {'; '.join(checked[ORT_VARIANT][1])}")
-    variant = Variant({"model": FileRef(path.name, sha256_file(path))}, dtype, notes, backend="onnxruntime")
-    return OnnxBuild(candidate, figures, variant, forward, extra)
+        done = made.forms[ORT_VARIANT]
+        notes = variant_notes(done.matmuls, len(made.exclude), True, done.weight_bits)
+        if made.checked[ORT_VARIANT][1]:  # the 8-bit form misses on this (saturating) CPU: it ships for the others
+            notes.append(f"measured on {cpu_features.detect().path}: {'; '.join(made.checked[ORT_VARIANT][1])}")
+    return Variant({"model": FileRef(path.name, sha256_file(path))}, made.dtype, notes, backend="onnxruntime")
 
 
 def _int8_forms(

@@ -102,36 +102,51 @@ def rowwise_int8(
             continue
         x = node.input[0]
         if x not in quantizers:
-            p = quantizers[x] = f"rw{len(quantizers)}_"
-            nodes += [
-                helper.make_node("ReduceMax", [x], [p + "hi"], axes=[-1], keepdims=1),
-                helper.make_node("ReduceMin", [x], [p + "lo"], axes=[-1], keepdims=1),
-                helper.make_node("Neg", [p + "lo"], [p + "nlo"]),
-                helper.make_node("Max", [p + "hi", p + "nlo", "rw_eps"], [p + "m"]),  # max |x| per row
-                helper.make_node("Div", ["rw_127", p + "m"], [p + "inv"]),
-                helper.make_node("Mul", [x, p + "inv"], [p + "xs"]),
-                helper.make_node("QuantizeLinear", [p + "xs", "rw_one", "rw_zp_a"], [p + "xq"]),
-            ]
-        p, out = quantizers[x], node.output[0]
+            quantizers[x] = f"rw{len(quantizers)}_"
+            nodes += _row_quantizer(x, quantizers[x])
         wq, scale = _int8_weight(targets[node.name], weight_bits)
         inits += [
             numpy_helper.from_array(wq, node.name + "_wq"),
             numpy_helper.from_array(scale / 127, node.name + "_ws"),
         ]
-        nodes += [
-            helper.make_node(
-                "MatMulIntegerToFloat",
-                [p + "xq", node.name + "_wq", "rw_one", node.name + "_ws", "rw_zp_a", "rw_zp_w"],
-                [out + "_rw"],
-                domain=_MS_DOMAIN,
-            ),
-            helper.make_node("Mul", [out + "_rw", p + "m"], [out], name=node.name),
-        ]
+        nodes += _int8_matmul(node.name, quantizers[x], node.output[0])
     _replace(model, nodes, inits)
     if not any(o.domain == _MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
     onnx.save(model, str(dst))
     return Rewrite(len(targets), len(quantizers), weight_bits)
+
+
+def _row_quantizer(x: str, p: str) -> list[Any]:
+    """Nodes that quantize activation ``x`` to uint8 with one scale per row (token): ``p + "xq"`` and the
+    row's max ``|x|``, ``p + "m"``, that scales the integer product back."""
+    from onnx import helper
+
+    return [
+        helper.make_node("ReduceMax", [x], [p + "hi"], axes=[-1], keepdims=1),
+        helper.make_node("ReduceMin", [x], [p + "lo"], axes=[-1], keepdims=1),
+        helper.make_node("Neg", [p + "lo"], [p + "nlo"]),
+        helper.make_node("Max", [p + "hi", p + "nlo", "rw_eps"], [p + "m"]),  # max |x| per row
+        helper.make_node("Div", ["rw_127", p + "m"], [p + "inv"]),
+        helper.make_node("Mul", [x, p + "inv"], [p + "xs"]),
+        helper.make_node("QuantizeLinear", [p + "xs", "rw_one", "rw_zp_a"], [p + "xq"]),
+    ]
+
+
+def _int8_matmul(name: str, p: str, out: str) -> list[Any]:
+    """MatMul ``name`` as an integer product of quantizer ``p``'s activations and its int8 weight, rescaled to
+    ``out`` (the final Mul keeps the MatMul's node name)."""
+    from onnx import helper
+
+    return [
+        helper.make_node(
+            "MatMulIntegerToFloat",
+            [p + "xq", name + "_wq", "rw_one", name + "_ws", "rw_zp_a", "rw_zp_w"],
+            [out + "_rw"],
+            domain=_MS_DOMAIN,
+        ),
+        helper.make_node("Mul", [out + "_rw", p + "m"], [out], name=name),
+    ]
 
 
 def weight_only(src: Path, dst: Path, exclude: Collection[str] = (), weight_bits: int = 8) -> Rewrite:

@@ -217,6 +217,32 @@ def image_candidate(
 
     Returns (the candidate that stays, the ``int8_static`` record: figures, applied, reason).
     """
+    gate, heldout = _heldout_gate(spec, module, pre)
+    path, int8 = out / "cpu.onnx", out / "cpu.int8.onnx"
+    calibration = pre(calibration_images()).contiguous().numpy()
+    try:
+        built = build(path, int8, "pixel_values", calibration, gate, lambda p: onnx_backend.OrtForward(p, threads))
+    except Exception as exc:
+        if spec.artifact_backend == "onnxruntime":
+            raise
+        int8.unlink(missing_ok=True)
+        reason = f"static int8 failed: {type(exc).__name__}: {exc}"[:300]
+        progress(f"{reason}; the fp32 ONNX graph stays")
+        return fp32, {"applied": False, "reason": reason}
+    if not built.passes:
+        reason = f"{'; '.join(built.misses)}: the fp32 ONNX graph stays"
+        progress(f"static int8 refused: {reason}")
+        return fp32, {**built.figures, "applied": False, "reason": reason}
+    vs = built.figures["heldout_vs_fp32"]
+    reason = f"held-out {vs} meets top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
+    static = _static_int8_build(built, fp32, path, int8, heldout, threads, reason, progress)
+    return static, {**built.figures, "applied": True, "reason": reason}
+
+
+def _heldout_gate(spec: ModelSpec, module: nn.Module, pre: Any) -> tuple[Fidelity, int]:
+    """The static graph's gate: the fp32 model's answers on the held-out photos and the model's targets.
+
+    Returns (the gate, how many held-out photos it runs)."""
     held = pre(heldout_images())
     with torch.inference_mode():
         ref_logits, ref_features = module(held)
@@ -234,21 +260,21 @@ def image_candidate(
             f"held-out {m}" for m in verify.classifier_misses(vs, spec.min_top1_agreement, spec.max_prob_diff)
         ]
 
-    path, int8 = out / "cpu.onnx", out / "cpu.int8.onnx"
-    calibration = pre(calibration_images()).contiguous().numpy()
-    try:
-        built = build(path, int8, "pixel_values", calibration, gate, lambda p: onnx_backend.OrtForward(p, threads))
-    except Exception as exc:
-        if spec.artifact_backend == "onnxruntime":
-            raise
-        int8.unlink(missing_ok=True)
-        reason = f"static int8 failed: {type(exc).__name__}: {exc}"[:300]
-        progress(f"{reason}; the fp32 ONNX graph stays")
-        return fp32, {"applied": False, "reason": reason}
-    if not built.passes:
-        reason = f"{'; '.join(built.misses)}: the fp32 ONNX graph stays"
-        progress(f"static int8 refused: {reason}")
-        return fp32, {**built.figures, "applied": False, "reason": reason}
+    return gate, len(held)
+
+
+def _static_int8_build(
+    built: StaticInt8,
+    fp32: onnx_backend.OnnxBuild,
+    path: Path,
+    int8: Path,
+    heldout: int,
+    threads: int,
+    reason: str,
+    progress: Progress,
+) -> onnx_backend.OnnxBuild:
+    """The passing static graph takes ``path``; the fp32 graph it was made from stays beside it as the
+    start-up gate's fallback variant."""
     fallback_path = path.with_name(path.stem + ".fp32.onnx")
     os.replace(path, fallback_path)  # the fp32 graph stays, as the start-up gate's fallback
     os.replace(int8, path)
@@ -256,13 +282,11 @@ def image_candidate(
         *onnx_backend.variant_notes(0, 0, False),
         f"static int8 QDQ ({built.figures['format']})",
         f"calibrated ({built.figures['method']}) on {built.figures['calibration_images']} images",
-        f"gated on {len(held)} held-out images",
+        f"gated on {heldout} held-out images",
     ]
     variant = Variant({"model": FileRef(path.name, sha256_file(path))}, "int8-static", notes, backend="onnxruntime")
-    vs = built.figures["heldout_vs_fp32"]
-    reason = f"held-out {vs} meets top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
     progress(f"static int8 is the ONNX candidate: {reason}")
-    candidate = onnx_backend.Candidate(ORT_VARIANT, True, [], dict(vs))
+    candidate = onnx_backend.Candidate(ORT_VARIANT, True, [], dict(built.figures["heldout_vs_fp32"]))
     forward = onnx_backend.OrtForward(path, threads)
     fallback = Variant(
         {"model": FileRef(fallback_path.name, sha256_file(fallback_path))},
@@ -270,8 +294,4 @@ def image_candidate(
         [*onnx_backend.variant_notes(0, 0, False), "the fp32 graph the static int8 one was made from"],
         backend="onnxruntime",
     )
-    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, {ORT_FP32_VARIANT: fallback}), {
-        **built.figures,
-        "applied": True,
-        "reason": reason,
-    }
+    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, {ORT_FP32_VARIANT: fallback})
