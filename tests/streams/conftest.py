@@ -279,8 +279,8 @@ class RtspServer:
 
     SYSTEM_PYTHON = "/usr/bin/python3"
 
-    def __init__(self, clip: Path, user: str, password: str) -> None:
-        self.port = free_port()
+    def __init__(self, clip: Path, user: str, password: str, port: int = 0) -> None:
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             [
                 self.SYSTEM_PYTHON,
