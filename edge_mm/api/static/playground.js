@@ -555,7 +555,13 @@ function init() {
     $(`#${panel}-input`).addEventListener("change", (e) => {
       chosenFiles[panel] = e.target.files[0] || null;
       if (run && chosenFiles[panel]) run();
-      else if (chosenFiles[panel]) drawPhoto($(`#${panel}-canvas`), chosenFiles[panel]);
+      else if (chosenFiles[panel]) {
+        const error = $(`#${panel}-panel > .error`);
+        drawPhoto($(`#${panel}-canvas`), chosenFiles[panel]).then(
+          () => (error.textContent = ""),
+          (exc) => (error.textContent = `not an image the browser can show: ${exc.message}`),
+        );
+      }
     });
   }
   $("#detection-run").addEventListener("click", runDetection);
