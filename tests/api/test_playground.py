@@ -210,6 +210,7 @@ def detect_faces_ocr_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.real_models
 def test_objects_faces_and_text_panels_in_a_browser(browser, detect_faces_ocr_config, photos, tmp_path):
     """Each new panel end to end: boxes drawn with the label filter, a face registered then recognized by its
     userid (another face 'unknown'), listed and deleted, OCR lines listed as read."""
