@@ -209,7 +209,13 @@ class StreamManager:
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
             ids = list(self.streams)
-        return [self.describe(i) for i in ids]
+        out = []
+        for i in ids:
+            try:
+                out.append(self.describe(i))
+            except NotFound:  # removed meanwhile
+                continue
+        return out
 
     def add(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         spec = parse_spec(fields)
