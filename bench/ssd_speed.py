@@ -281,7 +281,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edge-mm-ssd-bench-") as tmp:
         opencv = None
         if not args.no_opencv:
-            python = ensure_env(print, OPENCV_REQUIREMENTS, OPENCV_ENV)
+            # the build's venv maker (it names its own TF env in its lines: say which venv this one is)
+            python = ensure_env(
+                lambda line: print(line.replace("TensorFlow", "OpenCV 4.10")), OPENCV_REQUIREMENTS, OPENCV_ENV
+            )
             small = [p.resize((300, 300), Image.Resampling.BILINEAR) for p in photos]
             opencv = OpenCvChild(python, [bgr(frames), bgr(small)], Path(tmp))
             extra["opencv"] = opencv.version
