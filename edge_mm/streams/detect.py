@@ -42,9 +42,12 @@ class Detection:
 
 
 class StreamGate:
-    """Per model, how many slots streams may hold together: ``max_in_flight - 1`` (at least 1)."""
+    """Per model, how many slots streams may hold together: one less than its concurrent inferences (at
+    least 1). ``concurrent``: the server's concurrent inferences per model (a micro-batched model admits
+    more requests than that to fill batches; streams do not count on those)."""
 
-    def __init__(self) -> None:
+    def __init__(self, concurrent: int | None = None) -> None:
+        self.concurrent = concurrent
         self._lock = threading.Lock()
         self._gates: dict[str, threading.Semaphore] = {}
 
@@ -52,7 +55,10 @@ class StreamGate:
         with self._lock:
             gate = self._gates.get(served.name)
             if gate is None:
-                gate = self._gates[served.name] = threading.Semaphore(max(1, served.admission.max_in_flight - 1))
+                slots = served.admission.max_in_flight
+                if self.concurrent:
+                    slots = min(slots, self.concurrent)
+                gate = self._gates[served.name] = threading.Semaphore(max(1, slots - 1))
             return gate
 
 

@@ -87,7 +87,7 @@ class StreamManager:
     def __init__(self, settings: Settings, registry: Registry, outputs: list[Output] | None = None) -> None:
         self.settings = settings
         self.registry = registry
-        self.gate = StreamGate()
+        self.gate = StreamGate(registry.info.get("threads", {}).get("concurrent_inferences"))
         self.hub = Hub(settings["events.max_listeners"])
         self.outputs = outputs_from(settings) if outputs is None else outputs
         self.snapshots = SnapshotStore(

@@ -129,3 +129,40 @@ def test_the_settings_table_and_the_spec_agree():
         default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         if s.default is not None:
             assert default == s.default, s.key
+
+
+def _served(name: str, in_flight: int):  # type: ignore[no-untyped-def]
+    from edge_mm.runtime.admission import Admission
+    from edge_mm.runtime.registry import Served
+
+    return Served(name, "face-detection", None, Admission(in_flight, 4, 5.0), "cpu", "cpu", None)  # type: ignore[arg-type]
+
+
+def test_streams_leave_a_slot_for_rest():
+    from edge_mm.streams.detect import StreamGate
+
+    def free(sem: threading.Semaphore) -> int:
+        n = 0
+        while sem.acquire(blocking=False):
+            n += 1
+        return n
+
+    assert free(StreamGate().semaphore(_served("a", 2))) == 1
+    assert free(StreamGate().semaphore(_served("b", 4))) == 3
+    assert free(StreamGate(concurrent=2).semaphore(_served("c", 16))) == 1  # micro-batched: 2 x 8 admitted
+    assert free(StreamGate().semaphore(_served("d", 1))) == 1
+
+
+def test_try_slot_never_waits_and_yields_to_queued_requests():
+    served = _served("m", 1)
+    adm = served.admission
+    with adm.try_slot() as got:
+        assert got
+        assert adm.stats()["running"] == 1
+        with adm.try_slot() as second:  # the one slot is taken: no wait, no slot
+            assert not second
+    adm.waiting = 1  # a REST request queued for a slot
+    with adm.try_slot() as got:
+        assert not got
+    adm.waiting = 0
+    assert adm.stats()["running"] == 0
