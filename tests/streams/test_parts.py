@@ -110,6 +110,9 @@ def test_snapshots_stay_within_their_budget(tmp_path):
 
 def test_store_round_trip(tmp_path):
     store = StreamStore(tmp_path / "faces.db")
+    assert store.all() == []
+    store.delete("nothing")
+    assert not (tmp_path / "faces.db").exists()  # no run-time stream: nothing written next to the settings
     store.put("a", {"id": "a", "url": "rtsp://u:p@h/x"})
     store.put("b", {"id": "b", "url": "x.mp4"})
     store.put("a", {"id": "a", "url": "rtsp://h/y"})
