@@ -22,18 +22,18 @@ from edge_mm import device as device_policy
 from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError, EdgeError, NotFound
 from edge_mm.runtime.malloc import trim_heap
-from edge_mm.runtime.options import KindOptions
-from edge_mm.runtime.registry import (
-    Registry,
-    Served,
+from edge_mm.runtime.model_loading import (
     cuda_available_for,
     load_served,
     model_info,
     open_partners,
     served_entry_for,
 )
+from edge_mm.runtime.options import KindOptions
+from edge_mm.runtime.registry import Registry
 from edge_mm.runtime.runner import Loader
 from edge_mm.runtime.self_check import reference_miss
+from edge_mm.runtime.served import Served
 from edge_mm.runtime.versions import Catalog
 
 log = logging.getLogger("edge_mm.swap")
