@@ -17,8 +17,6 @@ from edge_mm.errors import ConfigError
 from edge_mm.runtime.update_bundle import UpdateRefused, pull, rollback_on_disk
 from edge_mm.runtime.versions import Catalog
 
-NO_SERVER = None
-
 
 def server_call(settings: Settings, path: str, timeout_s: float = 600) -> tuple[int, dict[str, Any]] | None:
     """(status, JSON body) of ``POST path`` on the server these settings run; None when none answers."""
@@ -38,7 +36,7 @@ def server_call(settings: Settings, path: str, timeout_s: float = 600) -> tuple[
         except ValueError:
             return exc.code, {"error": exc.reason}
     except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return NO_SERVER
+        return None  # no server listens there
 
 
 def pull_command(settings: Settings, url: str, *, load: bool = True, out: TextIO = sys.stdout) -> int:
@@ -82,13 +80,17 @@ def rollback_command(settings: Settings, name: str, out: TextIO = sys.stdout) ->
         except ConfigError as exc:
             print(f"edge-mm: {exc}", file=out)
             return 1
-        print(f"edge-mm: no server is running; {name} version {new} serves from the next start ({old} rolled back)")
+        print(
+            f"edge-mm: no server is running; {name} version {new} serves from the next start ({old} rolled back)",
+            file=out,
+        )
         return 0
     status, body = answer
     if status != 200:
         print(f"edge-mm: rollback refused ({status}): {body.get('error')}", file=out)
         return 1
     print(
-        f"edge-mm: the server now serves {name} version {body.get('default')} ({body.get('rolled_back')} rolled back)"
+        f"edge-mm: the server now serves {name} version {body.get('default')} ({body.get('rolled_back')} rolled back)",
+        file=out,
     )
     return 0

@@ -249,3 +249,23 @@ def test_only_the_last_versions_are_kept(tiny_settings, box, keys, source, tmp_p
     assert (fourth.version, fourth.pruned) == (4, (2,))
     assert sorted(p.name for p in (root / MODEL).iterdir() if p.name.isdigit()) == ["3", "4"]
     assert Catalog(root, None).numbers(MODEL) == [1, 3, 4]  # the flat layout's version 1 is never deleted
+
+
+def test_without_a_verify_key_nothing_is_pulled(box, source):
+    settings, root = box
+    with pytest.raises(UpdateRefused, match="runtime.verify_key is not set"):
+        pull(settings.replace(runtime__verify_key=""), source.url("/any.tar"))
+
+
+def test_rollback_with_no_server_running_takes_effect_at_the_next_start(tiny_settings, box, keys, source, tmp_path):
+    settings, root = box
+    (private, public), _ = keys
+    settings = settings.replace(server__port=_free_port())  # nothing listens there
+    source.files["/v2.tar"] = _bundle(tiny_settings, tmp_path, private)
+    out = io.StringIO()
+    assert pull_command(settings, source.url("/v2.tar"), out=out) == 0
+    assert "no server is running" in out.getvalue()
+    assert rollback_command(settings, MODEL, out=out) == 0
+    assert Catalog(root, public).selected(MODEL, "latest") == [1]
+    assert rollback_command(settings, MODEL, out=out) == 1  # nothing before version 1
+    assert "no earlier version" in out.getvalue()
