@@ -512,7 +512,8 @@ STREAM_SETTINGS: tuple[ModelSetting, ...] = (
         "tasks",
         None,
         list,
-        "face-detection, face-recognition (faces named by a registered userid) and/or object-detection; unset: "
+        "face-detection, face-recognition (faces named by a registered userid), object-detection, "
+        "image-classification (the top label, the whole frame) and/or ocr (each text line); unset: "
         "faces, plus objects when a detector is served.",
     ),
     ModelSetting("fps", 2.0, float, "Frames analysed per second (the newest frame each time)."),
@@ -533,6 +534,8 @@ STREAM_SETTINGS: tuple[ModelSetting, ...] = (
     ModelSetting("face_model", None, str, "The face-detection model (unset: the first served)."),
     ModelSetting("recognition_model", None, str, "The face-recognition model (unset: the first served)."),
     ModelSetting("object_model", None, str, "The object-detection model (unset: the first served)."),
+    ModelSetting("classification_model", None, str, "The image-classification model (unset: the first served)."),
+    ModelSetting("ocr_model", None, str, "The OCR model (unset: the first served)."),
     ModelSetting("enabled", True, bool, "false keeps the stream declared but not read."),
 )
 

@@ -65,6 +65,8 @@ class Analyser:
         return not self.thread.is_alive()
 
     def zone_of(self, det: Detection) -> str | None:
+        if det.whole_frame:  # an image classification is about the whole frame, in no zone
+            return None
         point = det.bottom_centre
         for zone in self.spec.zones:
             if inside(point, zone.points):
@@ -77,7 +79,7 @@ class Analyser:
             return False
         if det.score < spec.min_confidence or det.area < spec.min_area:
             return False
-        return not spec.zones or self.zone_of(det) is not None
+        return not spec.zones or det.whole_frame or self.zone_of(det) is not None
 
     def _run(self) -> None:
         while not self.registry.ready and not self.stop_event.wait(0.2):

@@ -1,5 +1,9 @@
 """A stream's inference: the served models, through their admission, after REST requests.
 
+Object and face detection give boxes; image classification gives its top label as one object covering the
+whole frame (zones do not apply to it); OCR gives each text line as a ``text`` object whose box is its
+polygon's bounding box, the text read carried along.
+
 Streams together hold at most ``max_in_flight - 1`` of a model's slots (one always stays free for
 REST); a stream waits for another stream's turn at most ``wait_s`` (its frame interval), then takes a
 model slot only when one is free now and no request is queued for it (``Admission.try_slot``): it never
@@ -19,9 +23,10 @@ from PIL import Image
 from edge_mm.errors import Unprocessable
 from edge_mm.runtime.deadline import Deadline
 from edge_mm.runtime.registry import Registry, Served
-from edge_mm.tasks import face_detection, face_recognition, object_detection
+from edge_mm.tasks import face_detection, face_recognition, image_classification, object_detection, ocr
 
 FACE = "face"  # the label of a face-detection box
+TEXT = "text"  # the label of an OCR line
 MAX_OBJECTS = 100
 
 
@@ -31,6 +36,8 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max px
     userid: str | None = None  # a face a face-recognition model recognised
+    text: str | None = None  # an OCR line's text
+    whole_frame: bool = False  # an image classification: the box is the frame, zones do not apply
 
     @property
     def area(self) -> float:
@@ -68,6 +75,8 @@ def pick_models(
     face_model: str | None,
     object_model: str | None,
     recognition_model: str | None = None,
+    classification_model: str | None = None,
+    ocr_model: str | None = None,
 ) -> list[Served]:
     """The served models a stream runs, in order (face detection before recognition); 422 when a task
     or named model is not served."""
@@ -83,6 +92,8 @@ def pick_models(
         kinds, name = {
             "face-detection": (face_detection.KINDS, face_model),
             "face-recognition": (face_recognition.KINDS, recognition_model),
+            "image-classification": (image_classification.KINDS, classification_model),
+            "ocr": (ocr.KINDS, ocr_model),
         }.get(task, (object_detection.KINDS, object_model))
         found = [s for s in registry.models.values() if s.kind in kinds and (name is None or s.name == name)]
         if not found:
@@ -91,6 +102,19 @@ def pick_models(
             )
         out.append(found[0])
     return out
+
+
+def models_for(registry: Registry, spec: Any) -> list[Served]:
+    """:func:`pick_models` for a :class:`~edge_mm.streams.spec.StreamSpec`."""
+    return pick_models(
+        registry,
+        spec.tasks,
+        spec.face_model,
+        spec.object_model,
+        spec.recognition_model,
+        spec.classification_model,
+        spec.ocr_model,
+    )
 
 
 def _recognise(served: Served, image: Image.Image, faces: list[Detection]) -> list[Detection]:
@@ -123,6 +147,22 @@ def _run(
             Detection(FACE, float(f.confidence), _box(f.box))
             for f in face_detection.detect(served.runner, image, options, deadline)
         ]
+    if served.kind in image_classification.KINDS:
+        ((logits, _),) = served.runner.classify([image], deadline)
+        (top,) = image_classification.top_labels(logits, served.runner.labels, 1)
+        if top["score"] < min_confidence:
+            return []
+        box = (0.0, 0.0, float(image.width), float(image.height))
+        return [Detection(str(top["label"]), float(top["score"]), box, whole_frame=True)]
+    if served.kind in ocr.KINDS:
+        lines = ocr.read(served.runner, image, ocr.parse_options({}, served.options), deadline)
+        out = []
+        for line in lines:
+            if line.score < min_confidence:
+                continue
+            xs, ys = [x for x, _ in line.box], [y for _, y in line.box]
+            out.append(Detection(TEXT, float(line.score), (min(xs), min(ys), max(xs), max(ys)), text=line.text))
+        return out[:MAX_OBJECTS]
     (objects,) = object_detection.detect(served.runner, [image], min_confidence, MAX_OBJECTS, deadline, served.options)
     return [
         Detection(str(d["label"]), float(d["confidence"]), (d["x_min"], d["y_min"], d["x_max"], d["y_max"]))
@@ -167,4 +207,7 @@ def _box(box: Any) -> tuple[float, float, float, float]:
 
 def describe(d: Detection) -> dict[str, Any]:
     x1, y1, x2, y2 = (round(v, 1) for v in d.box)
-    return {"label": d.label, "score": round(d.score, 4), "box": {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}}
+    out = {"label": d.label, "score": round(d.score, 4), "box": {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}}
+    if d.text is not None:
+        out["text"] = d.text
+    return out

@@ -27,6 +27,7 @@ def make_event(kind: str, stream: str, track: Track, frame_time: float, snapshot
         "box": {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2},
         "zone": track.zone,
         "userid": track.userid,  # a recognised face's registered user (face-recognition), else null
+        "text": track.text,  # an OCR line's text (label "text"), else null
         "start_time": round(track.first_seen, 3),
         "end_time": round(track.ended_at, 3) if track.ended_at is not None else None,
         "frame_time": round(frame_time, 3),

@@ -15,7 +15,7 @@ from edge_mm.config import Settings
 from edge_mm.errors import ConfigError, EdgeError, NotFound, RequestTooLarge
 from edge_mm.runtime.registry import Registry
 from edge_mm.streams.analyser import Analyser
-from edge_mm.streams.detect import StreamGate, pick_models
+from edge_mm.streams.detect import StreamGate, models_for
 from edge_mm.streams.hub import Hub
 from edge_mm.streams.reader import Reader
 from edge_mm.streams.slot import LatestFrame
@@ -102,7 +102,7 @@ class StreamManager:
         for i, raw in enumerate(settings.streams):
             try:
                 spec = parse_spec(raw)
-                pick_models(registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
+                models_for(registry, spec)
             except EdgeError as exc:
                 raise ConfigError(f"streams[{i}]: {exc}") from None
             if spec.id in self.streams:
@@ -141,7 +141,7 @@ class StreamManager:
             return
         spec = run.spec
         try:
-            models = pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
+            models = models_for(self.registry, spec)
         except EdgeError as exc:
             run.stats.set(state="failed", last_error=str(exc))
             return
@@ -219,7 +219,7 @@ class StreamManager:
 
     def add(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         spec = parse_spec(fields)
-        pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
+        models_for(self.registry, spec)
         with self._lock:
             if spec.id in self.streams:
                 raise StreamConflict(f"stream {spec.id!r} exists; PUT /v1/streams/{spec.id} changes it")
@@ -240,7 +240,7 @@ class StreamManager:
             if "id" in fields and fields["id"] != stream_id:
                 raise StreamConflict("a stream's id cannot change; remove it and add a new one")
             spec = parse_spec({**run.spec.model_dump(), **fields})
-            pick_models(self.registry, spec.tasks, spec.face_model, spec.object_model, spec.recognition_model)
+            models_for(self.registry, spec)
             self._stop(run, 5.0)
             self.store.put(spec.id, spec.model_dump())
             run.spec = spec

@@ -26,7 +26,7 @@ def annotate(image: Image.Image, tracks: Iterable[Track]) -> bytes:
         colour = COLOURS[t.id % len(COLOURS)]
         x1, y1, x2, y2 = t.box
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=2)
-        draw.text((x1 + 3, max(0.0, y1 - 12)), f"{t.label} #{t.id} {t.score:.2f}", fill=colour)
+        draw.text((x1 + 3, max(0.0, y1 - 12)), f"{t.text or t.label} #{t.id} {t.score:.2f}", fill=colour)
     buf = io.BytesIO()
     canvas.save(buf, "JPEG", quality=QUALITY)
     return buf.getvalue()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_mm.errors import EdgeError, Unprocessable
 
-TASKS = ("face-detection", "face-recognition", "object-detection")
+TASKS = ("face-detection", "face-recognition", "object-detection", "image-classification", "ocr")
 SOURCES = ("auto", "rtsp", "mjpeg", "snapshot", "file")
 MAX_URL_CHARS = 2048
 SECRET_PARAMS = re.compile(r"pass|pwd|token|key|secret|auth|sig|user", re.IGNORECASE)
@@ -40,7 +40,9 @@ class StreamSpec(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="used in URLs and MQTT topics")
     url: str = Field(min_length=1, max_length=MAX_URL_CHARS, description="rtsp://, http(s):// or a video file path")
     source: Literal["auto", "rtsp", "mjpeg", "snapshot", "file"] = "auto"
-    tasks: list[Literal["face-detection", "face-recognition", "object-detection"]] | None = Field(None, min_length=1)
+    tasks: (
+        list[Literal["face-detection", "face-recognition", "object-detection", "image-classification", "ocr"]] | None
+    ) = Field(None, min_length=1)
     fps: float = Field(2.0, gt=0, le=30, description="frames analysed per second")
     min_confidence: float = Field(0.5, ge=0, le=1)
     labels: list[str] = Field(default_factory=list, max_length=100, description="empty: every label")
@@ -54,6 +56,8 @@ class StreamSpec(BaseModel):
     face_model: str | None = None
     recognition_model: str | None = None
     object_model: str | None = None
+    classification_model: str | None = None
+    ocr_model: str | None = None
     enabled: bool = True
 
     @field_validator("url")

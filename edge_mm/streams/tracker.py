@@ -1,6 +1,8 @@
 """An IoU tracker: each detection joins the track of the same label it overlaps most (or, for a fast
 mover whose boxes no longer overlap, whose centre is within a box width), else starts a new track.
 
+An OCR line's text is part of what it is: a line read differently is another track.
+
 A track's event starts once it has been seen ``min_frames`` times, updates when its best score rises
 (by ``SCORE_STEP``) or its zone changes, and ends when it has been gone ``end_after_s``.
 """
@@ -30,6 +32,7 @@ class Track:
     started: bool = False
     userid: str | None = None  # once a recognition names the face, it stays named
     ended_at: float | None = None
+    text: str | None = None  # an OCR line's text
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -74,6 +77,7 @@ class Tracker:
             if j not in used_dets:
                 track = Track(next(self._ids), det.label, det.box, det.score, det.score, zone_of(det), now, now)
                 track.userid = det.userid
+                track.text = det.text
                 self.tracks[track.id] = track
                 if self.min_frames <= 1:
                     track.started = True
@@ -92,7 +96,7 @@ class Tracker:
         pairs = []
         for tid, track in self.tracks.items():
             for j, det in enumerate(detections):
-                if det.label != track.label:
+                if det.label != track.label or det.text != track.text:
                     continue
                 overlap = iou(track.box, det.box)
                 if overlap >= self.iou_threshold:
