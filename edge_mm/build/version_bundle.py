@@ -48,9 +48,7 @@ def write_version_folder(
     return dest
 
 
-def write_bundle(
-    src_root: Path, name: str, out: Path, *, sign: Sign | None = None, as_name: str | None = None
-) -> Path:
+def write_bundle(src_root: Path, name: str, out: Path, *, sign: Sign | None = None, as_name: str | None = None) -> Path:
     """The update bundle of model ``name`` (stored as ``as_name``) from the built ``src_root``, written
     atomically to ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)

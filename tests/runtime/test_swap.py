@@ -3,6 +3,8 @@ already on the old one finish on it; a failed load leaves the old one serving; u
 
 from __future__ import annotations
 
+import gc
+import time
 import weakref
 
 import pytest
@@ -47,7 +49,15 @@ def test_load_swaps_in_the_new_version_and_releases_the_old(served):
     assert _answer(client) != before
     assert client.get("/info").get_json()["models"][MODEL]["version"] == 2
     _repo(client).wait_retired()
-    assert old_runner() is None  # released: its batcher threads (which hold it) stopped, its memory freed
+    # released: its batcher threads (which hold it) stopped, its memory freed. Under a loaded machine a
+    # thread that held it can still be unwinding when the retirer collects (seen once in a full run):
+    # give it a few collections, never forever.
+    for _ in range(50):
+        if old_runner() is None:
+            break
+        gc.collect()
+        time.sleep(0.1)
+    assert old_runner() is None
     assert registry.models[MODEL].runner.batcher.running
     index = client.post("/v2/repository/index").get_json()
     assert {"name": MODEL, "version": "2", "state": "READY"} in index
