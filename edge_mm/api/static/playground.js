@@ -13,8 +13,8 @@ function authHeaders() {
 }
 
 /** POST or GET ``path``; ``json`` (an object) or ``form`` (FormData) is the body. Throws with the server's message. */
-async function api(path, { json, form } = {}) {
-  const init = { method: json || form ? "POST" : "GET", headers: authHeaders() };
+async function api(path, { json, form, method } = {}) {
+  const init = { method: method || (json || form ? "POST" : "GET"), headers: authHeaders() };
   if (json) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -532,6 +532,167 @@ async function runVideo(file) {
   });
 }
 
+// ------------------------------------------------------------------ streams
+
+const STREAM_REFRESH_MS = 2000;
+const MAX_STREAM_EVENTS = 50;
+let watched = null; // {id, controller}: the stream whose frame and events are shown
+let streamFrameUrl = null;
+
+function streamPath(id, tail = "") {
+  return `/v1/streams/${encodeURIComponent(id)}${tail}`;
+}
+
+async function listStreams() {
+  const panel = $("#streams-panel");
+  let body;
+  try {
+    body = await api("/v1/streams");
+  } catch (exc) {
+    if (exc.message.startsWith("404")) {
+      panel.hidden = true; // this server runs no stream manager
+      return;
+    }
+    throw exc;
+  }
+  panel.hidden = false;
+  const table = $("#streams-table");
+  $("tbody", table).replaceChildren(
+    ...body.streams.map((s) => {
+      const view = el("button", { type: "button", class: "stream-view" }, "view");
+      view.addEventListener("click", () => watchStream(s.id));
+      const remove = el("button", { type: "button", class: "stream-remove" }, "remove");
+      remove.addEventListener("click", () => inPanel(panel, () => removeStream(s.id)));
+      const st = s.status;
+      return el(
+        "tr",
+        { "data-stream": s.id, "data-state": st.state, "data-watched": String(watched !== null && watched.id === s.id) },
+        el("td", {}, s.id),
+        el("td", { class: "url" }, s.url), // the API answers without credentials
+        el("td", {}, s.tasks ? s.tasks.join(", ") : "default"),
+        el("td", {}, st.state),
+        el("td", {}, st.last_error || ""),
+        el("td", {}, `${st.frames_analysed} / ${st.frames_skipped}`),
+        el("td", {}, ...(s.origin === "api" ? [view, remove] : [view])),
+      );
+    }),
+  );
+  table.dataset.streams = String(body.streams.length);
+  const ids = body.streams.map((s) => s.id);
+  if (watched && !ids.includes(watched.id)) unwatch();
+  if (!watched && ids.length) watchStream(ids[0]);
+}
+
+/** The watched stream's latest annotated frame, fetched with the key (an <img src> cannot send one). */
+async function refreshFrame() {
+  if (!watched) return;
+  const id = watched.id;
+  const response = await fetch(streamPath(id, "/snapshot.jpg"), { headers: authHeaders(), cache: "no-store" });
+  if (!response.ok || !watched || watched.id !== id) return; // 404 until a frame has been analysed
+  const url = URL.createObjectURL(await response.blob());
+  const img = $("#stream-view");
+  img.onload = () => {
+    if (streamFrameUrl && streamFrameUrl !== url) URL.revokeObjectURL(streamFrameUrl);
+    streamFrameUrl = url;
+    img.dataset.loaded = "true";
+  };
+  img.src = url;
+  img.dataset.stream = id;
+  img.hidden = false;
+}
+
+function showEvent(event) {
+  const list = $("#stream-events");
+  const who = event.text || event.userid || "";
+  const zone = event.zone ? ` in ${event.zone}` : "";
+  const line = `${new Date(event.frame_time * 1000).toLocaleTimeString()} ${event.type} ${event.label} ` +
+    `#${event.track_id}${who ? ` "${who}"` : ""} ${event.score.toFixed(2)}${zone}`;
+  list.prepend(el("li", { "data-type": event.type, "data-label": event.label }, line));
+  while (list.children.length > MAX_STREAM_EVENTS) list.lastElementChild.remove();
+  list.dataset.events = String(Number(list.dataset.events) + 1);
+}
+
+/** Server-Sent Events read with fetch (the key goes as a header); reconnects while the stream is watched. */
+async function readEvents(id, controller) {
+  while (!controller.signal.aborted) {
+    try {
+      const response = await fetch(streamPath(id, "/events"), { headers: authHeaders(), signal: controller.signal });
+      if (!response.ok) throw new Error(`events: ${response.status}`);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (data) showEvent(JSON.parse(data));
+        }
+      }
+    } catch (exc) {
+      if (controller.signal.aborted) return;
+      $("#streams-panel > .error").textContent = exc.message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+}
+
+function unwatch() {
+  if (watched) watched.controller.abort();
+  watched = null;
+  const img = $("#stream-view");
+  img.hidden = true;
+  img.removeAttribute("src");
+  img.dataset.stream = "";
+  img.dataset.loaded = "";
+  $("#stream-watched").textContent = "";
+}
+
+function watchStream(id) {
+  unwatch();
+  watched = { id, controller: new AbortController() };
+  $("#stream-watched").textContent = `of ${id}`;
+  $("#stream-events").replaceChildren();
+  $("#stream-events").dataset.events = "0";
+  for (const row of $$("#streams-table tbody tr")) row.dataset.watched = String(row.dataset.stream === id);
+  readEvents(id, watched.controller);
+  refreshFrame().catch(() => {});
+}
+
+async function addStream(e) {
+  e.preventDefault();
+  const spec = { id: $("#stream-id").value.trim(), url: $("#stream-url").value.trim() };
+  const tasks = labelList($("#stream-tasks").value);
+  if (tasks.length) spec.tasks = tasks;
+  if ($("#stream-fps").value) spec.fps = Number($("#stream-fps").value);
+  await api("/v1/streams", { json: spec });
+  $("#stream-url").value = ""; // it may hold a password
+  await listStreams();
+  watchStream(spec.id);
+}
+
+async function removeStream(id) {
+  await api(streamPath(id), { method: "DELETE" });
+  if (watched && watched.id === id) unwatch();
+  await listStreams();
+}
+
+function startStreams() {
+  const panel = $("#streams-panel");
+  inPanel(panel, listStreams);
+  setInterval(() => {
+    if (panel.hidden || panel.dataset.state === "running") return;
+    listStreams().then(
+      () => ($(":scope > .error", panel).textContent = ""),
+      (exc) => ($(":scope > .error", panel).textContent = exc.message),
+    );
+    refreshFrame().catch(() => {});
+  }, STREAM_REFRESH_MS);
+}
+
 // ------------------------------------------------------------------ wiring
 
 function init() {
@@ -540,6 +701,7 @@ function init() {
   key.addEventListener("change", () => {
     sessionStorage.setItem(KEY_STORE, key.value.trim());
     loadModels();
+    if (watched) watchStream(watched.id); // the events are read again with the new key
   });
   $("#reload").addEventListener("click", loadModels);
   $("#similarity-run").addEventListener("click", runSimilarity);
@@ -570,7 +732,9 @@ function init() {
   $("#faces-list").addEventListener("click", () => inPanel($("#faces-panel"), listFaces));
   $("#audio-input").addEventListener("change", (e) => e.target.files[0] && runAudio(e.target.files[0]));
   $("#video-input").addEventListener("change", (e) => e.target.files[0] && runVideo(e.target.files[0]));
+  $("#stream-add").addEventListener("submit", (e) => inPanel($("#streams-panel"), () => addStream(e)));
   loadModels();
+  startStreams();
 }
 
 document.addEventListener("DOMContentLoaded", init);
