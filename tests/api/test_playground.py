@@ -11,6 +11,7 @@ import pytest
 
 from edge_mm.config import load_settings
 from edge_mm.runtime.registry import Registry
+from tests.api.page import Page
 from tests.conftest import PACKAGES, SPEECH_WAV, TEST_ARTIFACTS, missing, need, need_import
 from tests.serving import running_server
 from tests.vision_fixtures import *  # noqa: F403
@@ -28,7 +29,6 @@ CHROMIUM_ARGS = (
     "--disable-sync",
     "--window-size=1280,2600",
 )
-WAIT_S = 180
 
 
 def _page_client():  # type: ignore[no-untyped-def]
@@ -88,20 +88,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 def test_playground_in_a_browser(browser, vision_config, photos, videos, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     shot = tmp_path / "playground.png"
-
-    def attr(element_id: str, name: str) -> str:
-        return browser.find_element(By.ID, element_id).get_attribute(name) or ""
-
-    def wait_for(what: str, condition) -> None:  # type: ignore[no-untyped-def]
-        try:
-            WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(lambda _d: condition())
-        except Exception as exc:
-            browser.save_screenshot(str(shot))
-            errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".error") if e.text]
-            raise AssertionError(f"{what}: {exc!r}; panel errors {errors}; screenshot {shot}") from exc
+    page = Page(browser, shot)
+    attr, wait_for = page.attr, page.wait_for
 
     with running_server(vision_config) as base:
         browser.get(base + "/")
@@ -215,7 +205,6 @@ def test_objects_faces_and_text_panels_in_a_browser(browser, detect_faces_ocr_co
     """Each new panel end to end: boxes drawn with the label filter, a face registered then recognized by its
     userid (another face 'unknown'), listed and deleted, OCR lines listed as read."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from edge_mm.build.ocr import render_text
     from tests.yolo_models import EXPECTED, test_image
@@ -226,19 +215,8 @@ def test_objects_faces_and_text_panels_in_a_browser(browser, detect_faces_ocr_co
     text_png = tmp_path / "text.png"
     render_text(OCR_LINES).save(text_png)
 
-    def find(element_id: str):  # type: ignore[no-untyped-def]
-        return browser.find_element(By.ID, element_id)
-
-    def attr(element_id: str, name: str) -> str:
-        return find(element_id).get_attribute(name) or ""
-
-    def wait_for(what: str, condition) -> None:  # type: ignore[no-untyped-def]
-        try:
-            WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(lambda _d: condition())
-        except Exception as exc:
-            browser.save_screenshot(str(shot))
-            errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".error") if e.text]
-            raise AssertionError(f"{what}: {exc!r}; panel errors {errors}; screenshot {shot}") from exc
+    page = Page(browser, shot)
+    find, attr, wait_for = page.find, page.attr, page.wait_for
 
     def type_into(element_id: str, text: str) -> None:
         box = find(element_id)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_playground import WAIT_S, browser  # noqa: F401 (a fixture)
+from tests.api.page import Page
+from tests.api.test_playground import browser  # noqa: F401 (a fixture)
 from tests.serving import running_server
 from tests.streams.conftest import CLIP, mtcnn_config, mtcnn_settings_text  # noqa: F401 (a fixture)
 
@@ -31,23 +32,11 @@ def streams_config(mtcnn_config: Path, tmp_path: Path) -> Path:  # noqa: F811
 def test_streams_panel_in_a_browser(browser, streams_config, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     shot = tmp_path / "playground-streams.png"
 
-    def find(element_id: str):  # type: ignore[no-untyped-def]
-        return browser.find_element(By.ID, element_id)
-
-    def attr(element_id: str, name: str) -> str:
-        return find(element_id).get_attribute(name) or ""
-
-    def wait_for(what: str, condition) -> None:  # type: ignore[no-untyped-def]
-        try:
-            WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(lambda _d: condition())
-        except Exception as exc:
-            browser.save_screenshot(str(shot))
-            errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".error") if e.text]
-            raise AssertionError(f"{what}: {exc!r}; panel errors {errors}; screenshot {shot}") from exc
+    page = Page(browser, shot)
+    find, attr, wait_for = page.find, page.attr, page.wait_for
 
     # the table is drawn again every 2 s: read it in one script call (no element goes stale meanwhile)
     def rows() -> list[str]:
