@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from edge_mm.streams.snapshots import SnapshotStore, annotate
 from edge_mm.streams.spec import StreamSpec
 from edge_mm.streams.stats import StreamStats
 from edge_mm.streams.tracker import Track, Tracker, inside
+from edge_mm.streams.worker import Worker
 
 log = logging.getLogger("edge_mm.streams")
 
@@ -24,7 +24,7 @@ log = logging.getLogger("edge_mm.streams")
 Publish = Callable[[dict[str, Any], "bytes | None"], None]
 
 
-class Analyser:
+class Analyser(Worker):
     def __init__(
         self,
         spec: StreamSpec,
@@ -50,19 +50,8 @@ class Analyser:
         self.budget_s = budget_s
         self.tracker = Tracker(spec.min_frames, spec.end_after_s)
         self.latest_jpeg: bytes | None = None  # the last analysed frame, annotated
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"stream-analyser-{spec.id}", daemon=True)
+        super().__init__(f"stream-analyser-{spec.id}")
         self._counts: dict[str, int] = {}
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    def join(self, timeout: float) -> bool:
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
 
     def zone_of(self, det: Detection) -> str | None:
         if det.whole_frame:  # an image classification is about the whole frame, in no zone

@@ -203,11 +203,3 @@ def detect(
 def _box(box: Any) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return x1, y1, x2, y2
-
-
-def describe(d: Detection) -> dict[str, Any]:
-    x1, y1, x2, y2 = (round(v, 1) for v in d.box)
-    out = {"label": d.label, "score": round(d.score, 4), "box": {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}}
-    if d.text is not None:
-        out["text"] = d.text
-    return out

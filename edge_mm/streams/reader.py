@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from pathlib import Path
 
 from edge_mm.streams import sources
 from edge_mm.streams.slot import LatestFrame
 from edge_mm.streams.spec import StreamSpec, scrub
 from edge_mm.streams.stats import StreamStats
+from edge_mm.streams.worker import Worker
 
 log = logging.getLogger("edge_mm.streams")
 
@@ -25,24 +25,13 @@ def backoff_s(attempt: int, first: float = BACKOFF_FIRST_S, most: float = BACKOF
     return min(most, first * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
 
 
-class Reader:
+class Reader(Worker):
     def __init__(self, spec: StreamSpec, base_dir: Path, slot: LatestFrame, stats: StreamStats) -> None:
         self.spec = spec
         self.base_dir = base_dir
         self.slot = slot
         self.stats = stats
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"stream-reader-{spec.id}", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    def join(self, timeout: float) -> bool:
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        super().__init__(f"stream-reader-{spec.id}")
 
     def _run(self) -> None:
         attempt = 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PACKAGES, ROOT, need, only_models, repo_settings_text
+from tests.conftest import PACKAGES, ROOT, TEST_ARTIFACTS, need, only_models, repo_settings_text
 
 CLIP = ROOT / "tests" / "media" / "stream_clip.mp4"
 
@@ -48,9 +48,17 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def mtcnn_settings_text(folder: Path, extra: str = "") -> str:
-    """The repo's settings with only the MTCNN model, its faces_db and snapshots in ``folder``."""
-    text = only_models(repo_settings_text(), {"mtcnn"})
+def own_artifacts(text: str, name: str) -> str:
+    """Settings text whose artifacts live in build/work/test-artifacts-<name> (kept between runs): a fixture
+    that builds only some models writes a manifest of those alone (build_all), which must not replace the
+    shared cache's under other tests."""
+    return text.replace(f'artifacts_dir = "{TEST_ARTIFACTS}"', f'artifacts_dir = "{TEST_ARTIFACTS}-{name}"')
+
+
+def mtcnn_settings_text(folder: Path, extra: str = "", artifacts: str = "mtcnn") -> str:
+    """The repo's settings with only the MTCNN model (built in its own artifacts folder, see own_artifacts),
+    its faces_db and snapshots in ``folder``."""
+    text = own_artifacts(only_models(repo_settings_text(), {"mtcnn"}), artifacts)
     text = text.replace("[runtime]\n", f'[runtime]\nfaces_db = "{folder / "faces.db"}"\n', 1)
     return text + f'\n[events]\nsnapshot_dir = "{folder / "snapshots"}"\n' + extra
 

@@ -16,7 +16,7 @@ from edge_mm.build.ocr import render_text
 from edge_mm.streams.manager import StreamManager
 from tests.conftest import PACKAGES, need, only_models, repo_settings_text, warm_registry
 from tests.ocr_fixtures import *  # noqa: F403
-from tests.streams.conftest import wait_for
+from tests.streams.conftest import own_artifacts, wait_for
 from tests.vision_fixtures import photos  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.real_models
@@ -63,7 +63,7 @@ def classifier(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     from edge_mm.config import load_settings
 
     folder = tmp_path_factory.mktemp("classify-stream")
-    text = only_models(repo_settings_text(), {"efficientnet"})
+    text = own_artifacts(only_models(repo_settings_text(), {"efficientnet"}), "classify")
     text = text.replace("[runtime]\n", f'[runtime]\nfaces_db = "{folder / "faces.db"}"\n', 1)
     path = folder / "settings.toml"
     path.write_text(text + f'\n[events]\nsnapshot_dir = "{folder / "snapshots"}"\n')

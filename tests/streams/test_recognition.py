@@ -35,7 +35,7 @@ def recognition(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
 
     folder = tmp_path_factory.mktemp("recognition")
     path = folder / "settings.toml"
-    text = mtcnn_settings_text(folder)
+    text = mtcnn_settings_text(folder, artifacts="recognition")
     head, events = text.split("\n[events]\n")
     path.write_text(head + RECOGNITION + "\n[events]\n" + events)
     settings = load_settings(path, env={})
