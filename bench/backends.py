@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from bench.machine import machine_line
-from edge_mm.build.entries import sample_images
+from edge_mm.build.manifest_entry import sample_images
 from edge_mm.build.text import latency_inputs, sample_sentences
 from edge_mm.config import load_settings
 from edge_mm.manifest import ORT_VARIANT, ModelEntry, read_manifest

@@ -81,9 +81,9 @@ def main() -> int:
     if not MINILM.is_dir():
         print("MiniLM is not installed in build/models: run `make models`", file=sys.stderr)
         return 2
+    from edge_mm.build.all_models import build_all
     from edge_mm.build.finetune.options import FinetuneOptions
     from edge_mm.build.finetune.run import finetune
-    from edge_mm.build.pipeline import build_all
     from edge_mm.config import load_settings
 
     load = os.getloadavg()[0]

@@ -34,7 +34,7 @@ def tiny_config() -> Path:
     config = TINY / "settings.toml"
     if (TINY / "artifacts" / "manifest.json").is_file():
         return config
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
     from tests.tiny_models import make_checkpoint
 

@@ -94,7 +94,7 @@ def _signer(key: Path | None) -> Callable[[Path], None]:
 
 
 def _build(args: argparse.Namespace, settings: Settings) -> None:
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
 
     if args.allow_download:
         settings = settings.replace(build__allow_download=True)

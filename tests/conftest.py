@@ -163,7 +163,7 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_config(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """settings.toml for the tiny models, already built."""
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     folder = tmp_path_factory.mktemp("tiny")
@@ -203,7 +203,7 @@ def client(app):  # type: ignore[no-untyped-def]
 def minilm_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repo's settings.toml models (MiniLM), built into build/work/test-artifacts."""
     need(MINILM.is_dir(), "MiniLM package not installed: run `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     text = repo_settings_text()

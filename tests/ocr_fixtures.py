@@ -34,7 +34,7 @@ def ocr_settings_toml(artifacts: Path, options: str = "") -> str:
 def ocr_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """settings.toml for the OCR model, already built."""
     need((RAPIDOCR_MODELS / "PP-OCRv6_rec_small.onnx").is_file(), "rapidocr not in build/models: run `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     folder = tmp_path_factory.mktemp("ocr")

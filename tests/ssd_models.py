@@ -84,7 +84,7 @@ def fake_tf_env(monkeypatch, stand_in: Path) -> None:  # type: ignore[no-untyped
 
 def build_ssd(folder: Path, source: Path, extra: str = ""):  # type: ignore[no-untyped-def]
     """Build one ``ssd-detection`` model named ``coco`` from ``source`` into ``folder``/artifacts; the settings."""
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     path = folder / "settings.toml"

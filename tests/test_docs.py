@@ -105,7 +105,7 @@ def run_python(block: str, base: str) -> None:
 
 @pytest.fixture(scope="module")
 def docs_server(tiny_checkpoints, tmp_path_factory):
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     text = repo_settings_text(f"""

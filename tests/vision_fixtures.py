@@ -94,7 +94,7 @@ def vision_config(minilm_config: Path) -> Path:
     """The repo's settings.toml (every default model) built into build/work/test-artifacts."""
     missing = [p for p in VISION_PACKAGES if not (PACKAGES / p).is_dir()]
     need(not missing, f"model packages {missing} not installed: run `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     build_all(load_settings(minilm_config, env={}), out=io.StringIO())
@@ -235,7 +235,7 @@ def make_yolos(folder: Path) -> Path:
 def tiny_vision_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """settings.toml with tiny ViT, torchvision, CLIP and YOLOS models, already built."""
     need_import("torchvision", "torchvision builds the tiny torchvision model")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     root = tmp_path_factory.mktemp("tiny-vision")

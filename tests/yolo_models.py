@@ -115,7 +115,7 @@ def yolo_settings_toml(artifacts: Path, models: dict[str, tuple[Path, str]]) -> 
 
 def build_yolo(folder: Path, models: dict[str, tuple[Path, str]]):  # type: ignore[no-untyped-def]
     """Build ``models`` into ``folder``/artifacts; the loaded settings."""
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     path = folder / "settings.toml"

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend
-from edge_mm.build.entries import built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.errors import BuildError
 from edge_mm.build.image_classifier import IMAGENET_MEAN, IMAGENET_STD, TRACE_TOLERANCE
+from edge_mm.build.manifest_entry import built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError

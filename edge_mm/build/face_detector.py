@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
-from edge_mm.build.entries import SAMPLE_NAMES, built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.errors import BuildError
+from edge_mm.build.manifest_entry import SAMPLE_NAMES, built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.mtcnn_nets import ONet, PNet, RNet, export_mtcnn_nets, load_mtcnn_nets
 from edge_mm.build.mtcnn_onnx import MtcnnBackends, decide_backend, timing_frames
 from edge_mm.build.progress import Progress

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from edge_mm.build.entries import built_entry, file_ref, write_reference
+from edge_mm.build.manifest_entry import built_entry, file_ref, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError

@@ -24,9 +24,16 @@ from torch import nn
 
 from edge_mm.build import artifact_backend, onnx_backend, onnx_static, verify
 from edge_mm.build.accelerator import NO_GPU, Accelerator, resolve_accelerator
-from edge_mm.build.entries import SAMPLE_NAMES, built_entry, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.errors import BuildError
 from edge_mm.build.imagenet import load_imagenet_labels
+from edge_mm.build.manifest_entry import (
+    SAMPLE_NAMES,
+    built_entry,
+    max_abs,
+    sample_images,
+    save_variant,
+    write_reference,
+)
 from edge_mm.build.progress import Progress
 from edge_mm.build.quantize import guard_int8
 from edge_mm.config import ModelSpec

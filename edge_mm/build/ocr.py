@@ -16,8 +16,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from edge_mm.build.entries import built_entry, file_ref, write_reference
 from edge_mm.build.errors import BuildError
+from edge_mm.build.manifest_entry import built_entry, file_ref, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError

@@ -14,7 +14,7 @@ saturate. Nothing tried held there at int8 speed (7-bit weights: 0.75 top-1 even
 0.667 under Haswell; u8u8 holds but runs 3x slower than fp32), so the fp32 graph ships beside it
 (``cpu-onnxruntime-fp32``) and the server's start-up gate (runtime/fidelity_gate.py) serves it there.
 
-Calibration: the four sample photos (:func:`edge_mm.build.entries.sample_images`) under
+Calibration: the four sample photos (:func:`edge_mm.build.manifest_entry.sample_images`) under
 deterministic crops and mirrors, 32 images. The gate uses other photos, never calibrated on
 (:data:`HELDOUT_NAMES`, under the same crops and mirrors: 24 images), against the fp32 model.
 
@@ -48,7 +48,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from edge_mm.build import onnx_backend, verify
-from edge_mm.build.entries import DATA, sample_images
+from edge_mm.build.manifest_entry import DATA, sample_images
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file

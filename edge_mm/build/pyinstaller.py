@@ -177,7 +177,7 @@ def _ensure_artifacts(settings: Settings) -> None:
         return
     if not _has_transformers():
         raise ConfigError(f"{why}; build the artifacts first with the default environment: make build")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
 
     print(f"edge-mm package: {why}; building artifacts first", flush=True)
     build_all(settings)

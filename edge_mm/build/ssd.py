@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from edge_mm.build import tf_env
-from edge_mm.build.entries import built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.errors import BuildError
+from edge_mm.build.manifest_entry import built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError

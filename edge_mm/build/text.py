@@ -15,8 +15,8 @@ from torch import nn
 
 from edge_mm.build import artifact_backend, onnx_backend, verify
 from edge_mm.build.accelerator import NO_GPU, resolve_accelerator
-from edge_mm.build.entries import built_entry
 from edge_mm.build.errors import BuildError
+from edge_mm.build.manifest_entry import built_entry
 from edge_mm.build.progress import Progress, bar
 from edge_mm.build.quantize import GuardResult, guard_int8
 from edge_mm.build.smoothing import smooth_attention, smooth_linear_inputs

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from edge_mm.build import onnx_backend
-from edge_mm.build.entries import built_entry, file_ref, write_reference
 from edge_mm.build.errors import BuildError
+from edge_mm.build.manifest_entry import built_entry, file_ref, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError

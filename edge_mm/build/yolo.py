@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_mm.build.entries import built_entry, file_ref, write_reference
+from edge_mm.build.manifest_entry import built_entry, file_ref, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError

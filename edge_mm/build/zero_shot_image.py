@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from edge_mm.build import artifact_backend, onnx_backend
-from edge_mm.build.entries import built_entry, file_ref, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.errors import BuildError
 from edge_mm.build.image_classifier import TRACE_TOLERANCE, hf_preprocess
 from edge_mm.build.imagenet import load_imagenet_labels
+from edge_mm.build.manifest_entry import built_entry, file_ref, max_abs, sample_images, save_variant, write_reference
 from edge_mm.build.progress import Progress, bar
 from edge_mm.build.text_checkpoint import load_text_checkpoint, sample_sentences, save_tokenizer
 from edge_mm.config import ModelSpec

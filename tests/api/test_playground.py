@@ -161,7 +161,7 @@ def detect_faces_ocr_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need((PACKAGES / "facenet_pytorch" / "data" / "onet.pt").is_file(), "facenet-pytorch: run `make models`")
     need((RAPIDOCR_MODELS / "PP-OCRv6_rec_small.onnx").is_file(), "rapidocr not in build/models: run `make models`")
     need_import("dlib", "dlib-bin is not installed (requirements/runtime.txt)")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
 
     folder = tmp_path_factory.mktemp("playground-vision")
     built = TEST_ARTIFACTS / "playground-vision"  # kept between runs: unchanged models are not rebuilt

@@ -105,7 +105,7 @@ def test_register_appends_the_entry(work: Path, ner_model: Path) -> None:
 
 
 def test_registered_model_builds_and_serves_exact_offsets(work: Path, ner_model: Path) -> None:
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     settings = load_settings(work / "settings.toml", env={})

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from edge_mm.build.all_models import build_all
 from edge_mm.build.ocr import DET_NAME, REC_NAME, SAMPLE_LINES
-from edge_mm.build.pipeline import build_all
 from edge_mm.config import load_settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import read_manifest, sha256_file

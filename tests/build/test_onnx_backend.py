@@ -13,9 +13,9 @@ from onnx import numpy_helper
 from torch import nn
 
 from edge_mm.build import onnx_backend
+from edge_mm.build.all_models import build_all
 from edge_mm.build.errors import BuildError
 from edge_mm.build.onnx_backend import Candidate, choose_backend
-from edge_mm.build.pipeline import build_all
 from edge_mm.config import load_settings
 from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
 from tests.conftest import tiny_settings_toml

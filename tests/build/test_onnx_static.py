@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from edge_mm.build import onnx_backend, onnx_static
-from edge_mm.build.entries import sample_images
+from edge_mm.build.manifest_entry import sample_images
 from edge_mm.config import ModelSpec
 from edge_mm.manifest import ORT_VARIANT, sha256_file
 from edge_mm.media.image_preprocess import ImagePreprocess

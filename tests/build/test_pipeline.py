@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_mm.build.all_models import build_all
 from edge_mm.build.errors import BuildError
-from edge_mm.build.pipeline import build_all
 from edge_mm.build.sources import resolve_source
 from edge_mm.config import load_settings
 from edge_mm.errors import ConfigError
@@ -132,7 +132,7 @@ def test_hf_source_from_local_cache(tiny_checkpoints, tmp_path, monkeypatch):
 
 
 def test_a_file_two_variants_share_is_prefixed_once():
-    from edge_mm.build.pipeline import _prefix_paths
+    from edge_mm.build.all_models import _prefix_paths
     from edge_mm.manifest import FileRef, ModelEntry, Variant
 
     shared = FileRef("pnet.pt", "0")

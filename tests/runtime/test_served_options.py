@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_mm.build.pipeline import build_all, content_hash, serve_options
+from edge_mm.build.all_models import build_all, content_hash, serve_options
 from edge_mm.config import ModelSpec, Settings, load_settings
 from edge_mm.errors import ConfigError
 from edge_mm.runtime.registry import Registry, load_registry

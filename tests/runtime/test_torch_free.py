@@ -54,7 +54,7 @@ CALLS = [
 @pytest.fixture(scope="module")
 def ort_only_config(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT embeddings model and a tiny ViT, both built for and served by ONNX Runtime."""
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
     from tests.vision_fixtures import make_vit_classifier
 
@@ -137,7 +137,7 @@ def ort_vad_conse_config(
 
     Same artifacts folder: the build reuses the two built models (unchanged content hash) and adds the others.
     """
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
     from tests.conftest import PACKAGES, need
 
@@ -171,7 +171,7 @@ MTCNN_DATA = ROOT / "build" / "models" / "facenet_pytorch" / "data"
 @pytest.fixture(scope="module")
 def ort_mtcnn_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MTCNN (the shipped facenet-pytorch weights) built for and served by ONNX Runtime."""
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
     from tests.conftest import need
 

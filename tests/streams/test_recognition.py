@@ -29,7 +29,7 @@ options = { detector = "mtcnn", threshold = 0.6 }
 @pytest.fixture(scope="module")
 def recognition(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     need((PACKAGES / "face_recognition_models").is_dir(), "face_recognition_models not installed: run `make models`")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
     from tests.conftest import warm_registry
 

@@ -59,7 +59,7 @@ def faces_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     need((PACKAGES / "facenet_pytorch" / "data" / "onet.pt").is_file(), "facenet-pytorch: run `make models`")
     need_import("dlib", "dlib-bin is not installed (requirements/runtime.txt)")
-    from edge_mm.build.pipeline import build_all
+    from edge_mm.build.all_models import build_all
     from edge_mm.config import load_settings
 
     folder = tmp_path_factory.mktemp("faces")
