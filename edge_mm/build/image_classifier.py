@@ -4,7 +4,7 @@ a local weights file, and HF image-classification checkpoints.
 Every model is wrapped as ``(N, 3, H, W) float32 -> (logits (N, C), features (N, D))``
 where features are the input of the final Linear layer (pooled, before the head), so
 one artifact serves classification and image embeddings. CPU artifact: fp32
-trace + freeze in channels-last (fastest measured for conv nets, bench/efficientnet_cpu_variants.py);
+trace + freeze in channels-last (fastest measured for conv nets, bench/experiments/README.md: efficientnet_cpu_variants);
 dynamic int8 only where Linear layers hold most of the weights (ViT-style), under the
 same top-1 guard as text classifiers. For the other models (conv nets) ``quantization = "int8"``
 makes the ONNX Runtime candidate a static int8 graph (build/onnx_static.py), gated against fp32
@@ -269,7 +269,7 @@ def _cpu_form(
     if spec.quantization == "int8":
         notes.append(
             f"int8 not applied: Linear layers hold {figures['linear_weight_share']:.0%} of the weights; "
-            "dynamic int8 of a conv net's head bought nothing (measured, bench/efficientnet_cpu_variants.py)"
+            "dynamic int8 of a conv net's head bought nothing (measured, bench/experiments/README.md: efficientnet_cpu_variants)"
         )
     return traced, "float32", None, notes
 
