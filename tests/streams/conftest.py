@@ -48,6 +48,31 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stream_events(settings: Any, registry: Any, spec: dict[str, Any], frames: int = 4, timeout_s: float = 60) -> list:
+    """The events one stream (``spec``, added at run time) publishes until ``frames`` frames were analysed."""
+    from edge_mm.streams.manager import StreamManager
+
+    manager = StreamManager(settings, registry)
+    manager.start()
+    listener = manager.hub.listen(spec["id"])
+    assert listener is not None
+    try:
+        manager.add({"fps": 5, "min_frames": 2, "end_after_s": 1.0, **spec})
+        wait_for(
+            lambda: manager.describe(spec["id"])["status"]["frames_analysed"] >= frames,
+            timeout_s,
+            f"{frames} analysed frames",
+        )
+    finally:
+        manager.stop(5)
+    out = []
+    while not listener.queue.empty():
+        event = listener.queue.get_nowait()
+        if event is not None:
+            out.append(event)
+    return out
+
+
 def own_artifacts(text: str, name: str) -> str:
     """Settings text whose artifacts live in build/work/test-artifacts-<name> (kept between runs): a fixture
     that builds only some models writes a manifest of those alone (build_all), which must not replace the

@@ -16,7 +16,7 @@ from edge_mm.build.ocr import render_text
 from edge_mm.streams.manager import StreamManager
 from tests.conftest import PACKAGES, need, only_models, repo_settings_text, warm_registry
 from tests.ocr_fixtures import *  # noqa: F403
-from tests.streams.conftest import own_artifacts, wait_for
+from tests.streams.conftest import own_artifacts, stream_events
 from tests.vision_fixtures import photos  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.real_models
@@ -34,26 +34,6 @@ def _clip(path: Path, image: Image.Image, frames: int = 20) -> Path:
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return path
-
-
-def _events(settings, registry, spec, frames: int = 4):  # type: ignore[no-untyped-def]
-    manager = StreamManager(settings, registry)
-    manager.start()
-    listener = manager.hub.listen(spec["id"])
-    assert listener is not None
-    try:
-        manager.add({"fps": 5, "min_frames": 2, "end_after_s": 1.0, **spec})
-        wait_for(
-            lambda: manager.describe(spec["id"])["status"]["frames_analysed"] >= frames, 60, f"{frames} analysed frames"
-        )
-    finally:
-        manager.stop(5)
-    out = []
-    while not listener.queue.empty():
-        event = listener.queue.get_nowait()
-        if event is not None:
-            out.append(event)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +57,7 @@ def test_classification_makes_a_whole_frame_event(classifier, photos, tmp_path):
     with Image.open(photos / "chelsea.png") as photo:
         clip = _clip(tmp_path / "cat.mp4", photo.convert("RGB").resize((448, 304)))
     far = {"name": "far", "points": [[0, 0], [20, 0], [20, 20], [0, 20]]}  # zones do not apply to a whole frame
-    events = _events(
+    events = stream_events(
         settings,
         registry,
         {"id": "cat", "url": str(clip), "tasks": ["image-classification"], "min_confidence": 0.1, "zones": [far]},
@@ -90,7 +70,7 @@ def test_classification_makes_a_whole_frame_event(classifier, photos, tmp_path):
     assert starts[0]["text"] is None
     assert [e["type"] for e in events if e["id"] == starts[0]["id"]][-1] == "end"  # stopping ends it
 
-    filtered = _events(
+    filtered = stream_events(
         settings, registry, {"id": "dogs", "url": str(clip), "tasks": ["image-classification"], "labels": ["beagle"]}
     )
     assert filtered == []
@@ -109,7 +89,7 @@ def test_ocr_events_carry_the_text(ocr_settings, ocr_registry, tmp_path):
         runtime__faces_db=str(tmp_path / "faces.db"), events__snapshot_dir=str(tmp_path / "snapshots")
     )
     clip = _clip(tmp_path / "text.mp4", render_text(LINES, size=(640, 320)))
-    events = _events(settings, ocr_registry, {"id": "plate", "url": str(clip), "tasks": ["ocr"]})
+    events = stream_events(settings, ocr_registry, {"id": "plate", "url": str(clip), "tasks": ["ocr"]})
     starts = [e for e in events if e["type"] == "start"]
     assert sorted(e["text"] for e in starts) == sorted(LINES), events
     assert {e["label"] for e in starts} == {"text"}
@@ -120,6 +100,6 @@ def test_ocr_events_carry_the_text(ocr_settings, ocr_registry, tmp_path):
 
     # a zone around the first line only: the second line makes no event
     top = {"name": "top", "points": [[0, 0], [640, 0], [640, 110], [0, 110]]}
-    zoned = _events(settings, ocr_registry, {"id": "top", "url": str(clip), "tasks": ["ocr"], "zones": [top]})
+    zoned = stream_events(settings, ocr_registry, {"id": "top", "url": str(clip), "tasks": ["ocr"], "zones": [top]})
     assert {e["text"] for e in zoned} == {LINES[0]}
     assert {e["zone"] for e in zoned} == {"top"}

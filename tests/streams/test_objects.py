@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_mm.streams.manager import StreamManager
-from tests.streams.conftest import wait_for
+from tests.streams.conftest import stream_events
 from tests.yolo_models import IMAGE_SIZE, build_yolo, yolo_onnx
 
 
@@ -38,21 +37,7 @@ def plain_clip(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 
 
 def _events(settings, registry, spec):  # type: ignore[no-untyped-def]
-    manager = StreamManager(settings, registry)
-    manager.start()
-    listener = manager.hub.listen(spec["id"])
-    assert listener is not None
-    try:
-        manager.add({"tasks": ["object-detection"], "fps": 5, "min_frames": 2, "end_after_s": 1.0, **spec})
-        wait_for(lambda: manager.describe(spec["id"])["status"]["frames_analysed"] >= 6, 30, "six analysed frames")
-    finally:
-        manager.stop(5)
-    out = []
-    while not listener.queue.empty():
-        event = listener.queue.get_nowait()
-        if event is not None:
-            out.append(event)
-    return out
+    return stream_events(settings, registry, {"tasks": ["object-detection"], **spec}, frames=6, timeout_s=30)
 
 
 def test_label_filter_and_zone(yolo, plain_clip):
