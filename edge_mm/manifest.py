@@ -103,9 +103,12 @@ class ModelEntry:
 
     @property
     def cpu_backend(self) -> str:
-        """The backend the build chose to serve on CPU (TorchScript when none was recorded)."""
-        serves = self.backends.get("serves", "torchscript")
-        return serves if serves == "torchscript" or ORT_VARIANT in self.variants else "torchscript"
+        """The backend the build chose to serve on CPU: ONNX Runtime when it chose it (and its variant is
+        there), else what loads the ``cpu`` variant (TorchScript, or a library of its own such as dlib)."""
+        if self.backends.get("serves") == "onnxruntime" and ORT_VARIANT in self.variants:
+            return "onnxruntime"
+        cpu = self.variants.get("cpu")
+        return cpu.backend if cpu is not None else "torchscript"
 
     def all_files(self, variants: Collection[str] | None = None) -> list[FileRef]:
         """The shared files, then those of ``variants`` (default: every variant)."""

@@ -51,6 +51,22 @@ def _labels(body: dict) -> str:
     return json.dumps(body["results"][0]).lower()
 
 
+def _text_png() -> str:
+    """The OCR build's own sample (two lines in Pillow's built-in font) as base64 PNG."""
+    from edge_mm.build.ocr import SAMPLE_LINES, render_text
+
+    buf = io.BytesIO()
+    render_text(SAMPLE_LINES).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+OCR_LINES = ["KA-4721", "Edge inference, offline."]
+
+
+def _objects(body: dict) -> str:
+    return " ".join(o["label"] for o in body["results"][0]["objects"])
+
+
 # One request per route that answers with a checkable result: (route, body, check(body) -> problem or None).
 SAMPLES = {
     "embeddings": (
@@ -115,7 +131,52 @@ SAMPLES = {
         lambda: {"image": _b64(MEDIA / "sample_coffee.jpg")},
         lambda b: None if b.get("success") and b.get("label") else f"deepstack scene {str(b)[:200]}",
     ),
+    "object-detection": (
+        lambda: {"image": _b64(MEDIA / "sample_cat.jpg")},
+        lambda b: None if "cat" in _objects(b).split() else f"cat photo -> objects {_objects(b)!r}",
+    ),
+    "vision/detection": (
+        lambda: {"image": _b64(MEDIA / "sample_astronaut.jpg")},
+        lambda b: (
+            None
+            if b.get("success") and "person" in [p["label"] for p in b["predictions"]]
+            else f"deepstack detection {str(b)[:200]}"
+        ),
+    ),
+    "ocr": (
+        lambda: {"image": _text_png()},
+        lambda b: None if [x["text"] for x in b["results"][0]["lines"]] == OCR_LINES else f"ocr {str(b)[:300]}",
+    ),
+    "vision/ocr": (
+        lambda: {"image": _text_png()},
+        lambda b: None if b.get("success") and OCR_LINES[0] in json.dumps(b) else f"vision/ocr {str(b)[:300]}",
+    ),
 }
+
+# Routes with state (the face store): called in this order, each (route, body, check) after the one before.
+FACE_USER = "probe-astronaut"
+
+
+def _face_flow(prefix: str, deepstack: bool) -> list[tuple[str, object, object]]:
+    """Register the astronaut, find it listed, recognize it, delete it, find it gone."""
+
+    def users(b: dict) -> list[str]:
+        return [u if isinstance(u, str) else u["userid"] for u in (b.get("faces") if deepstack else b["users"])]
+
+    def recognized(b: dict) -> list[str]:
+        return [p["userid"] for p in b["predictions"]] if deepstack else [f["userid"] for f in b["results"][0]["faces"]]
+
+    image = {"image": _b64(MEDIA / "sample_astronaut.jpg")}
+    return [
+        (f"{prefix}/register", {**image, "userid": FACE_USER}, lambda b: None),
+        (f"{prefix}/list", {}, lambda b: None if FACE_USER in users(b) else f"list {str(b)[:200]}"),
+        (f"{prefix}/recognize", image, lambda b: None if recognized(b) == [FACE_USER] else f"recognize {str(b)[:300]}"),
+        (f"{prefix}/delete", {"userid": FACE_USER}, lambda b: None),
+        (f"{prefix}/list", {}, lambda b: None if FACE_USER not in users(b) else f"still listed {str(b)[:200]}"),
+    ]
+
+
+FACE_FLOWS = {"faces": False, "vision/face": True}  # route prefix -> DeepStack's answer shapes
 
 
 # Other surfaces the executable must serve offline: path -> the least body size (bytes) that is right.
@@ -201,6 +262,19 @@ def _probe_pages(base: str, report: dict) -> None:
             report["problems"].append(f"GET {path} -> {status}, {len(served)} bytes without {marker!r}")
 
 
+def _probe_faces(base: str, routes: list[str], info: dict, report: dict) -> None:
+    """The face store's routes in a register, list, recognize, delete, list sequence (each dialect)."""
+    for prefix, deepstack in FACE_FLOWS.items():
+        if f"{prefix}/register" not in routes:
+            continue
+        for route, body, check in _face_flow(prefix, deepstack):
+            status, headers, answer = request(f"{base}/v1/{route}", body)
+            report["routes"][f"/v1/{route}"] = status
+            problem = f"status {status}: {str(answer)[:300]}" if status != 200 else check(answer)  # type: ignore[operator]
+            if problem:
+                report["problems"].append(f"POST /v1/{route}: {problem}")
+
+
 def probe_routes(base: str, report: dict) -> None:
     """Call every route of the server at ``base`` (http://host:port); fills ``report`` (routes,
     problems, info, served_routes). Also used for the container image (tests/deploy/test_image.py)."""
@@ -216,7 +290,10 @@ def probe_routes(base: str, report: dict) -> None:
     _, _, listed = request(base + "/v1/models")
     routes = sorted({r for m in listed["models"] for r in m["routes"]})
     report["served_routes"] = routes
+    _probe_faces(base, routes, info, report)
     for route in routes:
+        if any(route.startswith(f"{prefix}/") for prefix in FACE_FLOWS):
+            continue
         if route not in SAMPLES:
             report["problems"].append(f"route {route}: no sample request in tests/bundle_probe.py SAMPLES")
             continue

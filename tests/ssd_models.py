@@ -77,6 +77,7 @@ def fake_tf_env(monkeypatch, stand_in: Path) -> None:  # type: ignore[no-untyped
         session = OnnxSession(stand_in, 1)
         return [dict(zip(output_names, session(im), strict=True)) for im in images]
 
+    monkeypatch.setenv("EDGE_MM_TF_CACHE", "0")  # stand-ins stay out of the user's conversion cache
     monkeypatch.setattr(tf_env, "ensure_env", lambda progress: Path("no-tf-env/bin/python"))
     monkeypatch.setattr(tf_env, "convert_graphdef", convert)
     monkeypatch.setattr(tf_env, "run_frozen_graph", reference)

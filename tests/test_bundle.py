@@ -131,3 +131,31 @@ def test_sigterm_drains_a_request_in_flight_and_exits_0(bundle):
         assert proc.wait(timeout=60) == 0
         assert "SIGTERM: not accepting connections" in proc.stdout.read()
         proc.stdout.close()
+
+
+def test_deepstack_python_against_the_bundle(bundle, tmp_path):
+    """deepstack-python 0.9, the client NVRs and Home Assistant use, against the frozen executable and its
+    default models: COCO detection, face register / list / recognize / delete, scene. The face store is a
+    file of this test's own (EDGE_MM_RUNTIME_FACES_DB), so the bundle's folder stays as built."""
+    from tests.conftest import need_import
+
+    ds = need_import("deepstack.core", "deepstack-python is not installed (requirements/dev.txt)")
+    media = ROOT / "edge_mm" / "build" / "data"
+    astronaut, cat = (media / "sample_astronaut.jpg").read_bytes(), (media / "sample_cat.jpg").read_bytes()
+    env = ("EDGE_MM_RUNTIME_FACES_DB", str(tmp_path / "faces.db"))
+    with running_server(bundle / "settings.toml", env, cmd=[str(bundle / "edge-mm")], ready_timeout=180) as base:
+        host, port = base.removeprefix("http://").split(":")
+        objects = ds.DeepstackObject(ip=host, port=int(port), timeout=60)
+        assert "cat" in {p["label"] for p in objects.detect(cat)}
+        assert "person" in ds.get_objects(objects.detect(astronaut))
+        face = ds.DeepstackFace(ip=host, port=int(port), timeout=60)
+        assert face.register("Eileen Collins", astronaut) == "face added"
+        assert face.get_registered_faces() == ["Eileen Collins"]
+        (pred,) = face.recognize(astronaut)
+        assert pred["userid"] == "Eileen Collins"
+        # the client has no delete call: DeepStack's own form, as its documentation sends it
+        import requests
+
+        assert requests.post(f"{base}/v1/vision/face/delete", data={"userid": "Eileen Collins"}, timeout=60).ok
+        assert face.get_registered_faces() == []
+        assert ds.DeepstackScene(ip=host, port=int(port), timeout=60).recognize(cat)["label"]

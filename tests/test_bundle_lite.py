@@ -18,7 +18,7 @@ import pytest
 
 from edge_mm.build.bundle_contents import BUILD_ONLY, INFO_NAME
 from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT
-from tests.bundle_probe import SAMPLES, is_loopback
+from tests.bundle_probe import FACE_FLOWS, SAMPLES, is_loopback
 from tests.bundles import LITE_SETTINGS, lite_bundle
 from tests.serving import ROOT, processes_with, request, running_server
 
@@ -34,6 +34,11 @@ LITE_ROUTES = {  # every default route but video (no PyAV in lite)
     "voice-activity",
     "vision/face",
     "vision/scene",
+    "object-detection",
+    "vision/detection",
+    "ocr",
+    "vision/ocr",
+    *(f"{prefix}/{op}" for prefix in FACE_FLOWS for op in ("register", "recognize", "list", "delete")),
 }
 INT8_ATOL = 2e-2  # `edge-mm check`'s CPU tolerance (runtime/self_check.py)
 
@@ -63,9 +68,12 @@ def test_layout_and_flavour(bundle):
     assert manifest["flavour"] == "lite"
     # int8 graphs ship with the start-up gate's fp32-compute fallback; MiniLM's also with its 7-bit form (no VNNI)
     int8 = {"minilm": {ORT_7BIT_VARIANT, ORT_FP32_VARIANT}, "efficientnet": {ORT_FP32_VARIANT}}
+    onnx = ("minilm", "efficientnet", "mtcnn", "silero-vad", "conse", "ppocr", "coco-ssd")
     assert {name: set(m["variants"]) for name, m in manifest["models"].items()} == {
-        name: {ORT_VARIANT, *int8.get(name, ())} for name in ("minilm", "efficientnet", "mtcnn", "silero-vad", "conse")
+        "faces": {"cpu"},  # dlib's own files, run by dlib (no torch)
+        **{name: {ORT_VARIANT, *int8.get(name, ())} for name in onnx},
     }
+    assert manifest["models"]["faces"]["variants"]["cpu"]["backend"] == "dlib"
     internal = bundle / "_internal"
     for name in (*BUILD_ONLY, "torch", "functorch", "av", "torchvision"):
         top = internal / name.replace(".", "/")
@@ -105,7 +113,7 @@ def test_answers_equal_the_python_servers(bundle):
     with running_server(bundle / "settings.toml", cmd=[str(bundle / "edge-mm")], ready_timeout=120) as base:
         status, _, video = request(base + "/v1/video", {"video": ""})
         assert status == 404  # not a route of the lite bundle
-        for route in sorted(LITE_ROUTES):
+        for route in sorted(LITE_ROUTES & set(SAMPLES)):  # the face store's routes: the offline proof's sequence
             body, _ = SAMPLES[route]
             body = body() if callable(body) else body
             status, _, got = request(f"{base}/v1/{route}", body)

@@ -75,8 +75,10 @@ def copy_artifacts(settings: Settings, dest: Path, flavour: str) -> dict[str, An
 
 
 def _lite_variants(name: str, cpu_backend: str, variants: dict[str, Any]) -> dict[str, Any]:
-    """The lite bundle keeps each model's ONNX Runtime variants only (the int8 one and its fp32-compute fallback);
-    a model served by TorchScript is refused."""
+    """The lite bundle keeps each model's ONNX Runtime variants only (the int8 one and its fp32-compute fallback),
+    or the ``cpu`` variant of a model served by a library of its own (dlib); a model served by TorchScript is refused."""
+    if cpu_backend not in ("onnxruntime", "torchscript"):
+        return {k: v for k, v in variants.items() if k == "cpu"}
     if cpu_backend != "onnxruntime" or ORT_VARIANT not in variants:
         raise ConfigError(
             f"model {name!r} is served by {cpu_backend} on CPU; the lite bundle has no torch: set "

@@ -6,12 +6,16 @@ to ONNX by tf2onnx in the build-only TensorFlow env (build/tf_env.py), so servin
 Runtime only. Verification runs the same frozen graph in TensorFlow itself on real photos and
 requires the same detections (score >= :data:`VERIFY_MIN_SCORE`): boxes within
 :data:`BOX_TOLERANCE_PX`, scores within :data:`SCORE_TOLERANCE`. Labels are COCO's 80 names at the
-TF API's ids 1..90 (runtime/ssd_detector.py ``COCO_NAMES``).
+TF API's ids 1..90 (runtime/ssd_detector.py ``COCO_NAMES``). The converted graph and TensorFlow's
+outputs are kept in a cache keyed by the graph, the photos and the pins (tf_env.conversion_cache),
+so other artifacts folders skip the conversion; ONNX Runtime is compared with them on every build.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from edge_mm.build.manifest_entry import built_entry, file_ref, sample_images, w
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant
+from edge_mm.manifest import NO_CUDA_KEY, ORT_VARIANT, ModelEntry, Variant, sha256_file
 from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.probes import png_base64, probe_pixels
 from edge_mm.runtime.ssd_detector import COCO_NAMES, OUTPUTS, SsdDetector, image_tensor, labels_by_id, to_pixels
@@ -89,14 +93,14 @@ def compare(reference: list[tuple[int, float, np.ndarray]], got: list[tuple[int,
     return {"box_px": worst_box, "score": worst_score, "unmatched": unmatched}
 
 
-def verify(spec: ModelSpec, graph: Path, python: Path, detector: SsdDetector, progress: Progress) -> dict[str, Any]:
-    photos, names = verification_photos()
-    arrays = [image_tensor(im) for im in photos]
-    reference = tf_env.run_frozen_graph(python, graph, f"{INPUT}:0", [f"{o}:0" for o in OUTPUTS], arrays, progress)
+def verify(
+    spec: ModelSpec, photos: list[Image.Image], names: list[str], reference: list[dict[str, Any]],
+    detector: SsdDetector, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    """ONNX Runtime's detections against TensorFlow's (``reference``: the frozen graph's outputs per photo)."""
     worst_box = worst_score = 0.0
     per_photo = []
-    for im, name, ref in zip(photos, names, reference, strict=True):
-        tf_out = {k.removesuffix(":0"): v for k, v in ref.items()}
+    for im, name, tf_out in zip(photos, names, reference, strict=True):
         ort_out = dict(zip(OUTPUTS, detector.session(image_tensor(im)), strict=True))
         tf_dets = detections(tf_out, im.width, im.height)
         found = compare(tf_dets, detections(ort_out, im.width, im.height))
@@ -122,21 +126,41 @@ def verify(spec: ModelSpec, graph: Path, python: Path, detector: SsdDetector, pr
     }
 
 
+def convert(graph: Path, arrays: list[np.ndarray], out: Path, progress: Progress) -> tuple[list[dict[str, Any]], str]:
+    """Write ``out/model.onnx`` from ``graph`` and return TensorFlow's outputs on ``arrays`` with where they
+    came from: tf2onnx and TensorFlow in the build-only env, or the conversion cache holding the outputs
+    of exactly that (same graph, photos, pins and opset; tf_env.conversion_cache)."""
+    names = [f"{o}:0" for o in OUTPUTS]
+    cache = tf_env.conversion_cache(
+        sha256_file(graph), f"opset {OPSET}", *(hashlib.sha256(a.tobytes()).hexdigest() for a in arrays)
+    )
+    if cache is not None and (cache / tf_env.DONE).is_file():
+        shutil.copyfile(cache / MODEL_NAME, out / MODEL_NAME)
+        progress(f"tf2onnx's graph and TensorFlow's outputs for this graph and these photos from {cache}")
+        return tf_env.cached_outputs(cache, len(arrays), names), f"cached: {cache.name}"
+    python = tf_env.ensure_env(progress)
+    tf_env.convert_graphdef(python, graph, out / MODEL_NAME, [f"{INPUT}:0"], names, OPSET, progress)
+    reference = tf_env.run_frozen_graph(python, graph, f"{INPUT}:0", names, arrays, progress)
+    if cache is not None:
+        tf_env.keep_conversion(cache, {MODEL_NAME: out / MODEL_NAME}, reference)
+    return reference, "this build"
+
+
 def build_ssd_detector(spec: ModelSpec, source: Path, out: Path, progress: Progress) -> ModelEntry:
     t0 = time.perf_counter()
     if spec.artifact_backend == "torchscript":
         raise ConfigError(f"model {spec.name}: SSD graphs serve on ONNX Runtime only; use artifact_backend = auto")
     graph = graph_file(spec.name, source)
-    python = tf_env.ensure_env(progress)
-    tf_env.convert_graphdef(
-        python, graph, out / MODEL_NAME, [f"{INPUT}:0"], [f"{o}:0" for o in OUTPUTS], OPSET, progress
-    )
+    photos, names = verification_photos()
+    reference, ran = convert(graph, [image_tensor(im) for im in photos], out, progress)
     session = OnnxSession(out / MODEL_NAME, 2)
     if [n.removesuffix(":0") for n in session.output_names] != list(OUTPUTS):
         raise ConfigError(f"model {spec.name}: the converted graph's outputs are {session.output_names}, not {OUTPUTS}")
     labels = labels_by_id(COCO_NAMES)
     detector = SsdDetector(spec.name, None, session, labels)
-    figures = verify(spec, graph, python, detector, progress)
+    figures = verify(spec, photos, names, [{k.removesuffix(":0"): v for k, v in r.items()} for r in reference],
+                     detector, progress)  # fmt: skip
+    figures["tensorflow_ran"] = ran
     figures[NO_CUDA_KEY] = "SSD graphs serve on ONNX Runtime's CPU provider in this version"
     figures["converted_with"] = f"{', '.join(tf_env.REQUIREMENTS[:2])}, opset {OPSET}"
     entry = built_entry(

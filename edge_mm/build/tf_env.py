@@ -3,8 +3,9 @@
 TensorFlow (about 600 MB installed) is needed only to convert a frozen TF graph to ONNX and to run
 that graph as the build's independent reference; it is never installed in the serving environment
 and never imported by edge_mm: everything runs in this venv as a subprocess. The venv is made once
-under ``build/tf-env/<key>`` (``EDGE_MM_TF_ENV`` moves the parent folder), keyed by the pinned
-requirements, so changing a pin makes a new one.
+per user under ``~/.cache/edge-mm/tf-env/<key>`` (``$XDG_CACHE_HOME`` is honoured; ``EDGE_MM_TF_ENV``
+moves the parent folder), keyed by the pinned requirements, so changing a pin makes a new one and
+every checkout and build folder on the machine shares it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edge_mm.build.progress import Progress
 from edge_mm.errors import ConfigError
@@ -65,7 +67,11 @@ def env_key(requirements: Sequence[str] = REQUIREMENTS) -> str:
 
 
 def env_root() -> Path:
-    return Path(os.environ.get("EDGE_MM_TF_ENV") or Path("build") / "tf-env").resolve()
+    """Where the build-only envs live: EDGE_MM_TF_ENV, else the user's cache folder (not the working folder)."""
+    if os.environ.get("EDGE_MM_TF_ENV"):
+        return Path(os.environ["EDGE_MM_TF_ENV"]).resolve()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return (cache / "edge-mm" / "tf-env").resolve()
 
 
 def env_python(folder: Path) -> Path:
@@ -149,3 +155,43 @@ def run_frozen_graph(
         run_logged([*cmd, *map(str, paths)], progress, "the TensorFlow reference run", show="ran ")
         with np.load(out) as got:
             return [{n: got[f"{i}/{n}"] for n in output_names} for i in range(len(paths))]
+
+
+def conversion_cache(*inputs: str) -> Path | None:
+    """The folder that keeps one conversion's outputs (the ONNX graph, TensorFlow's reference outputs),
+    keyed by the pinned requirements and ``inputs`` (hashes of the graph and photos, the opset), beside
+    the envs; so a second artifacts folder (lite, tests, a bundle) does not convert the same graph again.
+    None when ``EDGE_MM_TF_CACHE=0`` (every build converts and runs TensorFlow)."""
+    if os.environ.get("EDGE_MM_TF_CACHE", "1") in ("", "0"):
+        return None
+    digest = hashlib.sha256("\n".join([*REQUIREMENTS, *inputs]).encode()).hexdigest()[:16]
+    return env_root().parent / "tf-conversions" / digest
+
+
+def keep_conversion(cache: Path, files: dict[str, Path], outputs: Sequence[dict[str, object]]) -> None:
+    """Store ``files`` (name -> path) and the reference ``outputs`` (one dict of arrays per image) in
+    ``cache``, whole or not at all (written beside it, then renamed; DONE marks it complete)."""
+    import numpy as np
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{cache.name}.", dir=cache.parent))
+    try:
+        for name, path in files.items():
+            shutil.copyfile(path, work / name)
+        arrays: dict[str, Any] = {f"{i}/{k}": v for i, out in enumerate(outputs) for k, v in out.items()}
+        np.savez(work / "reference.npz", **arrays)
+        (work / DONE).write_text("\n".join(REQUIREMENTS) + "\n")
+        if cache.exists():
+            shutil.rmtree(cache)
+        work.rename(cache)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def cached_outputs(cache: Path, count: int, output_names: Sequence[str]) -> list[dict[str, object]]:
+    """The reference outputs :func:`keep_conversion` stored, in :func:`run_frozen_graph`'s form."""
+    import numpy as np
+
+    with np.load(cache / "reference.npz") as got:
+        return [{n: got[f"{i}/{n}"] for n in output_names} for i in range(count)]

@@ -73,5 +73,9 @@ def serving_variant(entry: ModelEntry, device_variant: str, setting: str = "auto
             f"{built_for or 'TorchScript only'}; run 'edge-mm build' again"
         )
     backend = entry.cpu_backend
-    reason = entry.backends.get("reason", "TorchScript: the artifacts record no other CPU backend")
+    reason = entry.backends.get("reason") or (
+        "TorchScript: the artifacts record no other CPU backend"
+        if backend == "torchscript"
+        else f"{backend}: the one CPU form the build wrote"
+    )
     return (ORT_VARIANT if backend == "onnxruntime" else "cpu"), reason

@@ -180,12 +180,12 @@ def _load_verified(
 def cuda_available_for(settings: Settings, entries: list[ModelEntry]) -> bool:
     """torch's answer, asked only when it can matter: ``device = cuda``, a configured model with a
     CUDA variant, or one whose CPU artifact is TorchScript (torch is loaded then anyway). A server
-    whose every model runs on ONNX Runtime on CPU never imports torch (the lite bundle has none)."""
+    whose every model runs on ONNX Runtime (or dlib) on CPU never imports torch (the lite bundle has none)."""
     needs_torch = (
         settings["runtime.device"] == "cuda"
         or any(s.device == "cuda" for s in settings.models)
         or "torch" in sys.modules
-        or any("cuda" in e.variants or e.cpu_backend != "onnxruntime" for e in entries)
+        or any("cuda" in e.variants or e.cpu_backend == "torchscript" for e in entries)
     )
     if not needs_torch:
         return False

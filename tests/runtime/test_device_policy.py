@@ -22,8 +22,20 @@ from edge_mm.tasks import table
 ROOT = Path(__file__).resolve().parents[2]
 # Which default models (settings.toml) a CUDA machine's build gives a CUDA variant, and what the
 # others' builders record instead (build/voice_activity.py, build/zero_shot_image.py).
-CUDA_FORMS = {"minilm": True, "efficientnet": True, "mtcnn": True, "silero-vad": False, "conse": False}
+CUDA_FORMS = {
+    "minilm": True,
+    "efficientnet": True,
+    "mtcnn": True,
+    "faces": False,
+    "ppocr": False,
+    "coco-ssd": False,
+    "silero-vad": False,
+    "conse": False,
+}
 NO_CUDA = {
+    "faces": "dlib-bin is a CPU build",
+    "ppocr": "OCR serves the shipped graphs on ONNX Runtime's CPU provider in this version",
+    "coco-ssd": "SSD graphs serve on ONNX Runtime's CPU provider in this version",
     "silero-vad": "silero VAD serves on CPU only: stateful 32 ms windows, one clip at a time",
     "conse": "ConSE has no network of its own (a numpy table); its classifier and text model pick their own devices",
 }

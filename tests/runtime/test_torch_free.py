@@ -270,3 +270,44 @@ def test_an_onnx_runtime_mtcnn_never_imports_torch(ort_mtcnn_config: Path, tmp_p
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "mtcnn: ok on cpu" in check.stdout
+
+
+FACE_MODELS = ROOT / "build" / "models" / "face_recognition_models" / "models"
+
+
+def test_face_recognition_on_dlib_never_imports_torch(ort_mtcnn_config: Path, tmp_path: Path):
+    """The default face recognition (dlib's own files, backend "dlib") beside MTCNN on ONNX Runtime:
+    register and recognize with torch blocked, as the lite bundle serves them."""
+    from edge_mm.build.all_models import build_all
+    from edge_mm.config import load_settings
+    from tests.conftest import need
+
+    need(FACE_MODELS.is_dir(), f"dlib's face models not in {FACE_MODELS}: run `make models`")
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        ort_mtcnn_config.read_text().replace(
+            'artifacts_dir = "', f'faces_db = "{tmp_path / "faces.db"}"\nartifacts_dir = "', 1
+        )
+        + textwrap.dedent(f"""
+        [[models]]
+        name = "faces"
+        task = "face-recognition"
+        source = "{FACE_MODELS}"
+        options = {{ detector = "mtcnn" }}
+        """)
+    )
+    settings = load_settings(config, env={})
+    build_all(settings, only=["faces"], out=io.StringIO())
+    assert settings.models[1].name == "faces"
+    wrapper = tmp_path / "serve_without_torch.py"
+    wrapper.write_text(BLOCK_TORCH)
+    face = _face_photo()
+    with running_server(config, ("PYTHONPATH", str(ROOT)), cmd=[sys.executable, str(wrapper)]) as base:
+        status, _, info = request(base + "/info")
+        assert status == 200
+        assert info["torch_version"] is None
+        assert info["models"]["faces"]["backend"] == "dlib"
+        status, _, answer = request(base + "/v1/faces/register", {"userid": "eileen", "image": face})
+        assert (status, answer["registered"]) == (200, 1), answer
+        status, _, answer = request(base + "/v1/faces/recognize", {"image": face})
+        assert [f["userid"] for f in answer["results"][0]["faces"]] == ["eileen"], answer
