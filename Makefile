@@ -10,7 +10,7 @@ export EDGE_MM_REQUIRE_FIXTURES ?= 1
 
 VENV_CPU := .venv-cpu
 
-.PHONY: setup serve-setup system-deps models build run test test-slow lint docs bench bundle bundle-cpu bundle-cuda bundle-lite bundle-figures image soak clean
+.PHONY: setup serve-setup system-deps models build run test test-slow lint docs bench bundle bundle-cpu bundle-cuda bundle-lite bundle-arm64 bundle-figures image soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -86,6 +86,10 @@ $(VENV_LITE)/.deps: requirements/lite.txt requirements/package.txt
 bundle-lite: setup $(VENV_LITE)/.deps  ## no torch: MiniLM + EfficientNet-Lite0 on ONNX Runtime -> dist/lite/edge-mm/
 	$(BIN)/edge-mm --config $(LITE_CONFIG) build
 	$(BIN)/edge-mm --config $(LITE_CONFIG) package --flavour lite --dist dist/lite
+
+bundle-arm64: setup system-deps  ## the lite bundle for linux/arm64, PyInstaller under qemu-user in a cached arm64 root -> dist/arm64/edge-mm/
+	$(BIN)/edge-mm --config $(LITE_CONFIG) build
+	bash scripts/bundle_arm64.sh dist/arm64
 
 bundle-cuda: build  ## torch 2.14.1 CUDA build -> dist/cuda/edge-mm/ (~4.5 GB)
 	$(PIP) install -q -r requirements/package.txt

@@ -4,6 +4,9 @@
 # the container image (scripts/image.sh). The mirror and suite are read at run time from this
 # machine's apt configuration. Needs root and debootstrap (scripts/system_deps.sh installs it).
 # A lock file keeps two callers from making it at the same time.
+# MINBASE_ARCH (e.g. arm64) makes a foreign root filesystem: its packages' scripts then run under
+# qemu-user through binfmt_misc (scripts/arm64_lib.sh registers it); MINBASE_INCLUDE adds packages
+# (comma-separated). Both are the caller's to fold into ROOTFS's name: a cached tree is not re-checked.
 #
 #   scripts/minbase.sh [ROOTFS]
 set -euo pipefail
@@ -25,7 +28,8 @@ read -r MIRROR SUITE < <(
       for(i=2;i<=NF;i++) if($i!~/^\[/ && $i!~/\]$/){print $i, $(i+1); exit} }'
   } | head -n1)
 [ -n "${MIRROR:-}" ] || { echo "minbase: no Debian mirror found in /etc/apt" >&2; exit 2; }
-echo "minbase: debootstrap --variant=minbase $SUITE from the mirror in apt's configuration" >&2
+ARCH=${MINBASE_ARCH:-} INCLUDE=${MINBASE_INCLUDE:-}
+echo "minbase: debootstrap --variant=minbase${ARCH:+ --arch $ARCH}${INCLUDE:+ --include $INCLUDE} $SUITE from the mirror in apt's configuration" >&2
 rm -rf "$ROOTFS"
-debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$ROOTFS.log" 2>&1 || { tail -20 "$ROOTFS.log" >&2; exit 1; }
+debootstrap --variant=minbase ${ARCH:+--arch "$ARCH"} ${INCLUDE:+--include "$INCLUDE"} "$SUITE" "$ROOTFS" "$MIRROR" >"$ROOTFS.log" 2>&1 || { tail -20 "$ROOTFS.log" >&2; exit 1; }
 echo "$ROOTFS"

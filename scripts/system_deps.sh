@@ -11,6 +11,8 @@
 #   podman, runc  the container image (scripts/image.sh, `make image`, tests/deploy/test_image.py)
 #   qemu-x86_64   other CPUs emulated: the start-up fidelity gate on an x86 without VNNI
 #                 (tests/runtime/test_emulated_cpus.py, bench/cpu_paths.py; qemu-user)
+#   qemu-aarch64-static   the arm64 bundle built and run in arm64 root filesystems through
+#                 binfmt_misc (scripts/bundle_arm64.sh, scripts/arm64_check.sh; qemu-user-static)
 #   mosquitto     the MQTT broker the stream tests start on a loopback port (tests/streams)
 #   wrk           the bench harness's load generator (bench/load.py, tests/bench/test_harness.py)
 # Without root or apt-get it only names what is missing and exits 0: the tests that need a missing
@@ -18,7 +20,7 @@
 set -euo pipefail
 missing=()
 for pair in curl:curl strace:strace ip:iproute2 chromium:chromium chromedriver:chromium-driver \
-  debootstrap:debootstrap podman:podman runc:runc qemu-x86_64:qemu-user wrk:wrk mosquitto:mosquitto; do
+  debootstrap:debootstrap podman:podman runc:runc qemu-x86_64:qemu-user qemu-aarch64-static:qemu-user-static wrk:wrk mosquitto:mosquitto; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 # GStreamer's RTSP server driven by the system Python (tests/streams/rtsp_server.py): qtdemux and

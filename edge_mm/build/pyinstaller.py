@@ -189,7 +189,8 @@ def _run_pyinstaller(
     """PyInstaller on edge_mm.spec with ``python``, the settings to bundle written beside its work folder."""
     work = ROOT / "build" / "pyinstaller"
     work.mkdir(parents=True, exist_ok=True)
-    config = work / "package-settings.toml"  # the settings to bundle, pointing at the built artifacts
+    # the settings to bundle, pointing at the built artifacts; one file per environment, as the work folders
+    config = work / f"package-settings-{_env_name(python)}.toml"
     config.write_text(settings_toml(settings, str(settings.path("runtime.artifacts_dir"))), encoding="utf-8")
     spec_args = ["--config", str(config)] + (["--onefile"] if onefile else []) + ([] if excludes else ["--no-excludes"])
     cmd = [
