@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--no-load", action="store_true", help="only put it on disk; a running server is not told")
     r = sub.add_parser("rollback", help="serve the model's previous version again (running server or next start)")
     r.add_argument("name", metavar="NAME")
+    fa = sub.add_parser("faces", help="export the registered faces to a file, or import them (another box's)")
+    fa.add_argument("action", choices=("export", "import"))
+    fa.add_argument("file", type=Path, metavar="FILE")
+    fa.add_argument("--replace", action="store_true", help="import: empty the store first (else add the new ones)")
     f = sub.add_parser("finetune", help="fine-tune a token or text classifier on labelled data")
     try:
         from edge_mm.build.finetune.options import add_arguments  # argparse only, no torch
@@ -112,7 +116,11 @@ def _build(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _artifacts_command(args: argparse.Namespace, settings: Settings) -> int:
-    """``info``; ``pull URL`` or ``rollback NAME`` (docs/model-versions.md)."""
+    """``info``; ``pull URL`` or ``rollback NAME`` (docs/model-versions.md); ``faces export|import FILE``."""
+    if args.command == "faces":
+        from edge_mm.runtime.faces_cli import faces_command
+
+        return faces_command(settings, args.action, args.file, replace=args.replace)
     if args.command == "info":
         from edge_mm.manifest import read_manifest
 
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             overrides = {k: v for k, v in (("server__host", args.host), ("server__port", args.port)) if v is not None}
             return _serve(args.engine, settings.replace(**overrides))
-        elif args.command in ("info", "pull", "rollback"):
+        elif args.command in ("info", "pull", "rollback", "faces"):
             return _artifacts_command(args, settings)
         elif args.command == "check":
             from edge_mm.runtime.self_check import run_check

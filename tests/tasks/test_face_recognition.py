@@ -301,3 +301,45 @@ def test_registrations_survive_kill_9(faces_config: Path, tmp_path: Path, photos
     stored = {u["userid"] for u in body["users"]}
     missing = set(acked) - stored
     assert not missing, f"{len(missing)} acknowledged registrations lost: {sorted(missing)[:5]}"
+
+
+def test_faces_export_and_import_move_the_store_to_another_box(faces_config: Path, tmp_path: Path, photos: Path):  # noqa: F811
+    """`edge-mm faces export` on one box, `import` on another (same descriptor network): the face is
+    recognized there, by a running server too; a file from another network or a damaged one is refused
+    with the store unchanged."""
+    import base64
+    import json
+
+    from edge_mm.cli import main
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for box in (one, two):
+        box.mkdir()
+        (box / "settings.toml").write_text(_settings_text(faces_config.parent / "artifacts", box / "faces.db"))
+    photo = base64.b64encode(_png(photos / "astronaut.png")).decode()
+    with running_server(one / "settings.toml") as base:
+        status, _, answer = request(base + "/v1/faces/register", {"userid": "eileen", "image": photo})
+        assert status == 200, answer
+    export = tmp_path / "faces.json"
+    assert main(["--config", str(one / "settings.toml"), "faces", "export", str(export)]) == 0
+    document = json.loads(export.read_text())
+    assert document["descriptor_model"]["file"] == "dlib_face_recognition_resnet_model_v1.dat"
+    assert [u["userid"] for u in document["users"]] == ["eileen"]
+
+    with running_server(two / "settings.toml") as base:  # the import reaches a server that is running
+        status, _, answer = request(base + "/v1/faces/recognize", {"image": photo})
+        assert [f["userid"] for f in answer["results"][0]["faces"]] == ["unknown"]
+        assert main(["--config", str(two / "settings.toml"), "faces", "import", str(export)]) == 0
+        status, _, answer = request(base + "/v1/faces/recognize", {"image": photo})
+        assert [f["userid"] for f in answer["results"][0]["faces"]] == ["eileen"], answer
+        assert main(["--config", str(two / "settings.toml"), "faces", "import", str(export)]) == 0
+        status, _, answer = request(base + "/v1/faces/list", {})
+        assert answer["users"] == [{"userid": "eileen", "descriptors": 1}]  # a second import adds nothing
+
+    other = dict(document, descriptor_model={"file": "x.dat", "sha256": "0" * 64})
+    damaged = dict(document, users=[{"userid": "mallory", "descriptors": ["AAAA"]}])
+    for bad in (other, damaged):
+        export.write_text(json.dumps(bad))
+        assert main(["--config", str(two / "settings.toml"), "faces", "import", str(export), "--replace"]) == 1
+    with sqlite3.connect(two / "faces.db") as db:
+        assert db.execute("SELECT userid FROM faces").fetchall() == [("eileen",)]
