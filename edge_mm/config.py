@@ -308,6 +308,21 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0.1,
     ),
     Setting(
+        "updates.url",
+        "",
+        str,
+        "The LAN update source's index (JSON listing each model's signed bundle and its sha256; "
+        "docs/model-versions.md), e.g. http://192.168.1.10:8000/index.json. Read only when updates.poll_s > 0.",
+    ),
+    Setting(
+        "updates.poll_s",
+        0.0,
+        float,
+        "Every this many seconds the server reads updates.url and pulls, checks (as 'edge-mm pull') and swaps in "
+        "the bundles listed there that are new. 0: off. Needs runtime.verify_key.",
+        minimum=0,
+    ),
+    Setting(
         "ray.address",
         "",
         str,

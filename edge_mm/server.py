@@ -11,9 +11,10 @@ import threading
 
 from edge_mm.api import create_app
 from edge_mm.config import Settings
-from edge_mm.runtime.malloc import limit_malloc_arenas
+from edge_mm.runtime.malloc import fix_mmap_threshold, limit_malloc_arenas
 from edge_mm.runtime.registry import load_registry
 from edge_mm.runtime.swap import Poller
+from edge_mm.runtime.update_poll import UpdatePoller
 from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
 from edge_mm.serving.waitress_server import create_server, door_from_settings
 from edge_mm.streams.manager import StreamManager
@@ -59,6 +60,7 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     drain = drain or Drain()
     drain.install()  # a signal while models load stops the server once they are loaded
     limit_malloc_arenas()
+    fix_mmap_threshold()  # a hot-swapped version's freed weights go back to the OS (runtime/malloc.py)
     # fails fast: the server does not start on bad artifacts or options
     registry = load_registry(settings, LOADERS, options=OPTIONS)
     for name, choice in registry.info["models"].items():
@@ -76,6 +78,8 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     app = create_app(settings, registry, door=door, stream_manager=streams)
     if settings["runtime.poll_s"] > 0:  # new model versions on disk swap in without a restart
         Poller(app.extensions["edge_mm"]["repository"], settings["runtime.poll_s"]).start()
+    if settings["updates.poll_s"] > 0:  # signed bundles listed on the LAN source are pulled and swapped in
+        UpdatePoller(app.extensions["edge_mm"]["repository"]).start()
     server = create_server(ready_503_while_draining(app, drain.requested), settings, door)
     server.draining = drain.requested
     drain.attach(server.pull_trigger)

@@ -12,6 +12,7 @@ version on disk). A cut connection, a full disk or any refusal leaves the artifa
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import logging
 import os
@@ -41,6 +42,11 @@ class UpdateRefused(ConfigError):
     """A bundle that was not put in place, and why; the artifacts folder is unchanged."""
 
 
+class DownloadFailed(UpdateRefused):
+    """The source could not be read to the end (gone, cut, silent, an HTTP error): worth trying again later,
+    unlike a bundle refused for what it holds."""
+
+
 @dataclass(frozen=True)
 class Pulled:
     model: str
@@ -49,8 +55,9 @@ class Pulled:
     pruned: tuple[int, ...] = ()
 
 
-def pull(settings: Settings, url: str) -> Pulled:
-    """Download, check and place the bundle at ``url``; UpdateRefused (nothing changed) when any check fails."""
+def pull(settings: Settings, url: str, sha256: str | None = None) -> Pulled:
+    """Download, check and place the bundle at ``url``; UpdateRefused (nothing changed) when any check fails.
+    ``sha256``: the whole tar's digest as an update index lists it (runtime/update_poll.py), checked first."""
     key = settings.optional_path("runtime.verify_key")
     if key is None:
         raise UpdateRefused("runtime.verify_key is not set: pulled updates must be signed, set the build's public key")
@@ -59,7 +66,9 @@ def pull(settings: Settings, url: str) -> Pulled:
     incoming = root / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pull-", dir=incoming) as tmp:
-        bundle = download(url, Path(tmp) / "bundle.tar", limit, settings["updates.timeout_s"])
+        bundle, digest = download(url, Path(tmp) / "bundle.tar", limit, settings["updates.timeout_s"])
+        if sha256 is not None and digest != sha256.lower():  # cut short, or replaced since the index was written
+            raise DownloadFailed(f"{url}: the bundle's sha256 is {digest[:12]}..., the index says {sha256[:12]}...")
         staging = Path(tmp) / "version"
         unpack(bundle, staging, limit)
         bundle.unlink()
@@ -77,8 +86,9 @@ def pull(settings: Settings, url: str) -> Pulled:
     return Pulled(model, number, new=True, pruned=tuple(prune(settings, model)))
 
 
-def download(url: str, dest: Path, limit: int, timeout_s: float) -> Path:
-    """Stream ``url`` into ``dest``, at most ``limit`` bytes; UpdateRefused on any failure or a short body."""
+def download(url: str, dest: Path, limit: int, timeout_s: float) -> tuple[Path, str]:
+    """Stream ``url`` into ``dest``, at most ``limit`` bytes; (dest, its sha256 hex). UpdateRefused when
+    it is too big or cannot be stored, DownloadFailed when the source fails or the body is short."""
     if not url.startswith(("http://", "https://")):
         raise UpdateRefused(f"{url!r}: only http:// and https:// sources are pulled from")
     try:
@@ -86,21 +96,22 @@ def download(url: str, dest: Path, limit: int, timeout_s: float) -> Path:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise UpdateRefused(f"the bundle is {int(length)} bytes, over updates.max_bundle_bytes ({limit})")
-            got = 0
+            got, digest = 0, hashlib.sha256()
             while chunk := response.read(CHUNK):
                 got += len(chunk)
+                digest.update(chunk)
                 if got > limit:
                     raise UpdateRefused(f"the bundle is over updates.max_bundle_bytes ({limit}); download stopped")
                 f.write(chunk)
     except urllib.error.HTTPError as exc:
-        raise UpdateRefused(f"{url}: the update source answered {exc.code} {exc.reason}") from None
+        raise DownloadFailed(f"{url}: the update source answered {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
-        raise UpdateRefused(f"{url}: the download failed ({type(exc).__name__}: {exc}); nothing was changed") from None
+        raise DownloadFailed(f"{url}: the download failed ({type(exc).__name__}: {exc}); nothing was changed") from None
     except OSError as exc:  # a full disk while writing the temporary copy
         raise UpdateRefused(f"cannot store the download ({exc.strerror or exc}); nothing was changed") from None
     if length is not None and length.isdigit() and got != int(length):
-        raise UpdateRefused(f"{url}: the download ended after {got} of {length} bytes; nothing was changed")
-    return dest
+        raise DownloadFailed(f"{url}: the download ended after {got} of {length} bytes; nothing was changed")
+    return dest, digest.hexdigest()
 
 
 def _member_path(name: str) -> PurePosixPath:

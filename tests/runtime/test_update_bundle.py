@@ -9,6 +9,7 @@ import http.server
 import io
 import tarfile
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,15 +23,18 @@ from tests.runtime.versions_fixtures import MODEL, OTHER, artifacts_copy, with_p
 
 
 class Source:
-    """A LAN update source: serves ``files`` (path -> bytes); ``cut`` paths send half their body, then close."""
+    """A LAN update source: serves ``files`` (path -> bytes); ``cut`` paths send half their body, then close.
+    ``hits``: GETs per path; ``port`` 0 picks a free one (another Source can come back on the same port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, bool] = {}  # path -> whether the cut response declared its full length
+        self.hits: Counter[str] = Counter()
         source = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                source.hits[self.path] += 1
                 body = source.files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -50,12 +54,16 @@ class Source:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
         self.server.shutdown()
