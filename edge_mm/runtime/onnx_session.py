@@ -7,6 +7,7 @@ for one output, else a tuple. Runners keep numpy on this path, so it never impor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ class OnnxSession:
     """
 
     def __init__(self, path: Path, threads: int, device: str = "cpu") -> None:
+        # ONNX Runtime 1.32's wheels send usage events (1DS, mobile.events.data.microsoft.com) from a
+        # background thread unless this is set before it loads; disable_telemetry_events() does not stop them
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort  # here, so a server with no ONNX model never loads it
 
         opts = ort.SessionOptions()
