@@ -38,9 +38,10 @@ def test_layout_and_flavour(bundle):
     assert (bundle / "artifacts" / "manifest.json").is_file()
     manifest = json.loads((bundle / "artifacts" / "manifest.json").read_text())
     assert manifest["flavour"] == "cpu"
-    for m in manifest["models"].values():  # no CUDA variant; ONNX Runtime copies where the build made one
-        assert "cpu" in m["variants"]
-        assert set(m["variants"]) <= {"cpu", ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT}  # no CUDA variant
+    for name, m in manifest["models"].items():  # no CUDA variant; ONNX Runtime copies where the build made one
+        assert m["variants"], name
+        assert set(m["variants"]) <= {"cpu", ORT_VARIANT, ORT_7BIT_VARIANT, ORT_FP32_VARIANT}, name
+    assert list(manifest["models"]["coco-ssd"]["variants"]) == [ORT_VARIANT]  # converted to ONNX only
     assert 'artifacts_dir = "artifacts"' in (bundle / "settings.toml").read_text()
     internal = bundle / "_internal"
     for name in BUILD_ONLY:

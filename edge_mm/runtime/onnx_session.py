@@ -29,7 +29,7 @@ class OnnxSession:
     def __init__(self, path: Path, threads: int, device: str = "cpu") -> None:
         # ONNX Runtime 1.32's wheels send usage events (1DS, mobile.events.data.microsoft.com) from a
         # background thread unless this is set before it loads; disable_telemetry_events() does not stop them
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # not a default: an offline server never sends them
         import onnxruntime as ort  # here, so a server with no ONNX model never loads it
 
         opts = ort.SessionOptions()
