@@ -34,7 +34,7 @@ class TextModel(BatchedRunner):
         module = load_artifact(entry.variants[variant], root, device)
         pre = entry.preprocessing
         try:
-            tokenizer = TextTokenizer(
+            tokenizer = TextTokenizer.shared(
                 entry.files["tokenizer"].resolve(root),
                 max_length=int(pre["max_length"]),
                 pad_id=int(pre["pad_id"]),
