@@ -44,14 +44,15 @@ def load_module(path: Path, device: str) -> torch.jit.ScriptModule:
     return module.eval()
 
 
-def load_artifact(variant: Variant, root: Path, device: str) -> Any:
+def load_artifact(variant: Variant, root: Path, device: str, *, arena: bool = True) -> Any:
     """The variant's ``model`` file as a callable: ``artifact(*inputs) -> output or tuple of outputs``.
 
     Outputs are tensors (TorchScript) or numpy arrays (ONNX Runtime, whose path never imports torch).
+    ``arena=False``: ONNX Runtime gives each run's memory back (for inputs whose size varies widely).
     """
     path = variant.files["model"].resolve(root)
     if variant.backend == "onnxruntime":
-        return OnnxSession(path, _cpu_threads, device)
+        return OnnxSession(path, _cpu_threads, device, arena=arena)
     if variant.backend != "torchscript":
         raise ConfigError(f"{path.name}: backend {variant.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
     return load_module(path, device)

@@ -26,7 +26,7 @@ class OnnxSession:
     host numpy either way.
     """
 
-    def __init__(self, path: Path, threads: int, device: str = "cpu") -> None:
+    def __init__(self, path: Path, threads: int, device: str = "cpu", *, arena: bool = True) -> None:
         # ONNX Runtime 1.32's wheels send usage events (1DS, mobile.events.data.microsoft.com) from a
         # background thread unless this is set before it loads; disable_telemetry_events() does not stop them
         os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # not a default: an offline server never sends them
@@ -40,6 +40,9 @@ class OnnxSession:
         # idle pool threads (intra_op_threads > 1) sleep instead of spinning: the HTTP threads need those cycles
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3  # errors only: its optimizer's notes are not ours to print
+        if not arena:  # inputs of any size: an arena (and the shape-keyed memory plans) would keep the largest ever
+            opts.enable_cpu_mem_arena = False
+            opts.enable_mem_pattern = False
         self.path = path
         self.threads = opts.intra_op_num_threads
         providers, self.provider_reason = ort_providers(device, ort.get_available_providers())

@@ -226,3 +226,16 @@ def test_harder_images_read_as_rapidocr_reads_them(ocr_reader, rapidocr_engine, 
     image = make()
     theirs = rapidocr_engine(np.asarray(image)[:, :, ::-1].copy())
     assert [line.text for line in read(ocr_reader, image)] == list(theirs.txts) == SIGN
+
+
+def test_sessions_give_each_runs_memory_back(ocr_reader):
+    """Inputs of any size (the page up to max_side, lines of any width): no arena keeps the largest run's
+    tensors, and no shape-keyed memory plan; other models keep ONNX Runtime's defaults."""
+    for session in (ocr_reader.det, ocr_reader.rec):
+        options = session._session.get_session_options()
+        assert options.enable_cpu_mem_arena is False
+        assert options.enable_mem_pattern is False
+    from edge_mm.runtime.onnx_session import OnnxSession
+
+    default = OnnxSession(ocr_reader.det.path, 1)._session.get_session_options()
+    assert default.enable_cpu_mem_arena is True
