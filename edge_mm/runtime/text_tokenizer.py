@@ -61,7 +61,7 @@ class TextTokenizer:
         A hot swap loads a new version while the old one serves; most versions keep their tokenizer. Its
         vocabulary is tens of thousands of small blocks; made again under load, they interleave with the
         requests' blocks, and freed with the old version they leave holes smaller than a page that stay
-        resident (MiniLM, 20 swaps under wrk: RSS +12 MB made anew, +5 MB shared; bench/results/hot_swap.md).
+        resident (MiniLM, 20 swaps under wrk: RSS +12 MB made anew, +4 to +7 MB shared; bench/results/hot_swap.md).
         Safe to share: encoding never changes a tokenizer.
         """
         key = (hashlib.sha256(path.read_bytes()).hexdigest(), max_length, pad_id, stride)
