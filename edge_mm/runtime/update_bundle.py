@@ -12,6 +12,8 @@ version on disk). A cut connection, a full disk or any refusal leaves the artifa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -21,6 +23,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -55,9 +58,10 @@ class Pulled:
     pruned: tuple[int, ...] = ()
 
 
-def pull(settings: Settings, url: str, sha256: str | None = None) -> Pulled:
+def pull(settings: Settings, url: str, sha256: str | None = None, model: str | None = None) -> Pulled:
     """Download, check and place the bundle at ``url``; UpdateRefused (nothing changed) when any check fails.
-    ``sha256``: the whole tar's digest as an update index lists it (runtime/update_poll.py), checked first."""
+    ``sha256``: the whole tar's digest as an update index lists it (runtime/update_poll.py), checked first;
+    ``model``: the model the index says it holds (a bundle of another is refused, not placed)."""
     key = settings.optional_path("runtime.verify_key")
     if key is None:
         raise UpdateRefused("runtime.verify_key is not set: pulled updates must be signed, set the build's public key")
@@ -72,18 +76,42 @@ def pull(settings: Settings, url: str, sha256: str | None = None) -> Pulled:
         staging = Path(tmp) / "version"
         unpack(bundle, staging, limit)
         bundle.unlink()
-        model = check_version_folder(staging, key)
-        catalog = Catalog(root, key)
-        numbers = catalog.numbers(model) if (root / model).is_dir() or (root / MANIFEST_NAME).is_file() else []
-        if numbers:
-            newest = catalog.version(model, numbers[-1]).manifest.models[model]
-            if newest.content_hash == read_manifest(staging).models[model].content_hash:
-                return Pulled(model, numbers[-1], new=False)
-        number = (numbers[-1] if numbers else 0) + 1
-        (root / model).mkdir(parents=True, exist_ok=True)
-        os.rename(staging, root / model / str(number))  # atomic: the version appears whole or not at all
-    log.info("pulled %s version %d from %s", model, number, url)
-    return Pulled(model, number, new=True, pruned=tuple(prune(settings, model)))
+        found = check_version_folder(staging, key)
+        if model is not None and found != model:
+            raise UpdateRefused(f"{url} holds a version of model {found!r}, not of {model!r} as its index says")
+        with _placing(root):  # one puller at a time picks the next number (edge-mm pull beside the poll)
+            number, new = _place(root, key, found, staging)
+    if not new:
+        return Pulled(found, number, new=False)
+    log.info("pulled %s version %d from %s", found, number, url)
+    return Pulled(found, number, new=True, pruned=tuple(prune(settings, found)))
+
+
+@contextlib.contextmanager
+def _placing(root: Path) -> Iterator[None]:
+    """An exclusive lock (flock on ``<artifacts>/.incoming.lock``) across processes and threads while a version
+    is placed."""
+    with open(root / f"{INCOMING}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _place(root: Path, key: Path, model: str, staging: Path) -> tuple[int, bool]:
+    """Rename ``staging`` to the model's next version folder: (its number, True); (the newest one's, False)
+    when that holds the same content already (nothing placed)."""
+    catalog = Catalog(root, key)
+    numbers = catalog.numbers(model) if (root / model).is_dir() or (root / MANIFEST_NAME).is_file() else []
+    if numbers:
+        newest = catalog.version(model, numbers[-1]).manifest.models[model]
+        if newest.content_hash == read_manifest(staging).models[model].content_hash:
+            return numbers[-1], False
+    number = (numbers[-1] if numbers else 0) + 1
+    (root / model).mkdir(parents=True, exist_ok=True)
+    os.rename(staging, root / model / str(number))  # atomic: the version appears whole or not at all
+    return number, True
 
 
 def download(url: str, dest: Path, limit: int, timeout_s: float) -> tuple[Path, str]:

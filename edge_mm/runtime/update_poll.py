@@ -124,7 +124,7 @@ class UpdatePoller:
             return False
         repo = self.repository
         try:
-            pulled = pull(repo.settings, offer.url, sha256=offer.sha256)
+            pulled = pull(repo.settings, offer.url, sha256=offer.sha256, model=offer.model)
         except DownloadFailed as exc:
             log.warning("update poll: %s; trying again at the next poll", exc)
             return False
@@ -133,8 +133,6 @@ class UpdatePoller:
             log.error("update poll: %s refused, what serves still serves: %s", offer.url, exc)
             return False
         self.done.add(offer.sha256)
-        if pulled.model != offer.model:
-            log.warning("update poll: %s holds model %s, the index says %s", offer.url, pulled.model, offer.model)
         if not pulled.new or pulled.model not in {spec.name for spec in repo.settings.models}:
             return False
         try:

@@ -259,6 +259,48 @@ def test_only_the_last_versions_are_kept(tiny_settings, box, keys, source, tmp_p
     assert Catalog(root, None).numbers(MODEL) == [1, 3, 4]  # the flat layout's version 1 is never deleted
 
 
+def test_a_bundle_of_another_model_than_named_is_refused(tiny_settings, box, keys, source, tmp_path):
+    """The update index names the model a bundle holds; a bundle of another one is not placed."""
+    settings, root = box
+    (private, _), _ = keys
+    source.files["/b.tar"] = _bundle(tiny_settings, tmp_path, private)  # a version of MODEL
+    before = _snapshot(root)
+    with pytest.raises(UpdateRefused, match="not of 'tiny-sentiment-distil'"):
+        pull(settings, source.url("/b.tar"), model="tiny-sentiment-distil")
+    assert _snapshot(root) == before
+    assert pull(settings, source.url("/b.tar"), model=MODEL).version == 2
+
+
+def test_two_pullers_at_once_place_two_versions(tiny_settings, box, keys, source, tmp_path, monkeypatch):
+    """`edge-mm pull` beside the server's poll: each takes its own next number (the .incoming lock), even when
+    both read the catalog before either renames (the catalog read is slowed here to make them overlap)."""
+    import time
+
+    settings, root = box
+    (private, _), _ = keys
+    source.files["/a.tar"] = _bundle(tiny_settings, tmp_path, private)  # OTHER's artifacts
+    source.files["/b.tar"] = _bundle(tiny_settings, tmp_path, private, name="tiny-ner-bert")  # and another's
+    numbers = Catalog.numbers
+
+    def slow_numbers(self, model):  # type: ignore[no-untyped-def]
+        found = numbers(self, model)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(Catalog, "numbers", slow_numbers)
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda u=u: results.append(pull(settings, source.url(u))))
+        for u in ("/a.tar", "/b.tar")
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(r.version for r in results) == [2, 3]  # type: ignore[attr-defined]
+    assert sorted(p.name for p in (root / MODEL).iterdir() if p.name.isdigit()) == ["2", "3"]
+
+
 def test_without_a_verify_key_nothing_is_pulled(box, source):
     settings, root = box
     with pytest.raises(UpdateRefused, match="runtime.verify_key is not set"):
