@@ -10,7 +10,7 @@ export EDGE_MM_REQUIRE_FIXTURES ?= 1
 
 VENV_CPU := .venv-cpu
 
-.PHONY: setup serve-setup system-deps models build run test test-slow lint docs bench bundle bundle-cpu bundle-cuda bundle-lite bundle-arm64 bundle-figures image soak clean
+.PHONY: setup serve-setup system-deps models build run test test-slow lint docs bench bundle bundle-cpu bundle-cuda bundle-lite bundle-arm64 bundle-figures image image-arm64 soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -100,6 +100,13 @@ bundle-figures: setup bundle-cpu
 
 image: bundle-cpu system-deps  ## container image edge-mm:cpu from dist/edge-mm/ (podman; scripts/image.sh)
 	bash scripts/image.sh dist/edge-mm
+
+image-arm64: bundle-arm64 bundle-lite system-deps  ## linux/arm64 image edge-mm:lite-arm64, the x86 edge-mm:lite, and the manifest list edge-mm:lite-multiarch of both
+	bash scripts/image.sh dist/arm64/edge-mm --arch arm64
+	bash scripts/image.sh dist/lite/edge-mm
+	podman manifest exists edge-mm:lite-multiarch && podman manifest rm edge-mm:lite-multiarch >/dev/null || true
+	podman manifest create edge-mm:lite-multiarch containers-storage:localhost/edge-mm:lite containers-storage:localhost/edge-mm:lite-arm64 >/dev/null
+	podman manifest inspect edge-mm:lite-multiarch | grep -E '"(architecture|os)"'
 
 clean:
 	rm -rf build/artifacts build/work dist

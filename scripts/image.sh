@@ -7,15 +7,18 @@
 # bundle-cpu`). --save FILE also writes a docker-archive named docker.io/library/edge-mm:<flavour>,
 # the name Kubernetes gives `image: edge-mm:cpu` (k3s: `k3s ctr images import FILE` on each node).
 # Needs root, podman, runc and debootstrap (scripts/system_deps.sh installs them).
+# --arch arm64: an arm64 bundle (make bundle-arm64) on the arm64 minbase (scripts/arm64_lib.sh),
+# tagged edge-mm:<flavour>-arm64; its RUN steps run under qemu-user through binfmt_misc.
 #
-#   scripts/image.sh [BUNDLE (default dist/edge-mm)] [--tag NAME] [--save FILE]
+#   scripts/image.sh [BUNDLE (default dist/edge-mm)] [--tag NAME] [--save FILE] [--arch arm64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUNDLE=dist/edge-mm TAG= SAVE=
+BUNDLE=dist/edge-mm TAG= SAVE= ARCH=
 while [ $# -gt 0 ]; do
   case $1 in
     --tag) TAG=$2; shift 2 ;;
     --save) SAVE=$(realpath -m "$2"); shift 2 ;;
+    --arch) ARCH=$2; shift 2 ;;
     -*) echo "image: unknown option $1" >&2; exit 2 ;;
     *) BUNDLE=$1; shift ;;
   esac
@@ -28,29 +31,33 @@ command -v podman >/dev/null || { echo "image: podman is missing (scripts/system
 export CONTAINERS_CONF=$PWD/deploy/image/containers.conf
 info() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$BUNDLE/bundle_info.json" | head -n1; }
 FLAVOUR=$(info flavour)
-TAG=${TAG:-edge-mm:${FLAVOUR:-cpu}}
+TAG=${TAG:-edge-mm:${FLAVOUR:-cpu}${ARCH:+-$ARCH}}
 SECONDS=0
 
-ROOTFS=$(bash scripts/minbase.sh)
+case $ARCH in
+  "") ROOTFS=$(bash scripts/minbase.sh) ;;
+  arm64) . scripts/arm64_lib.sh && arm64_binfmt && ROOTFS=$(arm64_minbase) ;;
+  *) echo "image: --arch $ARCH: only arm64 (or none: this machine's)" >&2; exit 2 ;;
+esac
 # One base image per package set of the root filesystem: a rebuilt minbase gets a new tag. Left
 # out: man pages, translations and changelogs (about 40 MB; the copyright files stay).
 . "$ROOTFS/etc/os-release"
-BASE=localhost/edge-mm-base:$VERSION_CODENAME-$(sha256sum "$ROOTFS/var/lib/dpkg/status" | cut -c1-12)
+BASE=localhost/edge-mm-base:$VERSION_CODENAME${ARCH:+-$ARCH}-$(sha256sum "$ROOTFS/var/lib/dpkg/status" | cut -c1-12)
 exec 9>"$ROOTFS.lock"
 flock 9  # scripts/nopython_check.sh copies a bundle into the same tree while it runs: excluded below
 if ! podman image exists "$BASE"; then
   echo "image: podman import $ROOTFS as $BASE" >&2
   tar -C "$ROOTFS" --one-file-system --numeric-owner \
-    --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* --exclude=./opt/edge-mm \
+    --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* --exclude=./opt/edge-mm --exclude=./.cpuinfo \
     --exclude=./var/cache/apt/archives/*.deb --exclude=./var/lib/apt/lists/* \
     --exclude=./usr/share/man/* --exclude=./usr/share/info/* --exclude=./usr/share/locale/* \
     --exclude='./usr/share/doc/*/changelog*' -c . \
-    | podman import --quiet --message "debootstrap --variant=minbase $VERSION_CODENAME" - "$BASE" >/dev/null
+    | podman import --quiet ${ARCH:+--arch "$ARCH"} --message "debootstrap --variant=minbase $VERSION_CODENAME" - "$BASE" >/dev/null
 fi
 flock -u 9
 
 echo "image: podman build $TAG from $BUNDLE on $BASE" >&2
-podman build --quiet --format docker --pull=never --build-arg "BASE=$BASE" \
+podman build --quiet --format docker --pull=never ${ARCH:+--arch "$ARCH"} --build-arg "BASE=$BASE" \
   --build-context "bundle=$BUNDLE" \
   --label "org.opencontainers.image.title=edge-mm" \
   --label "org.opencontainers.image.version=$(info edge_mm_version)" \
