@@ -24,7 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 K8S_VERSION = "1.30.0"
 EXPECTED_KINDS = {
-    "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service"
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PersistentVolumeClaim",
+    "PodDisruptionBudget",
+    "Secret",
+    "Service",
 }
 EXAMPLE = re.compile(r"^\s*# queue-depth example: begin\n(.*?)^\s*# queue-depth example: end\n", re.M | re.S)
 

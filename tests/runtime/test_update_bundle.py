@@ -290,8 +290,7 @@ def test_two_pullers_at_once_place_two_versions(tiny_settings, box, keys, source
     monkeypatch.setattr(Catalog, "numbers", slow_numbers)
     results: list[object] = []
     threads = [
-        threading.Thread(target=lambda u=u: results.append(pull(settings, source.url(u))))
-        for u in ("/a.tar", "/b.tar")
+        threading.Thread(target=lambda u=u: results.append(pull(settings, source.url(u)))) for u in ("/a.tar", "/b.tar")
     ]
     for th in threads:
         th.start()
