@@ -1,4 +1,4 @@
-# Sourced by the linux/arm64 scripts (bundle_arm64.sh, arm64_check.sh, image_arm64.sh): arm64
+# Sourced by the linux/arm64 scripts (bundle_arm64.sh, arm64_check.sh, image.sh --arch arm64): arm64
 # programs run on this x86-64 host through binfmt_misc and qemu-user-static, and the arm64 root
 # filesystems they run in are cached under ~/.cache/edge-mm (EDGE_MM_CACHE), keyed by their inputs.
 # Needs root, debootstrap and qemu-user-static (scripts/system_deps.sh installs them).
