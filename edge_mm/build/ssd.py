@@ -25,7 +25,7 @@ from PIL import Image
 
 from edge_mm.build import tf_env
 from edge_mm.build.errors import BuildError
-from edge_mm.build.manifest_entry import built_entry, file_ref, sample_images, write_reference
+from edge_mm.build.manifest_entry import SAMPLE_NAMES, built_entry, file_ref, sample_images, write_reference
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
 from edge_mm.errors import ConfigError
@@ -62,7 +62,7 @@ def verification_photos() -> tuple[list[Image.Image], list[str]]:
     )
     if folder is not None and all((folder / p).is_file() for p in PHOTOS):
         return [Image.open(folder / p).convert("RGB") for p in PHOTOS], [f"skimage {p}" for p in PHOTOS]
-    return sample_images(), ["edge_mm/build/data sample thumbnails"]
+    return sample_images(), [f"edge_mm/build/data sample_{n}.jpg" for n in SAMPLE_NAMES]
 
 
 def detections(out: dict[str, Any], width: int, height: int) -> list[tuple[int, float, np.ndarray]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_mm.build.manifest_entry import SAMPLE_NAMES
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import sha256_file
 from edge_mm.runtime.self_check import run_check
@@ -123,6 +124,23 @@ def test_a_second_artifacts_folder_reuses_the_conversion_and_still_compares(tmp_
     np.savez(cache / "reference.npz", **damaged)
     with pytest.raises(BuildError, match="differs from TensorFlow"):
         build_ssd(tmp_path / "c", graph)
+
+
+def test_without_scikit_image_the_build_verifies_on_the_shipped_thumbnails(tmp_path, monkeypatch):
+    """`make run` installs no scikit-image (a dev tool): the build then compares on the repo's four sample
+    photos, each named in the manifest (it failed there once: one name for four photos)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else find_spec(name, *a)
+    )
+    stand_in = ssd_onnx(tmp_path / "stand-in.onnx")
+    graph = tmp_path / "g.pb"
+    graph.write_bytes(b"stand-in graph")
+    fake_tf_env(monkeypatch, stand_in)
+    v = entry(build_ssd(tmp_path, graph))["verification"]
+    assert [p["photo"] for p in v["photos"]] == [f"edge_mm/build/data sample_{n}.jpg" for n in SAMPLE_NAMES]
 
 
 def test_settings_toml_serves_coco_ssd_by_default_with_valid_options():
