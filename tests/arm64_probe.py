@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests import bundle_probe
-from tests.bundle_probe import is_loopback, peers
 from tests.serving import processes_with, request, running_server
 
 READY_TIMEOUT_S = 900  # start-up under emulation: every model loaded and its start-up check run, all translated
@@ -86,11 +85,7 @@ def probe(exe: Path, chroot: Path | None, strace_log: Path | None) -> dict:
     finally:
         bundle_probe.request = native  # this module may run inside a test session (the x86 side)
     if strace_log is not None:
-        seen = peers(strace_log)
-        report["peers"] = sorted(set(seen))
-        report["outbound"] = sorted({p for p in seen if not is_loopback(p)})
-        if report["outbound"]:
-            report["problems"].append(f"outbound connection attempts: {report['outbound']}")
+        bundle_probe.add_peers(report, strace_log)
     return report
 
 

@@ -326,13 +326,18 @@ def probe(exe: Path, config: Path | None, strace_log: Path | None, chroot: Path 
         report["ready_s"] = round(time.monotonic() - t0, 2)
         probe_routes(base, report)
     if strace_log is not None:
-        seen = peers(strace_log)
-        report["peers"] = sorted(set(seen))
-        report["connects"] = len(seen)
-        report["outbound"] = sorted({p for p in seen if not is_loopback(p)})
-        if report["outbound"]:
-            report["problems"].append(f"outbound connection attempts: {report['outbound']}")
+        add_peers(report, strace_log)
     return report
+
+
+def add_peers(report: dict, strace_log: Path) -> None:
+    """``report``'s peers (every address the traced process tried), connects, and outbound ones (a problem)."""
+    seen = peers(strace_log)
+    report["peers"] = sorted(set(seen))
+    report["connects"] = len(seen)
+    report["outbound"] = sorted({p for p in seen if not is_loopback(p)})
+    if report["outbound"]:
+        report["problems"].append(f"outbound connection attempts: {report['outbound']}")
 
 
 def main() -> int:

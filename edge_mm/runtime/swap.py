@@ -30,6 +30,7 @@ from edge_mm.runtime.model_loading import (
     served_entry_for,
 )
 from edge_mm.runtime.options import KindOptions
+from edge_mm.runtime.periodic import Periodic
 from edge_mm.runtime.registry import Registry
 from edge_mm.runtime.runner import Loader
 from edge_mm.runtime.self_check import reference_miss
@@ -268,22 +269,13 @@ def release_memory() -> None:
     trim_heap()
 
 
-class Poller:
+class Poller(Periodic):
     """Every ``runtime.poll_s``: load each configured model whose selected versions on disk changed."""
 
     def __init__(self, repository: Repository, interval_s: float) -> None:
+        super().__init__(interval_s, "version-poll")
         self.repository = repository
-        self.interval_s = interval_s
-        self._stop = threading.Event()
         self._tried: dict[str, tuple[int, ...]] = {}  # model -> the selection whose load failed (not retried)
-        self.thread = threading.Thread(target=self._loop, name="version-poll", daemon=True)
-
-    def start(self) -> Poller:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def poll_once(self) -> list[str]:
         """The models loaded by this pass."""
@@ -307,10 +299,3 @@ class Poller:
             except EdgeError:
                 self._tried[spec.name] = wanted
         return loaded
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.poll_once()
-            except Exception:  # the poller must outlive one bad pass
-                log.exception("version poll failed")

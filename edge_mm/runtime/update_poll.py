@@ -18,13 +18,13 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
 from edge_mm.errors import ConfigError, EdgeError
+from edge_mm.runtime.periodic import Periodic
 from edge_mm.runtime.swap import Repository
 from edge_mm.runtime.update_bundle import DownloadFailed, UpdateRefused, pull
 
@@ -69,14 +69,14 @@ def read_index(url: str, timeout_s: float) -> list[Offer]:
     return offers
 
 
-class UpdatePoller:
+class UpdatePoller(Periodic):
     """Every ``updates.poll_s``: pull and load what the index at ``updates.url`` lists that is new here."""
 
     def __init__(self, repository: Repository) -> None:
         settings = repository.settings
+        super().__init__(settings["updates.poll_s"], "update-poll")
         self.repository = repository
         self.url: str = settings["updates.url"]
-        self.interval_s: float = settings["updates.poll_s"]
         if not self.url:
             raise ConfigError("updates.poll_s is set but updates.url is empty: set the LAN source's index URL")
         if settings.optional_path("runtime.verify_key") is None:
@@ -87,15 +87,6 @@ class UpdatePoller:
         self.refused: dict[str, str] = {}  # sha256 -> why its bundle was refused (not downloaded again)
         self.done: set[str] = set()  # sha256s pulled (or found on disk already)
         self.source_down = False
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="update-poll", daemon=True)
-
-    def start(self) -> UpdatePoller:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def poll_once(self) -> list[str]:
         """The models a new version of which serves after this pass."""
@@ -144,10 +135,3 @@ class UpdatePoller:
             return False
         log.info("update poll: %s version %d from %s serves", pulled.model, pulled.version, offer.url)
         return True
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.poll_once()
-            except Exception:  # the poller must outlive one bad pass
-                log.exception("update poll failed")
