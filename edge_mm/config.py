@@ -18,6 +18,7 @@ from typing import Any
 from edge_mm.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+ALLOCATORS = ("auto", "jemalloc", "glibc")  # runtime/malloc.py
 QUANTIZATIONS = ("int8", "none")
 ARTIFACT_BACKENDS = ("auto", "torchscript", "onnxruntime")
 
@@ -249,6 +250,15 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
         "At start-up, replay each int8 model's fidelity sample (fidelity.json) on this CPU against the build's "
         "gates; on a miss serve the next variant (down to fp32 compute). /info and `edge-mm check` show the result.",
+    ),
+    Setting(
+        "runtime.allocator",
+        "auto",
+        str,
+        "Memory allocator of `edge-mm serve`: auto (jemalloc where the bundle or checkout has it, else glibc), "
+        "jemalloc (refuse to start without it) or glibc. jemalloc hands back the memory a retired model version "
+        "leaves fragmented; the server re-executes itself once at start to preload it. /info says which serves.",
+        choices=ALLOCATORS,
     ),
     Setting(
         "runtime.serve_after_failed_warmup",

@@ -86,6 +86,7 @@ def finish_bundle(bundle: Path, config: Path, flavour: str, *, onefile: bool, ex
         "cuda_version": torch.version.cuda if torch is not None else None,
         "onnxruntime_version": ort_version,
         "onnxruntime_providers": ort_providers,
+        "allocator": "jemalloc" if (bundle / "_internal" / "jemalloc" / "libjemalloc.so.2").is_file() else "glibc",
         "artifacts_torch_version": copied["torch_version"],
         "edge_mm_version": copied["edge_mm_version"],
         "models": sorted(copied["models"]),
@@ -143,6 +144,8 @@ def package(
     dist = (dist or ROOT / "dist").resolve()
     python = python or sys.executable
     t0 = time.perf_counter()
+    # jemalloc for the bundle's server (runtime/malloc.py); without it the bundle serves on glibc's malloc
+    subprocess.run(["bash", str(ROOT / "scripts" / "jemalloc.sh")], check=True, stdout=subprocess.DEVNULL)
     _run_pyinstaller(settings, python, dist, onefile=onefile, excludes=excludes, flavour=flavour)
     bundle = dist / (f"{NAME}-onefile" if onefile else NAME)
     info = json.loads((bundle / INFO_NAME).read_text())

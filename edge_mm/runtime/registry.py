@@ -22,7 +22,7 @@ from edge_mm.errors import NotFound, NotReady
 from edge_mm.manifest import MANIFEST_NAME, Manifest, ModelEntry
 from edge_mm.runtime import cpu_features
 from edge_mm.runtime.artifacts import set_cpu_threads
-from edge_mm.runtime.malloc import trim_heap
+from edge_mm.runtime.malloc import allocator_in_use, trim_heap
 from edge_mm.runtime.model_loading import (
     cuda_available_for,
     load_served,
@@ -216,6 +216,7 @@ def _info(
         "cuda_device": _cuda_device_name(torch) if cuda and torch is not None else None,
         "threads": {"intra_op": intra, "concurrent_inferences": concurrent, "cores": os.cpu_count()},
         "cpu": cpu_features.detect().describe(),
+        "allocator": allocator_in_use(),  # jemalloc when `edge-mm serve` preloaded it (runtime/malloc.py)
         "limits": {
             k: settings[k]
             for k in (
