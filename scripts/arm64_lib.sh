@@ -39,6 +39,8 @@ arm64_key() {  # a short hash of its arguments' text (files read, other words as
 arm64_make_root() {
   local root=$1
   shift
+  # made already (.complete is written before the rename): no lock, which arm64_check.sh holds while it runs
+  [ -f "$root/.complete" ] && return 0
   mkdir -p "$(dirname "$root")"
   exec 8>"$root.lock"
   flock 8

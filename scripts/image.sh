@@ -43,18 +43,24 @@ esac
 # out: man pages, translations and changelogs (about 40 MB; the copyright files stay).
 . "$ROOTFS/etc/os-release"
 BASE=localhost/edge-mm-base:$VERSION_CODENAME${ARCH:+-$ARCH}-$(sha256sum "$ROOTFS/var/lib/dpkg/status" | cut -c1-12)
-exec 9>"$ROOTFS.lock"
-flock 9  # scripts/nopython_check.sh copies a bundle into the same tree while it runs: excluded below
+# The tree is read under its lock only when the base is imported: scripts/nopython_check.sh and
+# arm64_check.sh copy a bundle into it while they run (excluded below); an existing base needs no
+# wait for them, so the arm64 image builds while the chroot proof runs.
 if ! podman image exists "$BASE"; then
-  echo "image: podman import $ROOTFS as $BASE" >&2
-  tar -C "$ROOTFS" --one-file-system --numeric-owner \
-    --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* --exclude=./opt/edge-mm --exclude=./.cpuinfo \
-    --exclude=./var/cache/apt/archives/*.deb --exclude=./var/lib/apt/lists/* \
-    --exclude=./usr/share/man/* --exclude=./usr/share/info/* --exclude=./usr/share/locale/* \
-    --exclude='./usr/share/doc/*/changelog*' -c . \
-    | podman import --quiet ${ARCH:+--arch "$ARCH"} --message "debootstrap --variant=minbase $VERSION_CODENAME" - "$BASE" >/dev/null
+  exec 9>"$ROOTFS.lock"
+  flock 9
+  if ! podman image exists "$BASE"; then
+    echo "image: podman import $ROOTFS as $BASE" >&2
+    tar -C "$ROOTFS" --one-file-system --numeric-owner \
+      --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* --exclude=./opt/edge-mm --exclude=./.cpuinfo \
+      --exclude=./root/.cache --exclude=./var/cache/apt/archives/*.deb --exclude=./var/lib/apt/lists/* \
+      --exclude=./usr/share/man/* --exclude=./usr/share/info/* --exclude=./usr/share/locale/* \
+      --exclude='./usr/share/doc/*/changelog*' -c . \
+      | podman import --quiet ${ARCH:+--arch "$ARCH"} --message "debootstrap --variant=minbase $VERSION_CODENAME" - "$BASE" >/dev/null
+  fi
+  flock -u 9
+  exec 9>&-
 fi
-flock -u 9
 
 echo "image: podman build $TAG from $BUNDLE on $BASE" >&2
 podman build --quiet --format docker --pull=never ${ARCH:+--arch "$ARCH"} --build-arg "BASE=$BASE" \

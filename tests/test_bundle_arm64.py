@@ -5,16 +5,17 @@ x86-64 lite bundle's on the same inputs within the fidelity gates.
 
 Slow: the x86 lite bundle (tests/bundles.py), the arm64 build root (cached in ~/.cache/edge-mm,
 keyed by its inputs), PyInstaller and the server under emulation. Needs root, debootstrap,
-qemu-user-static and strace (scripts/system_deps.sh). The figures (size, start-up, RSS) land in
-build/work/arm64-proof.json; emulated timings say nothing about an Arm board, and no test reads them.
+qemu-user-static and strace (scripts/system_deps.sh). The emulated proof runs in a worker thread
+(background_proof; tests/bundles.py arm64_proof), beside the arm64 image's (tests/deploy/test_image_arm64.py)
+when the session runs both: one bundle build, one x86 probe, two emulated servers at once. The figures (size,
+start-up, RSS) land in build/work/arm64-proof.json; emulated timings say nothing about an Arm board, and no
+test reads them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -23,42 +24,20 @@ from pathlib import Path
 import pytest
 
 from edge_mm.build.bundle_contents import INFO_NAME
-from tests.arm64_probe import probe
-from tests.bundles import lite_bundle
+from tests.arm64_probe import assert_same_answers
+from tests.bundles import arm64_bundle, arm64_proof, lite_bundle, lite_report
 from tests.serving import ROOT
 
 pytestmark = pytest.mark.slow
 
-TEST_ARM64_DIST = ROOT / "build" / "work" / "test-bundle-arm64"
 FIGURES = ROOT / "build" / "work" / "arm64-proof.json"
-MIN_COSINE = 0.999  # embeddings (text and image)
-BOX_PX = 1.0  # boxes, landmarks, polygons and DeepStack coordinates
-# Other numbers (scores, similarities, distances). The int8 graphs run other kernels on Arm (dot product)
-# than on x86 (VNNI); EfficientNet-Lite0's own build gate allows 0.2 of probability against fp32.
-SCORE_ATOL = 0.05
-TIE_BELOW = 0.05  # ranked labels scoring under this may trade places with near-ties (within SCORE_ATOL)
-IGNORED = {"inference_ms", "duration_ms", "timings", "inferenceMs", "processMs"}
-PIXELS = {"box", "landmarks", "x_min", "y_min", "x_max", "y_max"}
 
 
-@functools.cache
-def arm64_bundle() -> Path:
-    """build/work/test-bundle-arm64/edge-mm, from the same lite artifacts as the x86 lite bundle."""
-    lite_bundle()  # builds the lite artifacts where missing, with the default environment
+def background_proof() -> dict:
+    """tests/arm64_probe.py's report on the arm64 bundle, run by scripts/arm64_check.sh (in a worker thread,
+    beside the image's proof when the session runs tests/deploy/test_image_arm64.py too)."""
     out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "bundle_arm64.sh"), str(TEST_ARM64_DIST)],
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-4000:]
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-@functools.cache
-def emulated_report() -> dict:
-    """tests/arm64_probe.py's report on the arm64 bundle, run by scripts/arm64_check.sh."""
-    bundle = arm64_bundle()
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "arm64_check.sh"), str(bundle), sys.executable],
+        ["bash", str(ROOT / "scripts" / "arm64_check.sh"), str(arm64_bundle()), sys.executable],
         capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     lines = out.stdout.strip().splitlines()
@@ -66,6 +45,11 @@ def emulated_report() -> dict:
     report = json.loads(lines[-1])
     report["returncode"], report["stderr"] = out.returncode, out.stderr[-4000:]
     return report
+
+
+@pytest.fixture(scope="module")
+def emulated_report(request: pytest.FixtureRequest) -> dict:
+    return arm64_proof(__name__, background_proof, (getattr(i, "module", None) for i in request.session.items))
 
 
 def processes_rooted_in(root: str) -> list[int]:
@@ -97,8 +81,8 @@ def test_same_models_and_flavour_as_the_x86_lite_bundle():
     assert arm["onnxruntime_version"] == x86["onnxruntime_version"]
 
 
-def test_emulated_offline_from_a_root_without_python():
-    report = emulated_report()
+def test_emulated_offline_from_a_root_without_python(emulated_report):
+    report = emulated_report
     assert processes_rooted_in(report["chroot"]) == [], "the emulated server outlived the proof"
     assert report["returncode"] == 0, report["problems"] or report["stderr"]
     assert report["outbound"] == []
@@ -106,14 +90,13 @@ def test_emulated_offline_from_a_root_without_python():
     assert all(status == 200 for route, status in report["routes"].items() if "unserved" not in route), report["routes"]
 
 
-def test_answers_equal_the_x86_bundles():
+def test_answers_equal_the_x86_bundles(emulated_report):
     """Same inputs to the x86-64 lite bundle (native) and the arm64 one (emulated): same labels,
     embeddings cosine >= 0.999, boxes within 1 px, other numbers within the int8 tolerance."""
-    arm = emulated_report()
+    arm = emulated_report
     x86_bundle = lite_bundle()
-    x86 = probe(x86_bundle / "edge-mm", None, None)
+    x86 = lite_report()
     assert x86["problems"] == []
-    assert arm["served_routes"] == x86["served_routes"]
     size = json.loads((arm64_bundle() / INFO_NAME).read_text())["size_bytes"]
     FIGURES.write_text(
         json.dumps(
@@ -130,46 +113,4 @@ def test_answers_equal_the_x86_bundles():
         )
         + "\n"
     )
-    assert set(arm["answers"]) == set(x86["answers"])
-    for route, want in x86["answers"].items():
-        got = arm["answers"][route]
-        assert got["status"] == want["status"], (route, got)
-        assert_equivalent(got["answer"], want["answer"], route)
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-
-
-def _near_tie(got: object, want: object) -> bool:
-    """Two ranked labels at the same rank, both scoring under TIE_BELOW: their order is int8 rounding."""
-    scores = [x.get("score") if isinstance(x, dict) and "label" in x else None for x in (got, want)]
-    return all(isinstance(v, float) and v < TIE_BELOW for v in scores)
-
-
-def assert_equivalent(got: object, want: object, where: str, pixels: bool = False) -> None:
-    """Equal structure and strings; embeddings by cosine, pixel positions (anything under a PIXELS key) within
-    BOX_PX, other numbers within SCORE_ATOL."""
-    key = where.rsplit(".", 1)[-1].split("[")[0]
-    pixels = pixels or key in PIXELS
-    if isinstance(want, dict):
-        assert isinstance(got, dict), where
-        assert set(got) == set(want), where
-        for k in sorted(set(want) - IGNORED):
-            assert_equivalent(got[k], want[k], f"{where}.{k}", pixels)
-    elif key == "embedding":
-        assert isinstance(got, list), where
-        assert _cosine(got, want) >= MIN_COSINE, f"{where}: cosine {_cosine(got, want):.5f}"
-    elif isinstance(want, list):
-        assert isinstance(got, list), where
-        assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            if _near_tie(g, w):
-                assert g["score"] == pytest.approx(w["score"], abs=SCORE_ATOL), f"{where}[{i}]"
-                continue
-            assert_equivalent(g, w, f"{where}[{i}]", pixels)
-    elif isinstance(want, int | float) and not isinstance(want, bool):
-        assert got == pytest.approx(want, abs=BOX_PX if pixels else SCORE_ATOL), where
-    else:
-        assert got == want, where
+    assert_same_answers(arm, x86)
