@@ -111,6 +111,10 @@ def test_config_flag_overrides_the_bundled_settings(bundle, tmp_path):
         assert (bundle / "_internal" / "torch").is_dir()
         assert info["torch_version"] is None
         assert info["cuda_available"] is False
+        # the bundle's own jemalloc (scripts/jemalloc.sh; runtime/malloc.py), preloaded by re-executing once
+        assert info["allocator"] == "jemalloc"
+        assert (bundle / "_internal" / "jemalloc" / "copyright").is_file()
+        assert json.loads((bundle / "bundle_info.json").read_text())["allocator"] == "jemalloc"
 
 
 def test_sigterm_drains_a_request_in_flight_and_exits_0(bundle):
