@@ -153,8 +153,8 @@ class RemoteServed(Served):
 
     handle: Any = None  # the model deployment's DeploymentHandle
 
-    def run(self, deadline: Deadline, work: Callable[[Any], T]) -> tuple[T, float]:
-        data = dumps_work(work)
+    def run(self, deadline: Deadline, work: Callable[[Any], T], *, pinned: bool = False) -> tuple[T, float]:
+        data = dumps_work(work)  # the pool serves one version (no hot swap there): ``pinned`` changes nothing
         for attempt in range(1, CALLS_ON_LOSS + 1):
             try:
                 outcome = self._call(data, deadline)

@@ -43,12 +43,13 @@ class Served:
         build-time ones as the manifest records them (runtime/options.py)."""
         return self.entry.options
 
-    def run(self, deadline: Deadline, work: Callable[[Any], T]) -> tuple[T, float]:
+    def run(self, deadline: Deadline, work: Callable[[Any], T], *, pinned: bool = False) -> tuple[T, float]:
         """``work(runner)`` inside the admission slot, waiting at most until ``deadline``; with its ms in the slot.
+        ``pinned``: the request named this version (``name@N``), so no other version may answer it.
 
         A pool's ingress (edge_mm/ray_serve) overrides this to run ``work`` where the model's replicas are.
         """
-        target = self.enter()  # this version, or the one that replaced it if it was retired meanwhile
+        target = self.enter(pinned)  # this version, or the one that replaced it if it was retired meanwhile
         try:
             with target.admission.slot(deadline):
                 t0 = time.perf_counter()
@@ -57,8 +58,9 @@ class Served:
         finally:
             target.leave()
 
-    def enter(self) -> Served:
-        """Count a request on this version; once retired, on its successor (NotFound when it was unloaded)."""
+    def enter(self, pinned: bool = False) -> Served:
+        """Count a request on this version; once retired, on its successor (NotFound when it was unloaded, or
+        when the request was ``pinned`` to this version)."""
         with self._state:
             if not self._retired:
                 self._users += 1
@@ -66,6 +68,11 @@ class Served:
             successor = self._successor
         if successor is None:
             raise NotFound(f"model {self.name!r} was unloaded; GET /v1/models lists the models served")
+        if pinned:
+            raise NotFound(
+                f"model {self.name!r} version {self.version} is no longer served (replaced by version "
+                f"{successor.version}); GET /v1/models lists the versions served"
+            )
         return successor.enter()
 
     def leave(self) -> None:

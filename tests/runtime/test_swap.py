@@ -9,7 +9,9 @@ import weakref
 
 import pytest
 
+from edge_mm.errors import NotFound
 from edge_mm.runtime.deadline import Deadline
+from edge_mm.runtime.model_calls import Models
 from edge_mm.runtime.swap import Poller
 from tests.conftest import test_client, warm_registry
 from tests.runtime.versions_fixtures import MODEL, add_version, artifacts_copy, with_policy
@@ -78,6 +80,23 @@ def test_a_request_in_flight_finishes_on_the_old_version(served):
     held.leave()
     repo.wait_retired()
     assert not repo.retiring
+
+
+def test_a_request_pinned_to_a_retiring_version_is_not_answered_by_another(served):
+    _, root, registry, client = served
+    models = Models(registry)
+    old = models.get({registry.models[MODEL].kind}, "/v1/text-classification", f"{MODEL}@1")  # name@N
+    held = old.enter()  # a request in flight keeps version 1 retiring, not gone
+    add_version(root, 2)
+    assert client.post(f"/v2/repository/models/{MODEL}/load").status_code == 200
+    with pytest.raises(NotFound, match="version 1 is no longer served .replaced by version 2"):
+        models.call(old, Deadline.after(5), lambda runner: runner)
+    # not pinned (the model named without a version), the same late arrival is served by version 2
+    assert Models(registry).call(old, Deadline.after(5), lambda runner: runner) is registry.models[MODEL].runner
+    held.leave()
+    _repo(client).wait_retired()
+    response = client.post("/v1/text-classification", json={**TEXT, "model": f"{MODEL}@1"})
+    assert response.status_code == 404
 
 
 def test_a_failed_load_leaves_the_old_version_serving(served):
