@@ -36,7 +36,7 @@ class ClipModel:
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> ClipModel:
         files = entry.variants[variant].files
         pre = entry.preprocessing
-        tok = TextTokenizer(
+        tok = TextTokenizer.shared(  # a hot-swapped version with the same tokenizer reuses it
             entry.files["tokenizer"].resolve(root), max_length=int(pre["max_length"]), pad_id=int(pre["pad_id"])
         )
         text = load_module(files["text"].resolve(root), device)
