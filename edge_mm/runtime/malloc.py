@@ -106,7 +106,9 @@ def preload_env(
         raise ConfigError(f"runtime.allocator = {choice!r}: one of {', '.join(ALLOCATORS)}")
     if choice == "glibc":
         return None, "runtime.allocator = glibc"
-    if REEXEC_MARK in env:
+    if REEXEC_MARK in env:  # and yet not loaded (use_jemalloc checks first): the loader ignored LD_PRELOAD
+        if choice == "jemalloc":
+            raise ConfigError(f"runtime.allocator = jemalloc: LD_PRELOAD={env.get('LD_PRELOAD')} did not load it")
         return None, "already re-executed once"
     problem = (
         "no libjemalloc.so.2 (the bundle carries one; a checkout: scripts/jemalloc.sh)"

@@ -49,6 +49,8 @@ def test_auto_stays_on_glibc_where_jemalloc_cannot_serve(env, library, page_size
 def test_jemalloc_required_but_missing_refuses_to_start():
     with pytest.raises(ConfigError, match="runtime.allocator = jemalloc: no libjemalloc"):
         preload_env("jemalloc", {}, None, page_size=4096)
+    with pytest.raises(ConfigError, match="did not load it"):  # re-executed, yet jemalloc is not mapped
+        preload_env("jemalloc", {REEXEC_MARK: "1", "LD_PRELOAD": str(LIB)}, LIB, page_size=4096)
     with pytest.raises(ConfigError, match="one of auto, jemalloc, glibc"):
         preload_env("tcmalloc", {}, LIB, page_size=4096)
     assert preload_env("glibc", {}, LIB, page_size=4096)[0] is None
