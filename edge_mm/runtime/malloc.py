@@ -68,8 +68,10 @@ def trim_heap() -> bool:
 # RSS after 20 swaps, bench/results/hot_swap.md); jemalloc hands back partly used pages on a timer. It can only
 # replace malloc from process start (LD_PRELOAD), so `edge-mm serve` re-executes itself once with it preloaded.
 
-# narenas:2 as M_ARENA_MAX above; a background thread returns pages freed for 1 s (dirty) straight to the OS.
-JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2"
+# A background thread returns pages freed for 1 s (dirty) straight to the OS. jemalloc's own arena count (4 per
+# core): capped at 2 like glibc's above, p99 during 20 swaps reached 4-10x that without in 3 of 8 runs; uncapped
+# 1.39-1.52x in 3 of 3 (bench/hot_swap.py NOTES).
+JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 JEMALLOC_SO = "libjemalloc.so.2"
 REEXEC_MARK = "EDGE_MM_ALLOCATOR_REEXEC"  # set in the re-executed process: never twice
 PAGE = 4096  # the page size Debian's x86-64 jemalloc is built for; a larger page would abort it at start
