@@ -51,14 +51,19 @@ Where the RSS went, and what brought it back (same machine; RSS in MB, level -> 
   reduce. So within 5 MB holds in some runs only: what stays is mostly the fragmentation that creating an
   ONNX Runtime session under load leaves in glibc's heaps, about 4% of the server's RSS, not growing with
   the swaps but for those 25 KB. Hence an allocator that returns partial pages (below).
-- jemalloc (`runtime/malloc.py`, `runtime.allocator = auto`, the default since this run's tables): `edge-mm
-  serve` re-executes itself once with Debian's libjemalloc2 preloaded (background purging of pages freed for
-  1 s, 2 arenas). Same script, both allocators in one run, 20 swaps (30-40 s windows, another job on the
-  machine, load average 4-5): jemalloc +2.8, +2.5, +2.6, +34.1, +1.2, +2.5, +4.7, +1.6, +2.5 MB (8 of 9 within
-  5 MB, median +2.5); glibc +7.1, +3.5, +3.2, +4.6, +8.2, +4.4 MB (4 of 6). The +34.1 MB run (one version's
-  worth) came before this script checked the server's log: since then every run shows all 20 old versions
-  released within 0.3 s, and no such run recurred. Ready RSS of the CPU bundle: 461 MB with jemalloc, 456 MB
-  with glibc.
+- jemalloc (`runtime/malloc.py`, `runtime.allocator = auto`, the default; the tables above): `edge-mm serve`
+  re-executes itself once with Debian's libjemalloc2 preloaded (a background thread purges pages freed for
+  1 s). Both allocators side by side, 20 swaps, RSS growth and p99 during / without:
+  - jemalloc as shipped (its own arena count), 4 runs: +2.5, +0.5, +1.3, +2.7 MB (4 of 4 within 5 MB);
+    p99 1.39, 1.52, 1.41, 1.37x.
+  - jemalloc capped at 2 arenas, 12 runs (half beside another job, load average 4-5): +2.8, +2.5, +2.6, +34.1,
+    +1.2, +2.5, +4.7, +1.6, +2.5, +2.3, +0.4, +1.5 MB (11 of 12); p99 1.20, 4.25, 1.60, 2.08, 1.36, 9.95, 1.35,
+    1.53x and more: spikes in 3 of 8 paired runs, hence left out. The +34.1 MB run (one version's worth) came
+    before this script read the server's log; every run since shows all old versions released within 0.3 s.
+    60 swaps: +0.9 MB.
+  - glibc, 9 runs: +7.1, +3.5, +3.2, +4.6, +8.2, +4.4, +4.7, +7.1, +5.7 MB (5 of 9 within 5 MB); p99 1.99, 2.20,
+    1.60, 1.65, 2.32, 1.51, 1.47, 1.51x. 60 swaps: +7.0 MB.
+  Ready RSS of the CPU bundle (8 default models): 461 MB with jemalloc, 456 MB with glibc.
 - Tried and left out: mimalloc 2.0 (Debian's, preloaded, purge delay 100 ms): +350 MB after 20 swaps.
   jemalloc without a background thread: +91 MB (an idle server never purges). ONNX Runtime's CPU memory arena off (`enable_cpu_mem_arena`), in process: the minute
   without swaps alone raised RSS 6 MB (each request's tensors allocated and freed), 20 swaps then ended
