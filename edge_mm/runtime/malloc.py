@@ -112,15 +112,7 @@ def preload_env(
         if choice == "jemalloc":
             raise ConfigError(f"runtime.allocator = jemalloc: LD_PRELOAD={env.get('LD_PRELOAD')} did not load it")
         return None, "already re-executed once"
-    problem = (
-        "no libjemalloc.so.2 (the bundle carries one; a checkout: scripts/jemalloc.sh)"
-        if library is None
-        else f"the page size is {page_size} bytes, jemalloc here is built for {PAGE}"
-        if page_size != PAGE
-        else "a onefile bundle would unpack itself twice"
-        if frozen_onefile
-        else None
-    )
+    problem = _cannot_preload(library, page_size, frozen_onefile)
     if problem:
         if choice == "jemalloc":
             raise ConfigError(f"runtime.allocator = jemalloc: {problem}")
@@ -130,6 +122,17 @@ def preload_env(
     if getattr(sys, "frozen", False):
         new["PYINSTALLER_RESET_ENVIRONMENT"] = "1"  # a new instance of the executable, not a child of this one
     return new, f"preloading {library}"
+
+
+def _cannot_preload(library: Path | None, page_size: int, frozen_onefile: bool) -> str | None:
+    """Why jemalloc cannot be preloaded here, or None when it can."""
+    if library is None:
+        return "no libjemalloc.so.2 (the bundle carries one; a checkout: scripts/jemalloc.sh)"
+    if page_size != PAGE:
+        return f"the page size is {page_size} bytes, jemalloc here is built for {PAGE}"
+    if frozen_onefile:
+        return "a onefile bundle would unpack itself twice"
+    return None
 
 
 def use_jemalloc(choice: str) -> str:

@@ -31,13 +31,13 @@ class Use(NamedTuple):
 class Models:
     registry: Registry
     used: list[Use] = field(default_factory=list)
-    pinned: set[int] = field(default_factory=set)  # ids of the models this request named with a version
+    pinned: set[tuple[str, int]] = field(default_factory=set)  # (model, version) this request named: name@N
 
     def get(self, kinds: Collection[str], route: str, name: str | None = None) -> Served:
         """The model named (404 when it does not serve ``route``), else the first of ``kinds``."""
         served = self.registry.get(name, kinds, route)
         if name is not None and "@" in name:
-            self.pinned.add(id(served))  # name@N: only version N may answer (Served.enter)
+            self.pinned.add((served.name, served.version))  # only version N may answer (Served.enter)
         return served
 
     def find(self, kinds: Collection[str], route: str, name: str | None = None) -> Served | None:
@@ -51,6 +51,6 @@ class Models:
 
     def call(self, served: Served, deadline: Deadline, work: Callable[[Any], T]) -> T:
         """``work(runner)`` inside ``served``'s admission slot, waiting at most until ``deadline``."""
-        result, ms = served.run(deadline, work, pinned=id(served) in self.pinned)
+        result, ms = served.run(deadline, work, pinned=(served.name, served.version) in self.pinned)
         self.used.append(Use(served.name, served.device, ms))
         return result
