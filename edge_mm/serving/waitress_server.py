@@ -31,12 +31,13 @@ from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.receiver import ChunkedReceiver
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import BadRequest, build_http_date
 
 from edge_mm.config import Settings
 from edge_mm.errors import error_body
 from edge_mm.runtime.door import ACCEPTED_AT, CLIENT_GONE, Door, DoorSizes
+from edge_mm.serving.dispatcher import LastIdleFirstDispatcher
 
 try:
     import resource
@@ -295,7 +296,7 @@ class GuardedServer(TcpWSGIServer):
         self.draining = threading.Event()
         super().__init__(*args, **kw)
         self.door = Door(DoorSizes.derive(self.adj.threads, 0, 0, 30.0))  # create_server sizes it from settings
-        self.fast_lane = ThreadedTaskDispatcher()  # probes, /metrics, /info and waitress's own error answers
+        self.fast_lane = LastIdleFirstDispatcher()  # probes, /metrics, /info and waitress's own error answers
         self.fast_lane.set_thread_count(FAST_LANE_THREADS)
 
     def add_task(self, task: Any) -> None:
@@ -442,7 +443,10 @@ def create_server(app: Any, settings: Settings, door: Door | None = None) -> Gua
     # waitress warns once per queued request ("Task queue depth is N"); the door bounds that queue,
     # logs once a minute when it sheds, and /metrics shows its depth
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    server = GuardedServer(app, map={}, adj=adj, sockinfo=adj.listen[0])
+    # the most recently idle thread takes the next request: light load stays on warm threads (serving/dispatcher.py)
+    workers = LastIdleFirstDispatcher()
+    workers.set_thread_count(adj.threads)
+    server = GuardedServer(app, map={}, adj=adj, sockinfo=adj.listen[0], dispatcher=workers)
     server.door = door or door_from_settings(settings)
     server.header_timeout = settings["server.header_timeout_s"]
     server.body_limit = settings["server.max_body_bytes"]
