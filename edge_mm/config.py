@@ -231,6 +231,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "runtime.solo_threads",
+        0,
+        int,
+        "Threads of an image classifier's forward pass (ONNX Runtime) that starts while it is the only request "
+        "being served; the model keeps a second session for it (a second copy of its weights, 9 MB for "
+        "EfficientNet-Lite0). 0: every core; 1: off (every pass on runtime.intra_op_threads).",
+        minimum=0,
+    ),
+    Setting(
         "runtime.queue_size",
         64,
         int,

@@ -20,16 +20,19 @@ if TYPE_CHECKING:
     import torch
 
 _cpu_threads = 1  # intra-op threads per inference; set once at start-up by set_cpu_threads
+_solo_threads = 0  # threads of a lone pass (runtime/solo.py) for the models that ask; 0: none
 
 
-def set_cpu_threads(intra: int) -> None:
-    """Intra-op threads per inference, for torch and for every ONNX Runtime session loaded after this.
+def set_cpu_threads(intra: int, solo: int = 0) -> None:
+    """Intra-op threads per inference, for torch and for every ONNX Runtime session loaded after this;
+    ``solo``: the threads of a pass that starts alone, for sessions loaded with ``solo=True``.
 
     torch is told now if it is loaded, else when the first TorchScript module loads: a server whose
     every model runs on ONNX Runtime never imports torch (the lite bundle has none).
     """
-    global _cpu_threads
+    global _cpu_threads, _solo_threads
     _cpu_threads = max(1, intra)
+    _solo_threads = solo
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(_cpu_threads)
 
@@ -44,15 +47,16 @@ def load_module(path: Path, device: str) -> torch.jit.ScriptModule:
     return module.eval()
 
 
-def load_artifact(variant: Variant, root: Path, device: str, *, arena: bool = True) -> Any:
+def load_artifact(variant: Variant, root: Path, device: str, *, arena: bool = True, solo: bool = False) -> Any:
     """The variant's ``model`` file as a callable: ``artifact(*inputs) -> output or tuple of outputs``.
 
     Outputs are tensors (TorchScript) or numpy arrays (ONNX Runtime, whose path never imports torch).
     ``arena=False``: ONNX Runtime gives each run's memory back (for inputs whose size varies widely).
+    ``solo``: an ONNX Runtime model whose lone passes may use every core (runtime/solo.py).
     """
     path = variant.files["model"].resolve(root)
     if variant.backend == "onnxruntime":
-        return OnnxSession(path, _cpu_threads, device, arena=arena)
+        return OnnxSession(path, _cpu_threads, device, arena=arena, solo_threads=_solo_threads if solo else 0)
     if variant.backend != "torchscript":
         raise ConfigError(f"{path.name}: backend {variant.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
     return load_module(path, device)

@@ -99,6 +99,10 @@ class Door:
             else:
                 self.mean_service_s += EWMA_WEIGHT * (seconds - self.mean_service_s)
 
+    def requests(self) -> int:
+        """Requests admitted and not yet finished: waiting for a thread or being served."""
+        return self.waiting + self.running
+
     def stats(self) -> dict[str, float | int]:
         with self._lock:
             return {

@@ -44,7 +44,7 @@ class ImageClassifier(BatchedRunner):
         cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int
     ) -> ImageClassifier:
         chosen = entry.variants[variant]
-        module = load_artifact(chosen, root, device)
+        module = load_artifact(chosen, root, device, solo=True)
         half = chosen.dtype == "float16"
         return cls(
             name, entry, device, max_batch, module, entry_preprocess(entry), half, chosen.backend == "torchscript"

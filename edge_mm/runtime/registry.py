@@ -153,7 +153,9 @@ def load_registry(
     intra, concurrent = device_policy.cpu_threads(
         cores, settings["runtime.intra_op_threads"], settings["runtime.concurrent_inferences"]
     )
-    set_cpu_threads(intra)
+    solo = settings["runtime.solo_threads"] or cores
+    solo = solo if solo > intra else 0  # runtime/solo.py
+    set_cpu_threads(intra, solo)
     registry = Registry()
     choices = {}
     for spec in settings.models:
@@ -169,8 +171,9 @@ def load_registry(
     known = {**header.models, **{name: entry for (name, _), entry in entries.items()}}
     for served in registry.models.values():
         open_partners(served, settings, known)
-    set_cpu_threads(intra)  # again: torch may have been imported by a TorchScript loader
+    set_cpu_threads(intra, solo)  # again: torch may have been imported by a TorchScript loader
     registry.info = _info(header, known, settings, choices, intra, concurrent, cuda)
+    registry.info["threads"]["solo"] = solo
     for name, served in registry.models.items():
         registry.info["models"][name]["version"] = served.version
         registry.info["models"][name]["versions"] = sorted(registry.served_versions(name))

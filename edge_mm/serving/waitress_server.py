@@ -37,6 +37,7 @@ from waitress.utilities import BadRequest, build_http_date
 from edge_mm.config import Settings
 from edge_mm.errors import error_body
 from edge_mm.runtime.door import ACCEPTED_AT, CLIENT_GONE, Door, DoorSizes
+from edge_mm.runtime.solo import SOLO
 from edge_mm.serving.dispatcher import LastIdleFirstDispatcher
 
 try:
@@ -448,6 +449,8 @@ def create_server(app: Any, settings: Settings, door: Door | None = None) -> Gua
     workers.set_thread_count(adj.threads)
     server = GuardedServer(app, map={}, adj=adj, sockinfo=adj.listen[0], dispatcher=workers)
     server.door = door or door_from_settings(settings)
+    # a vision pass may take every core only while it is the one request here (runtime/solo.py)
+    SOLO.count_requests(server.door.requests)
     server.header_timeout = settings["server.header_timeout_s"]
     server.body_limit = settings["server.max_body_bytes"]
     return server
