@@ -5,8 +5,9 @@ from the cores: edge_mm/device.py ``cpu_threads``): the passes run side by side 
 keep the cycles they need. A lone request leaves the other cores idle. Convolutions split well over
 threads, so an image classifier on ONNX Runtime also keeps a second session on every core
 (``runtime.solo_threads``; runtime/onnx_session.py) and a pass uses it when nothing else is running or
-waiting: EfficientNet-Lite0's int8 pass 6.6 -> 5.2 ms on 2 cores, for 9 MB more resident memory
-(bench/results/vision_throughput.md). A pass that starts while another runs, or while the server holds
+waiting: EfficientNet-Lite0's int8 pass takes 5.2 ms instead of 6.6 on 2 cores, for 9 MB more
+resident memory; at 1 client the server answered 119 req/s against 100 without it, side by side,
+and the same at 4 clients (bench/results/vision_throughput.md has today's run). A pass that starts while another runs, or while the server holds
 another request, takes the one-thread session, so under load nothing changes. Measured and left off:
 the SSD detector (36 -> 23 ms, but a second session of its graph is 150 MB) and text models (MiniLM's
 batch-1 pass is no faster on two threads: its int8 GEMMs are too small to split).
