@@ -7,9 +7,10 @@ threads, so an image classifier on ONNX Runtime also keeps a second session on e
 (``runtime.solo_threads``; runtime/onnx_session.py) and a pass uses it when nothing else is running or
 waiting: EfficientNet-Lite0's int8 pass takes 5.2 ms instead of 6.6 on 2 cores, for 9 MB more
 resident memory; at 1 client the server answered 119 req/s against 100 without it, side by side,
-and the same at 4 clients (bench/results/vision_throughput.md has today's run). A pass that starts while another runs, or while the server holds
-another request, takes the one-thread session, so under load nothing changes. Measured and left off:
-the SSD detector (36 -> 23 ms, but a second session of its graph is 150 MB) and text models (MiniLM's
+and the same at 4 clients (docs/numbers.md, Images). A pass that starts while another runs, or
+while the server holds another request, takes the one-thread session, so under load nothing
+changes. Measured and left off: the SSD detector (36 -> 23 ms, but its second session costs 180 MB;
+sharing the initializers between the two sessions cost more, not less) and text models (MiniLM's
 batch-1 pass is no faster on two threads: its int8 GEMMs are too small to split).
 
 The HTTP server tells :data:`SOLO` how many requests it holds (:meth:`Solo.count_requests`); without

@@ -61,6 +61,15 @@ def test_the_door_counts_waiting_and_running_requests() -> None:
     assert door.requests() == 1
 
 
+@pytest.fixture
+def no_server_counts():
+    """SOLO as a process without an HTTP server sees it (a server made by another test may have told it)."""
+    SOLO.count_requests(None)
+    yield
+    SOLO.count_requests(None)
+
+
+@pytest.mark.usefixtures("no_server_counts")
 def test_session_takes_the_solo_session_only_when_alone(conv_onnx) -> None:
     session = OnnxSession(conv_onnx, threads=1, solo_threads=2)
     plain = OnnxSession(conv_onnx, threads=1)
