@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from edge_mm.errors import ConfigError
-from edge_mm.manifest import ORT_VARIANT, FileRef, ModelEntry, Variant, read_manifest
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_VARIANT, FileRef, ModelEntry, Variant, read_manifest
 from edge_mm.runtime.artifacts import load_artifact, serving_variant
 from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.probes import png_base64, probe_pixels
 from edge_mm.runtime.text_model import TextModel
+from tests.conftest import served_cpu_variant
 
 SENTENCES = ["the man plays guitar in paris", "john smith works at acme", "a café in 東京", "ok"]
 
@@ -109,7 +110,9 @@ def test_onnx_and_torchscript_artifacts_give_the_same_answers(tiny_settings):
 
 
 def test_server_with_onnx_runtime_answers_embeddings(client, tiny_registry, tiny_settings):
-    assert tiny_registry.models["tiny-embed"].variant == ORT_VARIANT
+    served = tiny_registry.models["tiny-embed"].variant
+    assert served == served_cpu_variant(tiny_settings, "tiny-embed")  # the 7-bit form on x86 without VNNI
+    assert served in (ORT_VARIANT, ORT_7BIT_VARIANT)
     info = client.get("/info").get_json()["models"]["tiny-embed"]
     assert info["backend"] == "onnxruntime"
     assert info["backend_reason"] == "artifact_backend = onnxruntime in settings"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from edge_mm.errors import ConfigError, NotFound, NotReady
+from edge_mm.manifest import read_manifest
 from edge_mm.runtime.registry import Registry, load_registry
 from edge_mm.tasks.table import LOADERS, OPTIONS
+from tests.conftest import served_cpu_variant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,14 +29,19 @@ def artifact_copy(tiny_settings, tmp_path):
     return tiny_settings.replace(runtime__artifacts_dir=str(dst)), dst
 
 
-@pytest.mark.parametrize("served", ["tiny-sentiment/cpu.pt", "tiny-ner/cpu.onnx"])  # TorchScript, ONNX Runtime
-def test_tampered_artifact_refuses_to_load(artifact_copy, served):
+@pytest.mark.parametrize("model", ["tiny-sentiment", "tiny-ner"])  # TorchScript, ONNX Runtime
+def test_tampered_artifact_refuses_to_load(artifact_copy, model):
     settings, root = artifact_copy
+    entry = read_manifest(root).models[model]
+    served = (
+        entry.variants[served_cpu_variant(settings, model)].files["model"].path
+    )  # cpu.pt; an ONNX form for this CPU
+    assert served.endswith(".pt" if model == "tiny-sentiment" else ".onnx")
     f = root / served
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match=rf"{served} has sha256 .* the manifest says"):
+    with pytest.raises(ConfigError, match=rf"{re.escape(served)} has sha256 .* the manifest says"):
         load_registry(settings, LOADERS, options=OPTIONS)
 
 
