@@ -33,9 +33,8 @@ def artifact_copy(tiny_settings, tmp_path):
 def test_tampered_artifact_refuses_to_load(artifact_copy, model):
     settings, root = artifact_copy
     entry = read_manifest(root).models[model]
-    served = (
-        entry.variants[served_cpu_variant(settings, model)].files["model"].path
-    )  # cpu.pt; an ONNX form for this CPU
+    # cpu.pt, or the ONNX form this CPU serves (cpu.onnx, or cpu.7bit.onnx on x86 without VNNI)
+    served = entry.variants[served_cpu_variant(settings, model)].files["model"].path
     assert served.endswith(".pt" if model == "tiny-sentiment" else ".onnx")
     f = root / served
     data = bytearray(f.read_bytes())
