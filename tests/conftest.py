@@ -142,18 +142,15 @@ def warm_registry(settings):  # type: ignore[no-untyped-def]
 
 
 def served_cpu_variant(settings, name: str) -> str:  # type: ignore[no-untyped-def]
-    """The CPU variant the server loads for model ``name`` on this CPU before any start-up fidelity fallback:
-    the build's backend choice, and for ONNX Runtime int8 the form made for this CPU's kernels (the 7-bit one
-    on x86 without VNNI, runtime/fidelity_gate.py ``path_variant``; ``EDGE_MM_CPU_PATH`` overrides the CPU)."""
+    """The CPU variant the server loads for model ``name`` on this CPU before any start-up fidelity fallback
+    (runtime/model_loading.py ``planned_variant``: the 7-bit ONNX form on x86 without VNNI;
+    ``EDGE_MM_CPU_PATH`` overrides the CPU)."""
     from edge_mm.manifest import read_manifest
-    from edge_mm.runtime.artifacts import serving_variant
-    from edge_mm.runtime.cpu_features import detect
-    from edge_mm.runtime.fidelity_gate import path_variant
+    from edge_mm.runtime.model_loading import planned_variant
 
     entry = read_manifest(settings.path("runtime.artifacts_dir")).models[name]
     spec = next(m for m in settings.models if m.name == name)
-    variant, _ = serving_variant(entry, "cpu", getattr(spec, "artifact_backend", "auto"))
-    return path_variant(entry, variant, detect())
+    return planned_variant(entry, "cpu", spec.artifact_backend)[0]
 
 
 def test_client(settings, registry):  # type: ignore[no-untyped-def]

@@ -50,6 +50,15 @@ def open_partners(served: Served, settings: Settings, entries: Mapping[str, Mode
         open_store(settings.path("runtime.faces_db"))
 
 
+def planned_variant(entry: ModelEntry, device_variant: str, artifact_backend: str) -> tuple[str, str]:
+    """(variant to load before the start-up fidelity gate, why its backend): the build's backend choice
+    (artifacts.serving_variant), and on CPU the int8 form made for this CPU's kernels (fidelity_gate.path_variant)."""
+    variant, reason = serving_variant(entry, device_variant, artifact_backend)
+    if device_variant == "cpu":
+        variant = fidelity_gate.path_variant(entry, variant, cpu_features.detect())
+    return variant, reason
+
+
 def load_served(
     spec: ModelSpec,
     version: Version,
@@ -71,11 +80,9 @@ def load_served(
     except ConfigError as exc:
         raise ConfigError(f"model {spec.name!r}: {exc}") from None
     try:
-        variant, backend_reason = serving_variant(entry, choice.variant, spec.artifact_backend)
+        variant, backend_reason = planned_variant(entry, choice.variant, spec.artifact_backend)
     except ConfigError as exc:
         raise ConfigError(f"model {spec.name!r}: {exc}") from None
-    if choice.device == "cpu":
-        variant = fidelity_gate.path_variant(entry, variant, cpu_features.detect())
     load = functools.partial(loaders[entry.task], spec.name, entry, root, choice.device)
     gate: dict[str, Any] | None = None
     if choice.device == "cpu" and settings["runtime.fidelity_check"] and fidelity_gate.FILE_KEY in entry.files:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_mm.device import ort_providers
+from edge_mm.device import ORT_CPU, ort_providers
 from edge_mm.runtime.solo import SOLO
 
 
@@ -44,7 +44,7 @@ class OnnxSession:
         self._session = ort.InferenceSession(str(path), opts, providers=providers)
         self._solo = None
         self.solo_passes = 0
-        if solo_threads > self.threads and providers[0] == "CPUExecutionProvider":
+        if solo_threads > self.threads and providers[0] == ORT_CPU:
             # its pool runs one pass at a time, with the other cores idle: spinning between ops costs nothing
             solo = _options(ort, solo_threads, spinning=True, arena=arena)
             self._solo = ort.InferenceSession(str(path), solo, providers=providers)
