@@ -25,7 +25,7 @@ from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 
-BUILDER_VERSION = 6  # bump when build code changes what it writes (6: row-wise int8, fidelity samples, fallbacks)
+BUILDER_VERSION = 7  # bump when build code changes what it writes (7: the 7-bit static int8 form of conv nets)
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 
 

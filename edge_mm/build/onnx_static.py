@@ -9,10 +9,25 @@ process, fp32 and int8 ONNX Runtime alternating, medians): int8 1.63x faster at 
 at batch 8 with one intra-op thread, 1.62x and 1.67x with two.
 
 On x86 without VNNI the same graph misses its gate (held-out top-1 agreement 0.625, max prob
-diff 0.40 under ``qemu -cpu Haswell``, as on an AVX2 EPYC): the u8 x s8 kernels' 16-bit pair sums
-saturate. Nothing tried held there at int8 speed (7-bit weights: 0.75 top-1 even on VNNI; s8s8
-0.667 under Haswell; u8u8 holds but runs 3x slower than fp32), so the fp32 graph ships beside it
-(``cpu-onnxruntime-fp32``) and the server's start-up gate (runtime/fidelity_gate.py) serves it there.
+diff 0.41 with the CPU's AVX-512 and VNNI hidden (scripts/cpumask.sh avx2), as under ``qemu -cpu
+Haswell`` and on an AVX2 EPYC): the u8 x s8 kernels add pairs of products in 16 bits
+(``vpmaddubsw``), which saturate when a pair of 8-bit weights is large. So a second form ships
+beside it, ``cpu-onnxruntime-7bit`` (:func:`quantize` with ``seven_bit``), which cannot saturate:
+
+- the weights of every conv that runs on the u8 x s8 GEMM (all but the depthwise ones) are 7-bit
+  (per channel, within +-64): a pair sums to at most 2 x 255 x 64 = 32640 < 32767;
+- depthwise convs keep 8-bit weights (their kernel widens to 32 bits before it adds: the same
+  answers on every path) and the classifier ``Gemm`` stays fp32 (0.3% of the compute);
+- 7-bit weights cost fidelity: per channel on every GEMM conv, held-out top-1 0.917 and max prob diff
+  0.23 on every CPU. The one conv whose 7-bit weights cost most on the calibration images (ranked by
+  putting each back to fp32 in turn) keeps fp32 weights: on EfficientNet-Lite0 that is
+  ``_blocks.0._project_conv`` and the form holds its gate, 0.958 and 0.18, with the same answers on
+  VNNI and AVX2 (largest difference 0).
+
+Measured on an AMD EPYC (Zen 4, 2 cores, one intra-op thread, batch 1, medians; bench/results/
+efficientnet_paths.md): see :mod:`bench.efficientnet_paths`. Where even that form misses, the fp32
+graph (``cpu-onnxruntime-fp32``) serves, and the server's start-up gate (runtime/fidelity_gate.py)
+picks among them on the CPU it runs on.
 
 Calibration: the four sample photos (:func:`edge_mm.build.manifest_entry.sample_images`) under
 deterministic crops and mirrors, 32 images. The gate uses other photos, never calibrated on
@@ -51,13 +66,15 @@ from edge_mm.build import onnx_backend, verify
 from edge_mm.build.manifest_entry import DATA, sample_images
 from edge_mm.build.progress import Progress
 from edge_mm.config import ModelSpec
-from edge_mm.manifest import ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
+from edge_mm.runtime import cpu_features
 
 CALIBRATION_METHOD = "Percentile"
 HELDOUT_NAMES = ("rocket", "china", "flower")
 # (left, top, right, bottom) as fractions of the image: whole, two corners, the centre.
 CROPS = ((0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 0.8, 0.8), (0.2, 0.2, 1.0, 1.0), (0.1, 0.1, 0.9, 0.9))
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+SEVEN_BIT_FP32_CONVS = 1  # convs of the 7-bit form that keep fp32 weights, the costliest first
 
 
 def augment(image: Image.Image) -> list[Image.Image]:
@@ -123,14 +140,19 @@ def quantize(
     reader: CalibrationReader,
     method: str = CALIBRATION_METHOD,
     exclude: Sequence[str] = (),
-) -> None:
+    seven_bit: bool = False,
+) -> dict[str, Any]:
     """``fp32_path`` -> static int8 QDQ graph at ``int8_path``: per-channel int8 weights, uint8 activations.
 
-    ``exclude``: names of nodes left in fp32.
+    ``exclude``: names of nodes left in fp32. ``seven_bit``: the form for x86 without VNNI (module
+    docstring): 7-bit weights on the GEMM convs, the ``Gemm``/``MatMul`` nodes in fp32, and the
+    :data:`SEVEN_BIT_FP32_CONVS` convs whose 7-bit weights cost most on the calibration images with
+    fp32 weights. Returns what the form is: {"weight_bits", "fp32_weight_convs", "fp32_nodes"}.
 
     The graph first goes through onnxruntime's ``quant_pre_process`` (shape inference, graph
     optimization), as its quantizer asks.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -140,6 +162,8 @@ def quantize(
         with tempfile.TemporaryDirectory(prefix="edge-mm-static-") as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(fp32_path), str(prepared))
+            graph = onnx.load(str(prepared)).graph
+            overrides, dense = _seven_bit_plan(graph) if seven_bit else ({}, [])
             quantize_static(
                 str(prepared),
                 str(int8_path),
@@ -149,10 +173,73 @@ def quantize(
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 calibrate_method=CalibrationMethod[method],
-                nodes_to_exclude=list(exclude),
+                nodes_to_exclude=[*exclude, *dense],
+                extra_options={"TensorQuantOverrides": overrides} if overrides else {},
             )
+            kept = _keep_costliest_fp32(int8_path, graph, reader.pixels, SEVEN_BIT_FP32_CONVS) if seven_bit else []
     finally:
         logging.disable(previous)
+    return {"weight_bits": 7 if seven_bit else 8, "fp32_weight_convs": kept, "fp32_nodes": [*exclude, *dense]}
+
+
+def _gemm_convs(graph: Any) -> list[Any]:
+    """The Conv nodes ONNX Runtime runs on its u8 x s8 GEMM: all but the depthwise (grouped) ones."""
+    return [n for n in graph.node if n.op_type == "Conv" and all(a.i == 1 for a in n.attribute if a.name == "group")]
+
+
+def _seven_bit_plan(graph: Any) -> tuple[dict[str, Any], list[str]]:
+    """(quantize_static's TensorQuantOverrides giving every GEMM conv 7-bit per-channel weights,
+    the dense layers left in fp32)."""
+    overrides = {n.input[1]: [{"axis": 0, "reduce_range": True}] for n in _gemm_convs(graph)}
+    return overrides, [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+
+
+def _keep_costliest_fp32(path: Path, fp32_graph: Any, pixels: np.ndarray, count: int) -> list[str]:
+    """Give the ``count`` GEMM convs of the int8 graph at ``path`` whose quantized weights cost most back
+    their fp32 weights (rewritten in place). Cost: mean L1 distance of the class probabilities from the
+    fp32 graph's on ``pixels`` (the calibration images) with that one conv's weights in fp32."""
+    import onnx
+
+    model = onnx.load(str(path))
+    weights = {t.name: t for t in fp32_graph.initializer}
+    made_by = {out: n for n in model.graph.node for out in n.output}
+    fp32 = onnx.helper.make_model(fp32_graph, opset_imports=model.opset_import)
+    reference = _probabilities(fp32, pixels)
+
+    def restored(names: set[str]) -> Any:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        for node in out.graph.node:
+            if node.name in names:
+                dq = made_by[node.input[1]]
+                node.input[1] = dq.input[0].removesuffix("_quantized")
+                out.graph.initializer.append(weights[node.input[1]])
+        return out
+
+    candidates = [
+        n.name
+        for n in _gemm_convs(model.graph)
+        if n.input[1] in made_by and made_by[n.input[1]].input[0].removesuffix("_quantized") in weights
+    ]
+    cost = {
+        name: float(np.abs(_probabilities(restored({name}), pixels) - reference).sum(1).mean()) for name in candidates
+    }
+    kept = sorted(candidates, key=lambda name: cost[name])[:count]
+    onnx.save(restored(set(kept)), str(path))
+    return kept
+
+
+def _probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
+    """Softmax of the first output of ``model`` (an ONNX ModelProto) on ``pixels``, one thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    logits = np.concatenate([session.run(None, {name: pixels[i : i + 16]})[0] for i in range(0, len(pixels), 16)])
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return np.asarray(e / e.sum(1, keepdims=True))
 
 
 def count_ops(path: Path, ops: Sequence[str] = QDQ_OPS) -> dict[str, int]:
@@ -183,24 +270,32 @@ def build(
     gate: Fidelity,
     open_forward: Callable[[Path], Any],
     method: str = CALIBRATION_METHOD,
+    seven_bit: bool = False,
 ) -> StaticInt8:
     """Quantize ``fp32_path`` into ``int8_path`` on ``calibration`` (NCHW pixels) and gate it.
 
     ``gate(forward)``: the held-out fidelity figures and the targets they miss; ``open_forward``
-    loads a graph as a forward. A graph that misses is deleted, so it is never shipped.
+    loads a graph as a forward. ``seven_bit``: the form for x86 without VNNI (:func:`quantize`).
+    The graph stays at ``int8_path`` either way: the caller decides what ships.
     """
-    quantize(fp32_path, int8_path, CalibrationReader(input_name, calibration), method)
+    form = quantize(fp32_path, int8_path, CalibrationReader(input_name, calibration), method, seven_bit=seven_bit)
     figures, misses = gate(open_forward(int8_path))
+    bits = form["weight_bits"]
     figures = {
         "method": method,
-        "format": "QDQ, per-channel int8 weights, uint8 activations",
+        "format": f"QDQ, per-channel int{bits} weights, uint8 activations"
+        + (" (depthwise convs int8, dense layers and the costliest conv fp32)" if seven_bit else ""),
         "calibration_images": len(calibration),
         "qdq_nodes": count_ops(int8_path),
+        **({"fp32_weight_convs": form["fp32_weight_convs"], "fp32_nodes": form["fp32_nodes"]} if seven_bit else {}),
         **figures,
     }
-    if misses:
-        int8_path.unlink(missing_ok=True)
     return StaticInt8(not misses, figures, misses)
+
+
+# The static int8 forms of a conv net: 8-bit weights (VNNI, AMX, Arm: 32-bit accumulation) and
+# 7-bit weights on the GEMM convs (x86 without VNNI, whose 16-bit pair sums saturate with 8-bit ones).
+FORMS = {ORT_VARIANT: "cpu.int8.onnx", ORT_7BIT_VARIANT: "cpu.7bit.onnx"}
 
 
 def image_candidate(
@@ -212,31 +307,52 @@ def image_candidate(
     threads: int,
     progress: Progress,
 ) -> tuple[onnx_backend.OnnxBuild, dict[str, Any]]:
-    """The static int8 graph of the passing fp32 ONNX candidate, when it meets the model's targets
-    against the fp32 model on held-out photos; else the fp32 candidate, with the reason recorded.
+    """The static int8 graphs of the passing fp32 ONNX candidate, when the form this CPU serves meets the
+    model's targets against the fp32 model on held-out photos; else the fp32 candidate, with the reason.
+
+    Both forms are built. The 8-bit one is the candidate (``cpu-onnxruntime``) and the 7-bit one ships
+    beside it when it meets the targets (its answers are the same on every x86 path, so meeting them
+    here is meeting them everywhere). On a CPU without VNNI the 8-bit form cannot be measured as a VNNI
+    CPU runs it: it ships unverified here, noted, and the server's start-up gate measures it where it serves.
 
     Returns (the candidate that stays, the ``int8_static`` record: figures, applied, reason).
     """
     gate, heldout = _heldout_gate(spec, module, pre)
-    path, int8 = out / "cpu.onnx", out / "cpu.int8.onnx"
+    path = out / "cpu.onnx"
     calibration = pre(calibration_images()).contiguous().numpy()
+    here = ORT_7BIT_VARIANT if cpu_features.detect().saturating else ORT_VARIANT
+    built: dict[str, StaticInt8] = {}
     try:
-        built = build(path, int8, "pixel_values", calibration, gate, lambda p: onnx_backend.OrtForward(p, threads))
+        for key, name in FORMS.items():
+            opener = lambda p: onnx_backend.OrtForward(p, threads)  # noqa: E731
+            built[key] = build(
+                path, out / name, "pixel_values", calibration, gate, opener, seven_bit=key != ORT_VARIANT
+            )
     except Exception as exc:
         if spec.artifact_backend == "onnxruntime":
             raise
-        int8.unlink(missing_ok=True)
+        _remove_forms(out)
         reason = f"static int8 failed: {type(exc).__name__}: {exc}"[:300]
         progress(f"{reason}; the fp32 ONNX graph stays")
         return fp32, {"applied": False, "reason": reason}
-    if not built.passes:
-        reason = f"{'; '.join(built.misses)}: the fp32 ONNX graph stays"
+    record = {**built[ORT_VARIANT].figures, "seven_bit": built[ORT_7BIT_VARIANT].figures, "served_on_build_cpu": here}
+    if not built[here].passes:
+        _remove_forms(out)
+        form = "" if here == ORT_VARIANT else f"{here}: "
+        reason = f"{form}{'; '.join(built[here].misses)}: the fp32 ONNX graph stays"
         progress(f"static int8 refused: {reason}")
-        return fp32, {**built.figures, "applied": False, "reason": reason}
-    vs = built.figures["heldout_vs_fp32"]
+        return fp32, {**record, "applied": False, "reason": reason}
+    vs = built[here].figures["heldout_vs_fp32"]
     reason = f"held-out {vs} meets top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
-    static = _static_int8_build(built, fp32, path, int8, heldout, threads, reason, progress)
-    return static, {**built.figures, "applied": True, "reason": reason}
+    if here != ORT_VARIANT:
+        reason = f"{here} (this CPU's u8 x s8 kernels saturate with 8-bit weights): {reason}"
+    static = _static_int8_build(built, fp32, path, out, heldout, threads, reason, progress)
+    return static, {**record, "applied": True, "reason": reason}
+
+
+def _remove_forms(out: Path) -> None:
+    for name in FORMS.values():
+        (out / name).unlink(missing_ok=True)
 
 
 def _heldout_gate(spec: ModelSpec, module: nn.Module, pre: Any) -> tuple[Fidelity, int]:
@@ -264,34 +380,47 @@ def _heldout_gate(spec: ModelSpec, module: nn.Module, pre: Any) -> tuple[Fidelit
 
 
 def _static_int8_build(
-    built: StaticInt8,
+    built: dict[str, StaticInt8],
     fp32: onnx_backend.OnnxBuild,
     path: Path,
-    int8: Path,
+    out: Path,
     heldout: int,
     threads: int,
     reason: str,
     progress: Progress,
 ) -> onnx_backend.OnnxBuild:
-    """The passing static graph takes ``path``; the fp32 graph it was made from stays beside it as the
-    start-up gate's fallback variant."""
+    """The 8-bit static graph takes ``path``; the 7-bit one ships beside it when it passes, and the fp32
+    graph they were made from stays as the start-up gate's fallback variant."""
     fallback_path = path.with_name(path.stem + ".fp32.onnx")
     os.replace(path, fallback_path)  # the fp32 graph stays, as the start-up gate's fallback
-    os.replace(int8, path)
-    notes = [
-        *onnx_backend.variant_notes(0, 0, False),
-        f"static int8 QDQ ({built.figures['format']})",
-        f"calibrated ({built.figures['method']}) on {built.figures['calibration_images']} images",
-        f"gated on {heldout} held-out images",
-    ]
+    os.replace(out / FORMS[ORT_VARIANT], path)
+    eight, seven = built[ORT_VARIANT], built[ORT_7BIT_VARIANT]
+    notes = [*onnx_backend.variant_notes(0, 0, False), f"static int8 QDQ ({eight.figures['format']})"]
+    notes += [f"calibrated ({eight.figures['method']}) on {eight.figures['calibration_images']} images"]
+    notes += [f"gated on {heldout} held-out images"]
+    if eight.misses:  # only on a CPU without VNNI: the form is for the others, measured where it serves
+        notes.append(f"measured on {cpu_features.detect().path}: {'; '.join(eight.misses)}")
     variant = Variant({"model": FileRef(path.name, sha256_file(path))}, "int8-static", notes, backend="onnxruntime")
     progress(f"static int8 is the ONNX candidate: {reason}")
-    candidate = onnx_backend.Candidate(ORT_VARIANT, True, [], dict(built.figures["heldout_vs_fp32"]))
-    forward = onnx_backend.OrtForward(path, threads)
+    here = ORT_7BIT_VARIANT if eight.misses else ORT_VARIANT
+    candidate = onnx_backend.Candidate(ORT_VARIANT, True, [], dict(built[here].figures["heldout_vs_fp32"]))
+    forward = onnx_backend.OrtForward(out / FORMS[here] if eight.misses else path, threads)
     fallback = Variant(
         {"model": FileRef(fallback_path.name, sha256_file(fallback_path))},
         "float32",
         [*onnx_backend.variant_notes(0, 0, False), "the fp32 graph the static int8 one was made from"],
         backend="onnxruntime",
     )
-    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, {ORT_FP32_VARIANT: fallback})
+    extra = {ORT_FP32_VARIANT: fallback}
+    seven_path = out / FORMS[ORT_7BIT_VARIANT]
+    if seven.passes:
+        kept = ", ".join(seven.figures["fp32_weight_convs"]) or "none"
+        seven_notes = [*notes[:1], f"static int8 QDQ ({seven.figures['format']})", f"fp32 weights: {kept}"]
+        seven_notes += [*notes[2:4], "serves on x86 without VNNI (answers equal on every x86 path)"]
+        ref = FileRef(seven_path.name, sha256_file(seven_path))
+        extra[ORT_7BIT_VARIANT] = Variant({"model": ref}, "int8-static", seven_notes, backend="onnxruntime")
+        progress(f"static int8 7-bit form ships beside it: held-out {seven.figures['heldout_vs_fp32']}")
+    else:
+        seven_path.unlink(missing_ok=True)
+        progress(f"static int8 7-bit form refused: {'; '.join(seven.misses)}")
+    return onnx_backend.OnnxBuild(candidate, fp32.figures, variant, forward, extra)

@@ -1,9 +1,9 @@
 """The int8 path of the CPU this process runs on, as ONNX Runtime's and torch's kernels see it.
 
 Int8 answers depend on the kernel a CPU gets. On x86 without VNNI (AVX2, AVX-512 without
-VNNI) the u8 x s8 kernels multiply with ``vpmaddubsw``, which adds pairs of products in
+VNNI) ONNX Runtime's u8 x s8 kernels multiply with ``vpmaddubsw``, which adds pairs of products in
 16 bits and saturates when both weights of a pair are large; VNNI (``vpdpbusd``) and AMX
-accumulate in 32 bits and never do. Arm's NEON kernels widen before they add. So the same
+accumulate in 32 bits and never do; SSE4.1's kernel and Arm's NEON kernels widen before they add. So the same
 int8 graph can miss its fidelity gate on one machine and hold it on another: the build
 records the path it measured on (manifest), the server the path it serves on (``/info``),
 and the start-up fidelity check (runtime/fidelity_gate.py) re-measures on the serving CPU.
@@ -11,7 +11,8 @@ and the start-up fidelity check (runtime/fidelity_gate.py) re-measures on the se
 Features are read from the instruction the kernels read (``cpuid`` and ``xgetbv`` on x86,
 ``getauxval`` on Arm), not from ``/proc/cpuinfo``: under qemu-user (``-cpu Haswell``, how
 the tests emulate an AVX2-only machine) ``/proc/cpuinfo`` is the host's, ``cpuid`` is the
-emulated CPU's. ``EDGE_MM_CPU_PATH`` overrides the detected path (tests; a user who knows better).
+emulated CPU's, and under scripts/cpumask.sh (cpuid trapped, features hidden) the masked CPU's.
+``EDGE_MM_CPU_PATH`` overrides the detected path (tests; a user who knows better).
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ PATHS = {
     "avx-vnni": "x86 AVX-VNNI (vpdpbusd on 256-bit registers)",
     "avx512": "x86 AVX-512BW without VNNI (vpmaddubsw: 16-bit pair sums saturate)",
     "avx2": "x86 AVX2 without VNNI (vpmaddubsw: 16-bit pair sums saturate)",
-    "sse4": "x86 SSE4.1 (pmaddubsw: 16-bit pair sums saturate)",
+    "sse4": "x86 SSE4.1 (widens to 16 bits, then pmaddwd: 32-bit sums, no saturation)",
     "neon-i8mm": "Arm NEON with the int8 matrix multiply (smmla/ummla)",
     "neon-dot": "Arm NEON with the dot product (sdot/udot)",
     "neon": "Arm NEON without the dot product (widening multiplies)",
     "unknown": "no int8 feature could be read",
 }
-SATURATING = frozenset({"avx512", "avx2", "sse4"})
+SATURATING = frozenset({"avx512", "avx2"})  # tests/runtime/test_cpumask.py shows which kernels saturate
 ENV_OVERRIDE = "EDGE_MM_CPU_PATH"
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from edge_mm.build import onnx_backend, onnx_static
 from edge_mm.build.manifest_entry import sample_images
 from edge_mm.config import ModelSpec
-from edge_mm.manifest import ORT_VARIANT, sha256_file
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_VARIANT, sha256_file
 from edge_mm.media.image_preprocess import ImagePreprocess
 
 
@@ -131,6 +131,10 @@ def test_candidate_is_static_int8_qdq_when_it_meets_the_targets(tmp_path):
     assert ops["QuantizeLinear"] > 0
     assert ops["DequantizeLinear"] > 0
     assert not (tmp_path / "cpu.int8.onnx").exists()
+    seven = got.extra[ORT_7BIT_VARIANT]  # the form for x86 without VNNI ships beside it
+    assert seven.dtype == "int8-static"
+    assert seven.files["model"].sha256 == sha256_file(tmp_path / "cpu.7bit.onnx")
+    assert record["seven_bit"]["heldout_vs_fp32"]["top1_agreement"] >= 0.5
     x = PRE(onnx_static.heldout_images())
     with torch.inference_mode():
         ref = model(x)[0].softmax(-1)
@@ -154,4 +158,66 @@ def test_candidate_keeps_the_fp32_graph_when_int8_misses(tmp_path):
     assert "heldout_vs_fp32" in record  # the figures that missed are kept
     assert sha256_file(tmp_path / "cpu.onnx") == before
     assert not (tmp_path / "cpu.int8.onnx").exists()
+    assert not (tmp_path / "cpu.7bit.onnx").exists()
     assert any("refused" in line for line in progress)
+
+
+class WiderConvNet(nn.Module):
+    """Stem, depthwise, two pointwise convs and a dense head: the layer kinds of EfficientNet-Lite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.ReLU6(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16),
+            nn.ReLU6(),
+            nn.Conv2d(16, 32, 1),
+            nn.ReLU6(),
+            nn.Conv2d(32, 32, 1),
+            nn.ReLU6(),
+        )
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x).mean((2, 3))
+        return self.head(features), features
+
+
+def test_the_7bit_form_cannot_saturate_and_keeps_the_costliest_conv_fp32(tmp_path):
+    """Every int8 weight a u8 x s8 GEMM multiplies lies within +-64 (a pair of products with u8
+    activations sums to at most 32640 < 32767); depthwise weights stay 8-bit; the dense head and one
+    conv (the costliest at 7 bits) keep fp32 weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = WiderConvNet().eval()
+    _fp32_candidate(model, tmp_path)
+    pixels = PRE(onnx_static.calibration_images()).contiguous().numpy()
+    reader = onnx_static.CalibrationReader("pixel_values", pixels)
+    form = onnx_static.quantize(tmp_path / "cpu.onnx", tmp_path / "seven.onnx", reader, seven_bit=True)
+    assert form["weight_bits"] == 7
+    assert len(form["fp32_weight_convs"]) == onnx_static.SEVEN_BIT_FP32_CONVS == 1
+    assert len(form["fp32_nodes"]) == 1  # the Gemm
+    graph = onnx.load(str(tmp_path / "seven.onnx")).graph
+    made_by = {out: n for n in graph.node for out in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kinds = {"gemm_int7": 0, "depthwise_int8": 0, "fp32": 0}
+    for node in graph.node:
+        if node.op_type not in ("Conv", "Gemm"):
+            continue
+        source = made_by.get(node.input[1])
+        if source is None or source.op_type != "DequantizeLinear":
+            assert inits[node.input[1]].dtype == np.float32
+            kinds["fp32"] += 1
+            continue
+        weights = inits[source.input[0]]
+        assert weights.dtype == np.int8
+        if any(a.name == "group" and a.i > 1 for a in node.attribute):
+            assert np.abs(weights.astype(int)).max() > 64  # full 8-bit range
+            kinds["depthwise_int8"] += 1
+        else:
+            assert np.abs(weights.astype(int)).max() <= 64
+            kinds["gemm_int7"] += 1
+    assert kinds == {"gemm_int7": 2, "depthwise_int8": 1, "fp32": 2}  # stem or a pointwise conv, and the head
