@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from edge_mm import device as device_policy
-from edge_mm.build import onnx_rowwise
+from edge_mm.build import onnx_fold, onnx_rowwise
 from edge_mm.build.quantize import is_kept
 from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, FileRef, Variant, sha256_file
 from edge_mm.runtime import cpu_features
@@ -125,7 +125,8 @@ def export(
     output_names: Sequence[str],
     dynamic_axes: Mapping[str, Mapping[int, str]],
 ) -> Path:
-    """fp32 ``module`` -> ONNX at ``path`` (TorchScript-based exporter; ``dynamic_axes`` by input/output name)."""
+    """fp32 ``module`` -> ONNX at ``path`` (TorchScript-based exporter; ``dynamic_axes`` by input/output name),
+    with zero pads folded into the convolutions they feed (build/onnx_fold.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -141,6 +142,7 @@ def export(
             do_constant_folding=True,
             dynamo=False,
         )
+    onnx_fold.fold_pads_into_convs(path)  # exact: "same" padding into the convs' own pads
     return path
 
 

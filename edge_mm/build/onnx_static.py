@@ -18,16 +18,20 @@ beside it, ``cpu-onnxruntime-7bit`` (:func:`quantize` with ``seven_bit``), which
   (per channel, within +-64): a pair sums to at most 2 x 255 x 64 = 32640 < 32767;
 - depthwise convs keep 8-bit weights (their kernel widens to 32 bits before it adds: the same
   answers on every path) and the classifier ``Gemm`` stays fp32 (0.3% of the compute);
-- 7-bit weights cost fidelity: per channel on every GEMM conv, held-out top-1 0.917 and max prob diff
-  0.23 on every CPU. The one conv whose 7-bit weights cost most on the calibration images (ranked by
-  putting each back to fp32 in turn) keeps fp32 weights: on EfficientNet-Lite0 that is
-  ``_blocks.0._project_conv`` and the form holds its gate, 0.958 and 0.18, with the same answers on
-  VNNI and AVX2 (largest difference 0).
+- 7-bit weights cost fidelity (per channel on every GEMM conv: held-out top-1 0.917, max prob diff
+  0.23, on every CPU). The two convs whose 7-bit weights cost most on the calibration images
+  (ranked by putting each back to fp32 in turn) take 8-bit *unsigned* weights instead: ONNX
+  Runtime runs a u8 x u8 conv on a kernel that widens to 16 bits and adds in 32 (exact on every
+  path, slower, so only for those two). On EfficientNet-Lite0 they are the stem and
+  ``_blocks.0._project_conv``, and the form holds its gate as the 8-bit one does, the same on VNNI
+  and AVX2. Tried and dropped: the costliest conv with fp32 weights (0.958 / 0.18, 12% slower on
+  AVX2); 8-bit weights with each pair's magnitudes capped at 128 (the largest weights halved: 0.29).
 
-Measured on an AMD EPYC (Zen 4, 2 cores, one intra-op thread, batch 1, medians; bench/results/
-efficientnet_paths.md): see :mod:`bench.efficientnet_paths`. Where even that form misses, the fp32
-graph (``cpu-onnxruntime-fp32``) serves, and the server's start-up gate (runtime/fidelity_gate.py)
-picks among them on the CPU it runs on.
+Figures by CPU path, with the speed against fp32 on each (this CPU with AVX-512 and VNNI hidden
+from ``cpuid`` runs the AVX2 kernels at native speed): ``python -m bench.cpu_paths --cpus
+native,mask:avx2,mask:avx512`` (bench/results/cpu_paths.md, docs/cpu-paths.md). Where the form
+for the serving CPU misses, the fp32 graph (``cpu-onnxruntime-fp32``) serves: the server's
+start-up gate (runtime/fidelity_gate.py) picks among them on the CPU it runs on.
 
 Calibration: the four sample photos (:func:`edge_mm.build.manifest_entry.sample_images`) under
 deterministic crops and mirrors, 32 images. The gate uses other photos, never calibrated on
@@ -74,7 +78,7 @@ HELDOUT_NAMES = ("rocket", "china", "flower")
 # (left, top, right, bottom) as fractions of the image: whole, two corners, the centre.
 CROPS = ((0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 0.8, 0.8), (0.2, 0.2, 1.0, 1.0), (0.1, 0.1, 0.9, 0.9))
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-SEVEN_BIT_FP32_CONVS = 1  # convs of the 7-bit form that keep fp32 weights, the costliest first
+SEVEN_BIT_U8_CONVS = 2  # convs of the 7-bit form given 8-bit unsigned weights (u8 x u8: exact), the costliest first
 
 
 def augment(image: Image.Image) -> list[Image.Image]:
@@ -146,14 +150,14 @@ def quantize(
 
     ``exclude``: names of nodes left in fp32. ``seven_bit``: the form for x86 without VNNI (module
     docstring): 7-bit weights on the GEMM convs, the ``Gemm``/``MatMul`` nodes in fp32, and the
-    :data:`SEVEN_BIT_FP32_CONVS` convs whose 7-bit weights cost most on the calibration images with
-    fp32 weights. Returns what the form is: {"weight_bits", "fp32_weight_convs", "fp32_nodes"}.
+    :data:`SEVEN_BIT_U8_CONVS` convs whose 7-bit weights cost most on the calibration images with
+    8-bit unsigned weights (quantized twice: once to rank them). Returns what the form is:
+    {"weight_bits", "u8_weight_convs", "fp32_nodes"}.
 
     The graph first goes through onnxruntime's ``quant_pre_process`` (shape inference, graph
     optimization), as its quantizer asks.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     previous = logging.root.manager.disable
@@ -162,24 +166,47 @@ def quantize(
         with tempfile.TemporaryDirectory(prefix="edge-mm-static-") as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(fp32_path), str(prepared))
+            if not seven_bit:
+                _quantize_static(prepared, int8_path, reader, method, list(exclude), {})
+                return {"weight_bits": 8, "u8_weight_convs": [], "fp32_nodes": list(exclude)}
             graph = onnx.load(str(prepared)).graph
-            overrides, dense = _seven_bit_plan(graph) if seven_bit else ({}, [])
-            quantize_static(
-                str(prepared),
-                str(int8_path),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                activation_type=QuantType.QUInt8,
-                calibrate_method=CalibrationMethod[method],
-                nodes_to_exclude=[*exclude, *dense],
-                extra_options={"TensorQuantOverrides": overrides} if overrides else {},
-            )
-            kept = _keep_costliest_fp32(int8_path, graph, reader.pixels, SEVEN_BIT_FP32_CONVS) if seven_bit else []
+            convs = {n.name: n.input[1] for n in _gemm_convs(graph)}
+            dense = [*exclude, *(n.name for n in graph.node if n.op_type in ("Gemm", "MatMul"))]
+            seven = {weight: [{"axis": 0, "reduce_range": True}] for weight in convs.values()}
+            _quantize_static(prepared, int8_path, reader, method, dense, seven)
+            costly = _costliest_convs(int8_path, graph, reader.pixels, SEVEN_BIT_U8_CONVS)
+            if costly:
+                u8 = {convs[name]: [{"axis": 0, "quant_type": _qtype("QUInt8")}] for name in costly}
+                again = CalibrationReader(reader.input_name, reader.pixels, reader.batch)
+                _quantize_static(prepared, int8_path, again, method, dense, {**seven, **u8})
     finally:
         logging.disable(previous)
-    return {"weight_bits": 7 if seven_bit else 8, "fp32_weight_convs": kept, "fp32_nodes": [*exclude, *dense]}
+    return {"weight_bits": 7, "u8_weight_convs": costly, "fp32_nodes": dense}
+
+
+def _qtype(name: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return QuantType[name]
+
+
+def _quantize_static(
+    prepared: Path, out: Path, reader: CalibrationReader, method: str, exclude: list[str], overrides: dict[str, Any]
+) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    quantize_static(
+        str(prepared),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=_qtype("QInt8"),
+        activation_type=_qtype("QUInt8"),
+        calibrate_method=CalibrationMethod[method],
+        nodes_to_exclude=exclude,
+        extra_options={"TensorQuantOverrides": overrides} if overrides else {},
+    )
 
 
 def _gemm_convs(graph: Any) -> list[Any]:
@@ -187,33 +214,23 @@ def _gemm_convs(graph: Any) -> list[Any]:
     return [n for n in graph.node if n.op_type == "Conv" and all(a.i == 1 for a in n.attribute if a.name == "group")]
 
 
-def _seven_bit_plan(graph: Any) -> tuple[dict[str, Any], list[str]]:
-    """(quantize_static's TensorQuantOverrides giving every GEMM conv 7-bit per-channel weights,
-    the dense layers left in fp32)."""
-    overrides = {n.input[1]: [{"axis": 0, "reduce_range": True}] for n in _gemm_convs(graph)}
-    return overrides, [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
-
-
-def _keep_costliest_fp32(path: Path, fp32_graph: Any, pixels: np.ndarray, count: int) -> list[str]:
-    """Give the ``count`` GEMM convs of the int8 graph at ``path`` whose quantized weights cost most back
-    their fp32 weights (rewritten in place). Cost: mean L1 distance of the class probabilities from the
-    fp32 graph's on ``pixels`` (the calibration images) with that one conv's weights in fp32."""
+def _costliest_convs(path: Path, fp32_graph: Any, pixels: np.ndarray, count: int) -> list[str]:
+    """The ``count`` GEMM convs of the int8 graph at ``path`` whose quantized weights cost most: each put
+    back to its fp32 weights in turn, the mean L1 distance of the class probabilities from the fp32
+    graph's on ``pixels`` (the calibration images); the lowest distance is the costliest conv."""
     import onnx
 
     model = onnx.load(str(path))
     weights = {t.name: t for t in fp32_graph.initializer}
     made_by = {out: n for n in model.graph.node for out in n.output}
-    fp32 = onnx.helper.make_model(fp32_graph, opset_imports=model.opset_import)
-    reference = _probabilities(fp32, pixels)
+    reference = _probabilities(onnx.helper.make_model(fp32_graph, opset_imports=model.opset_import), pixels)
 
-    def restored(names: set[str]) -> Any:
+    def with_fp32_weights(name: str) -> Any:
         out = onnx.ModelProto()
         out.CopyFrom(model)
-        for node in out.graph.node:
-            if node.name in names:
-                dq = made_by[node.input[1]]
-                node.input[1] = dq.input[0].removesuffix("_quantized")
-                out.graph.initializer.append(weights[node.input[1]])
+        node = next(n for n in out.graph.node if n.name == name)
+        node.input[1] = made_by[node.input[1]].input[0].removesuffix("_quantized")
+        out.graph.initializer.append(weights[node.input[1]])
         return out
 
     candidates = [
@@ -222,11 +239,10 @@ def _keep_costliest_fp32(path: Path, fp32_graph: Any, pixels: np.ndarray, count:
         if n.input[1] in made_by and made_by[n.input[1]].input[0].removesuffix("_quantized") in weights
     ]
     cost = {
-        name: float(np.abs(_probabilities(restored({name}), pixels) - reference).sum(1).mean()) for name in candidates
+        name: float(np.abs(_probabilities(with_fp32_weights(name), pixels) - reference).sum(1).mean())
+        for name in candidates
     }
-    kept = sorted(candidates, key=lambda name: cost[name])[:count]
-    onnx.save(restored(set(kept)), str(path))
-    return kept
+    return sorted(candidates, key=lambda name: cost[name])[:count]
 
 
 def _probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
@@ -284,10 +300,10 @@ def build(
     figures = {
         "method": method,
         "format": f"QDQ, per-channel int{bits} weights, uint8 activations"
-        + (" (depthwise convs int8, dense layers and the costliest conv fp32)" if seven_bit else ""),
+        + (" (depthwise convs int8, the costliest convs uint8, dense layers fp32)" if seven_bit else ""),
         "calibration_images": len(calibration),
         "qdq_nodes": count_ops(int8_path),
-        **({"fp32_weight_convs": form["fp32_weight_convs"], "fp32_nodes": form["fp32_nodes"]} if seven_bit else {}),
+        **({"u8_weight_convs": form["u8_weight_convs"], "fp32_nodes": form["fp32_nodes"]} if seven_bit else {}),
         **figures,
     }
     return StaticInt8(not misses, figures, misses)
@@ -414,8 +430,8 @@ def _static_int8_build(
     extra = {ORT_FP32_VARIANT: fallback}
     seven_path = out / FORMS[ORT_7BIT_VARIANT]
     if seven.passes:
-        kept = ", ".join(seven.figures["fp32_weight_convs"]) or "none"
-        seven_notes = [*notes[:1], f"static int8 QDQ ({seven.figures['format']})", f"fp32 weights: {kept}"]
+        u8 = ", ".join(seven.figures["u8_weight_convs"]) or "none"
+        seven_notes = [*notes[:1], f"static int8 QDQ ({seven.figures['format']})", f"uint8 weights: {u8}"]
         seven_notes += [*notes[2:4], "serves on x86 without VNNI (answers equal on every x86 path)"]
         ref = FileRef(seven_path.name, sha256_file(seven_path))
         extra[ORT_7BIT_VARIANT] = Variant({"model": ref}, "int8-static", seven_notes, backend="onnxruntime")

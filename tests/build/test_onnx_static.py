@@ -185,10 +185,10 @@ class WiderConvNet(nn.Module):
         return self.head(features), features
 
 
-def test_the_7bit_form_cannot_saturate_and_keeps_the_costliest_conv_fp32(tmp_path):
-    """Every int8 weight a u8 x s8 GEMM multiplies lies within +-64 (a pair of products with u8
-    activations sums to at most 32640 < 32767); depthwise weights stay 8-bit; the dense head and one
-    conv (the costliest at 7 bits) keep fp32 weights."""
+def test_the_7bit_form_cannot_saturate_and_gives_the_costliest_convs_unsigned_weights(tmp_path):
+    """Every signed int8 weight a u8 x s8 GEMM multiplies lies within +-64 (a pair of products with u8
+    activations sums to at most 32640 < 32767); the costliest convs take uint8 weights (ONNX Runtime's
+    u8 x u8 kernel widens: exact); depthwise weights stay 8-bit; the dense head stays fp32."""
     import onnx
     from onnx import numpy_helper
 
@@ -198,26 +198,31 @@ def test_the_7bit_form_cannot_saturate_and_keeps_the_costliest_conv_fp32(tmp_pat
     reader = onnx_static.CalibrationReader("pixel_values", pixels)
     form = onnx_static.quantize(tmp_path / "cpu.onnx", tmp_path / "seven.onnx", reader, seven_bit=True)
     assert form["weight_bits"] == 7
-    assert len(form["fp32_weight_convs"]) == onnx_static.SEVEN_BIT_FP32_CONVS == 1
+    assert len(form["u8_weight_convs"]) == onnx_static.SEVEN_BIT_U8_CONVS == 2
     assert len(form["fp32_nodes"]) == 1  # the Gemm
     graph = onnx.load(str(tmp_path / "seven.onnx")).graph
     made_by = {out: n for n in graph.node for out in n.output}
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    kinds = {"gemm_int7": 0, "depthwise_int8": 0, "fp32": 0}
+    kinds: dict[str, list[str]] = {"int7": [], "depthwise_int8": [], "uint8": [], "fp32": []}
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm"):
             continue
         source = made_by.get(node.input[1])
         if source is None or source.op_type != "DequantizeLinear":
             assert inits[node.input[1]].dtype == np.float32
-            kinds["fp32"] += 1
+            kinds["fp32"].append(node.op_type)
             continue
         weights = inits[source.input[0]]
-        assert weights.dtype == np.int8
-        if any(a.name == "group" and a.i > 1 for a in node.attribute):
+        if weights.dtype == np.uint8:
+            kinds["uint8"].append(node.name)
+        elif any(a.name == "group" and a.i > 1 for a in node.attribute):
             assert np.abs(weights.astype(int)).max() > 64  # full 8-bit range
-            kinds["depthwise_int8"] += 1
+            kinds["depthwise_int8"].append(node.name)
         else:
+            assert weights.dtype == np.int8
             assert np.abs(weights.astype(int)).max() <= 64
-            kinds["gemm_int7"] += 1
-    assert kinds == {"gemm_int7": 2, "depthwise_int8": 1, "fp32": 2}  # stem or a pointwise conv, and the head
+            kinds["int7"].append(node.name)
+    assert sorted(kinds["uint8"]) == sorted(form["u8_weight_convs"])
+    assert len(kinds["int7"]) == 1  # of the three GEMM convs, the one that costs least at 7 bits
+    assert len(kinds["depthwise_int8"]) == 1
+    assert kinds["fp32"] == ["Gemm"]

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, read_manifest
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_FP32_VARIANT, ORT_VARIANT, Manifest, read_manifest
 from edge_mm.media.image_preprocess import preprocess_from_dict
 from tests.conftest import PACKAGES, need
 from tests.vision_fixtures import *  # noqa: F403
@@ -219,7 +219,7 @@ def test_efficientnet_int8_serves_a_static_qdq_graph_that_passes_its_gate(int8_e
     assert vs["max_prob_diff"] <= spec.max_prob_diff
     assert entry.backends["candidates"]["onnxruntime"]["fidelity"] == vs
     assert served["heldout_features_vs_fp32"]["min_cosine"] > 0.95
-    assert record["seven_bit"]["fp32_weight_convs"]  # the costliest conv at 7 bits keeps fp32 weights
+    assert len(record["seven_bit"]["u8_weight_convs"]) == 2  # the costliest convs at 7 bits: uint8 weights
     assert entry.variants[ORT_FP32_VARIANT].dtype == "float32"
     assert "fidelity" in entry.files  # the held-out photos and fp32 logits the server re-checks at start-up
 
@@ -266,6 +266,7 @@ def test_efficientnet_7bit_form_holds_its_gate_on_avx2_with_the_answers_it_gives
         pytest.skip("needs an x86-64 CPU and kernel that trap cpuid")
     spec, entry, out = int8_efficientnet
     assert entry.variants[ORT_7BIT_VARIANT].dtype == "int8-static"
+    Manifest("test", torch.__version__, "cpu", {"efficientnet": entry}).write(out)  # what the child reads
     model = LogitsAndFeatures(load_efficientnet_lite0(EFFICIENTNET)).eval()
     with torch.inference_mode():
         ref = model(EFFICIENTNET_LITE0_PREPROCESS(heldout_images()))[0].softmax(-1).numpy()
