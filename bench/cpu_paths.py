@@ -1,6 +1,6 @@
 """Int8 fidelity on every CPU path: the built artifacts' ONNX Runtime variants, natively and under qemu-user.
 
-    python -m bench.cpu_paths [--config settings.toml] [--cpus native,Haswell] [--text-samples 16]
+    python -m bench.cpu_paths [--config settings.toml] [--cpus native,mask:avx2,mask:avx512] [--text-samples 16]
 
 For each CPU (``native``: this machine; ``aarch64`` or ``aarch64:CPU`` (e.g. ``cortex-a72``, a
 Raspberry Pi 4 without the dot product): linux/arm64 under qemu-aarch64, from scripts/arm64_python.sh;

@@ -25,7 +25,9 @@ from edge_mm.config import ModelSpec, Settings
 from edge_mm.errors import ConfigError
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 
-BUILDER_VERSION = 7  # bump when build code changes what it writes (7: the 7-bit static int8 form of conv nets)
+BUILDER_VERSION = (
+    8  # bump when build code changes what it writes (8: the 7-bit static int8 form of conv nets, pads folded)
+)
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 
 

@@ -202,7 +202,7 @@ def build_image_classifier(
     accelerated = _cuda_variant(spec, model, pre, x, eager, out, figures, accelerator, progress)
     if accelerated is not None:
         variants["cuda"] = accelerated
-    files = {"reference": _reference(serving, pre, out)}
+    files = {"reference": _reference(serving, pre, out, variant=_serving_variant(backends, figures))}
     if spec.quantization == "int8":
         files[fidelity_gate.FILE_KEY] = _fidelity_samples(spec, model, pre, len(labels), out / "fidelity.json")
     h, w = input_size(pre)
@@ -464,6 +464,19 @@ def _accelerated_variant(
     return variant
 
 
+def _serving_variant(backends: dict[str, Any], figures: dict[str, Any]) -> str:
+    """The variant whose forward the build serves with: TorchScript's ``cpu``, or ONNX Runtime's form for
+    this CPU (the 7-bit static graph on x86 without VNNI, build/onnx_static.py)."""
+    if backends["serves"] != "onnxruntime":
+        return "cpu"
+    static = figures.get("onnxruntime", {}).get("int8_static", {})
+    return (
+        str(static.get("served_on_build_cpu", onnx_backend.ORT_VARIANT))
+        if static.get("applied")
+        else onnx_backend.ORT_VARIANT
+    )
+
+
 def _reference(
     module: Any,
     pre: Any,
@@ -472,11 +485,13 @@ def _reference(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     tolerance: float | None = None,
+    variant: str | None = None,
 ) -> FileRef:
-    """Two probe images through ``module`` (on ``device``, in ``dtype``) for `edge-mm check`."""
+    """Two probe images through ``module`` (on ``device``, in ``dtype``) for `edge-mm check`; ``variant``:
+    the variant ``module`` is."""
     inputs = [png_base64(probe_pixels(90, 120, 1)), png_base64(probe_pixels(120, 90, 2))]
     x = pre([image_from_base64(s) for s in inputs]).to(device=device, dtype=dtype)
     with torch.inference_mode():
         logits, features = (torch.as_tensor(t).float().cpu() for t in module(x))
     outputs = [torch.cat([logits[i], features[i]]).tolist() for i in range(len(inputs))]
-    return write_reference(out / name, inputs, outputs, tolerance)
+    return write_reference(out / name, inputs, outputs, tolerance, variant)

@@ -26,10 +26,15 @@ def sample_images() -> list[Image.Image]:
     return [Image.open(DATA / f"sample_{name}.jpg").convert("RGB") for name in SAMPLE_NAMES]
 
 
-def write_reference(path: Path, inputs: list[Any], outputs: list[Any], tolerance: float | None = None) -> FileRef:
+def write_reference(
+    path: Path, inputs: list[Any], outputs: list[Any], tolerance: float | None = None, variant: str | None = None
+) -> FileRef:
     """``{"inputs", "outputs"}`` for `edge-mm check`; outputs are nested float lists. ``tolerance``: the
-    largest abs difference the check allows (a variant's own; None: the runtime's default)."""
+    largest abs difference the check allows (a variant's own; None: the runtime's default). ``variant``:
+    the variant that made the outputs, when a serving CPU may pick another (runtime/self_check.py)."""
     record: dict[str, Any] = {"inputs": inputs, "outputs": outputs}
+    if variant is not None:
+        record["variant"] = variant
     if tolerance is not None:
         record["tolerance"] = tolerance
     path.write_text(json.dumps(record))

@@ -178,7 +178,7 @@ def quantize_int8(
     fp32_path: Path, int8_path: Path, exclude: Sequence[str], weight_bits: int = 8, tables: bool = True
 ) -> onnx_rowwise.Rewrite:
     """Row-wise int8 of every MatMul with constant weights except ``exclude`` (build/onnx_rowwise.py:
-    batch-invariant, and its int8 GEMMs cannot saturate on any CPU's kernel), and with ``tables``
+    batch-invariant; with 7-bit weights its int8 GEMMs cannot saturate on any CPU's kernel), and with ``tables``
     int8 embedding tables (Gather): a third of the file and of the resident memory."""
     with tempfile.TemporaryDirectory(prefix="edge-mm-rowwise-") as tmp:
         rowwise = Path(tmp) / "rowwise.onnx"
