@@ -221,7 +221,7 @@ def main() -> None:
     p.add_argument("--config", default="settings.toml")
     p.add_argument(
         "--cpus",
-        default="native,Haswell",
+        default="native,mask:avx2,mask:avx512",
         help="native, mask:avx2|avx512, aarch64[:CPU] and/or qemu -cpu names, comma-separated",
     )
     p.add_argument("--text-samples", type=int, default=16, help="sentences per text model (of the gate's 64)")
