@@ -78,7 +78,6 @@ def test_default_models_record_verification_and_preprocessing(vision_settings):
 def test_check_command_reproduces_every_reference(vision_settings):
     from edge_mm.runtime.self_check import run_check
     from edge_mm.tasks.table import LOADERS, OPTIONS
-
     from tests.conftest import served_cpu_variant
 
     out = io.StringIO()
