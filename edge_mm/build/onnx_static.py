@@ -338,9 +338,12 @@ def image_candidate(
     calibration = pre(calibration_images()).contiguous().numpy()
     here = ORT_7BIT_VARIANT if cpu_features.detect().saturating else ORT_VARIANT
     built: dict[str, StaticInt8] = {}
+
+    def opener(graph: Path) -> onnx_backend.OrtForward:
+        return onnx_backend.OrtForward(graph, threads)
+
     try:
         for key, name in FORMS.items():
-            opener = lambda p: onnx_backend.OrtForward(p, threads)  # noqa: E731
             built[key] = build(
                 path, out / name, "pixel_values", calibration, gate, opener, seven_bit=key != ORT_VARIANT
             )
@@ -362,7 +365,7 @@ def image_candidate(
     reason = f"held-out {vs} meets top-1 >= {spec.min_top1_agreement}, prob diff <= {spec.max_prob_diff}"
     if here != ORT_VARIANT:
         reason = f"{here} (this CPU's u8 x s8 kernels saturate with 8-bit weights): {reason}"
-    static = _static_int8_build(built, fp32, path, out, heldout, threads, reason, progress)
+    static = _static_int8_build(built, here, fp32, path, out, (heldout, threads), reason, progress)
     return static, {**record, "applied": True, "reason": reason}
 
 
@@ -397,16 +400,18 @@ def _heldout_gate(spec: ModelSpec, module: nn.Module, pre: Any) -> tuple[Fidelit
 
 def _static_int8_build(
     built: dict[str, StaticInt8],
+    here: str,
     fp32: onnx_backend.OnnxBuild,
     path: Path,
     out: Path,
-    heldout: int,
-    threads: int,
+    sizes: tuple[int, int],
     reason: str,
     progress: Progress,
 ) -> onnx_backend.OnnxBuild:
     """The 8-bit static graph takes ``path``; the 7-bit one ships beside it when it passes, and the fp32
-    graph they were made from stays as the start-up gate's fallback variant."""
+    graph they were made from stays as the start-up gate's fallback variant. ``here``: the form this
+    CPU serves (its figures are the candidate's); ``sizes``: (held-out images, build threads)."""
+    heldout, threads = sizes
     fallback_path = path.with_name(path.stem + ".fp32.onnx")
     os.replace(path, fallback_path)  # the fp32 graph stays, as the start-up gate's fallback
     os.replace(out / FORMS[ORT_VARIANT], path)
@@ -418,9 +423,8 @@ def _static_int8_build(
         notes.append(f"measured on {cpu_features.detect().path}: {'; '.join(eight.misses)}")
     variant = Variant({"model": FileRef(path.name, sha256_file(path))}, "int8-static", notes, backend="onnxruntime")
     progress(f"static int8 is the ONNX candidate: {reason}")
-    here = ORT_7BIT_VARIANT if eight.misses else ORT_VARIANT
     candidate = onnx_backend.Candidate(ORT_VARIANT, True, [], dict(built[here].figures["heldout_vs_fp32"]))
-    forward = onnx_backend.OrtForward(out / FORMS[here] if eight.misses else path, threads)
+    forward = onnx_backend.OrtForward(path if here == ORT_VARIANT else out / FORMS[here], threads)
     fallback = Variant(
         {"model": FileRef(fallback_path.name, sha256_file(fallback_path))},
         "float32",
