@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import platform
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -122,6 +123,14 @@ def repo_settings_text(extra: str = "") -> str:
     text = (ROOT / "settings.toml").read_text()
     text = text.replace('artifacts_dir = "build/artifacts"', f'artifacts_dir = "{TEST_ARTIFACTS}"')
     return text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"') + extra
+
+
+def can_trap_cpuid() -> bool:
+    """An x86-64 CPU and kernel that trap ``cpuid`` (scripts/cpumask.sh can present a smaller CPU)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        return "cpuid_fault" in f.read().split()
 
 
 def only_models(settings_text: str, names: set[str]) -> str:

@@ -306,7 +306,7 @@ def build_candidate(
         with tempfile.TemporaryDirectory(prefix="edge-mm-onnx-") as tmp:
             fp32 = export(module, example, Path(tmp) / "fp32.onnx", io_names[0], io_names[1], dynamic_axes)
             made = _served_forms(fp32, module, path, keep_fp32, check_fp32, fidelity, threads, figures)
-        served_here = _form_for_this_cpu(made.forms)
+        served_here = form_for_this_cpu(made.forms)
         fid, fid_misses = made.checked[served_here]
         misses = made.misses + fid_misses
         forward = OrtForward(_form_path(path, served_here), threads)
@@ -408,7 +408,7 @@ def _int8_forms(
             key: quantize_int8(fp32, _form_path(path, key), exclude, bits, tables) for key, bits in INT8_FORMS.items()
         }
         checked = {key: fidelity(OrtForward(_form_path(path, key), threads)) for key in forms}
-        if not checked[_form_for_this_cpu(forms)][1]:
+        if not checked[form_for_this_cpu(forms)][1]:
             break
     return forms, checked, tables
 
@@ -429,7 +429,7 @@ def _remove_forms(path: Path) -> None:
         _form_path(path, key).unlink(missing_ok=True)
 
 
-def _form_for_this_cpu(forms: Mapping[str, Any]) -> str:
+def form_for_this_cpu(forms: Mapping[str, Any]) -> str:
     """The int8 form the build's own CPU would serve (runtime/fidelity_gate.py ``path_variant`` picks alike)."""
     return ORT_7BIT_VARIANT if forms and cpu_features.detect().saturating else ORT_VARIANT
 

@@ -336,7 +336,7 @@ def image_candidate(
     gate, heldout = _heldout_gate(spec, module, pre)
     path = out / "cpu.onnx"
     calibration = pre(calibration_images()).contiguous().numpy()
-    here = ORT_7BIT_VARIANT if cpu_features.detect().saturating else ORT_VARIANT
+    here = onnx_backend.form_for_this_cpu(FORMS)
     built: dict[str, StaticInt8] = {}
 
     def opener(graph: Path) -> onnx_backend.OrtForward:

@@ -267,9 +267,9 @@ def test_efficientnet_7bit_form_holds_its_gate_on_avx2_with_the_answers_it_gives
     from edge_mm.build.efficientnet_lite import LogitsAndFeatures, load_efficientnet_lite0
     from edge_mm.build.onnx_static import heldout_images
     from edge_mm.media.image_preprocess import EFFICIENTNET_LITE0_PREPROCESS
-    from tests.runtime.test_cpumask import _can_trap_cpuid
+    from tests.conftest import can_trap_cpuid
 
-    if not _can_trap_cpuid():
+    if not can_trap_cpuid():
         pytest.skip("needs an x86-64 CPU and kernel that trap cpuid")
     spec, entry, out = int8_efficientnet
     assert entry.variants[ORT_7BIT_VARIANT].dtype == "int8-static"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -20,19 +19,13 @@ import pytest
 
 from edge_mm.manifest import ORT_7BIT_VARIANT
 from edge_mm.runtime import cpu_features
+from tests.conftest import can_trap_cpuid
 
 ROOT = Path(__file__).resolve().parents[2]
 CPUMASK = ROOT / "scripts" / "cpumask.sh"
 
 
-def _can_trap_cpuid() -> bool:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        return "cpuid_fault" in f.read().split()
-
-
-pytestmark = pytest.mark.skipif(not _can_trap_cpuid(), reason="needs an x86-64 CPU and kernel that trap cpuid")
+pytestmark = pytest.mark.skipif(not can_trap_cpuid(), reason="needs an x86-64 CPU and kernel that trap cpuid")
 
 
 def masked(mask: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
