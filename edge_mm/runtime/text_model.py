@@ -31,7 +31,7 @@ class TextModel(BatchedRunner):
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> TextModel:
-        module = load_artifact(entry.variants[variant], root, device)
+        module = load_artifact(entry.variants[variant], root, device, solo=True)
         pre = entry.preprocessing
         try:
             tokenizer = TextTokenizer.shared(
