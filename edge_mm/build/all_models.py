@@ -26,7 +26,7 @@ from edge_mm.errors import ConfigError
 from edge_mm.manifest import Manifest, ModelEntry, read_manifest
 
 BUILDER_VERSION = (
-    8  # bump when build code changes what it writes (8: the 7-bit static int8 form of conv nets, pads folded)
+    9  # bump when build code changes what it writes (9: calibrated constant activation scales in text int8 forms)
 )
 Builder = Callable[[ModelSpec, Path, Path, Callable[[str], None]], ModelEntry]
 

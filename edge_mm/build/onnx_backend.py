@@ -40,6 +40,7 @@ OPSET = 17
 CRITERION = "geometric mean of the batch-1 and batch-8 forward times (ms); a tie serves TorchScript"
 Forward = Callable[..., Any]
 ROWWISE_FORM = "row-wise int8 activations, {bits}-bit per-column weights (exact on every CPU's int8 kernel)"
+STATIC_FORM = "calibrated constant scales for {static} of {total} activations, row-wise for the rest"
 WEIGHT_ONLY_FORM = "int8-stored weights dequantized in the graph: fp32 activations and GEMMs"
 
 
@@ -175,14 +176,20 @@ def nodes_for_layers(onnx_path: Path, model: nn.Module, keep_fp32: Sequence[str]
 
 
 def quantize_int8(
-    fp32_path: Path, int8_path: Path, exclude: Sequence[str], weight_bits: int = 8, tables: bool = True
+    fp32_path: Path,
+    int8_path: Path,
+    exclude: Sequence[str],
+    weight_bits: int = 8,
+    tables: bool = True,
+    static: Mapping[str, float] | None = None,
 ) -> onnx_rowwise.Rewrite:
     """Row-wise int8 of every MatMul with constant weights except ``exclude`` (build/onnx_rowwise.py:
     batch-invariant; with 7-bit weights its int8 GEMMs cannot saturate on any CPU's kernel), and with ``tables``
-    int8 embedding tables (Gather): a third of the file and of the resident memory."""
+    int8 embedding tables (Gather): a third of the file and of the resident memory. ``static``: activations
+    given a calibrated constant scale (onnx_rowwise.activation_ranges)."""
     with tempfile.TemporaryDirectory(prefix="edge-mm-rowwise-") as tmp:
         rowwise = Path(tmp) / "rowwise.onnx"
-        done = onnx_rowwise.rowwise_int8(fp32_path, rowwise, exclude, weight_bits)
+        done = onnx_rowwise.rowwise_int8(fp32_path, rowwise, exclude, weight_bits, static)
         if tables:
             int8_tables(rowwise, int8_path)
         else:
@@ -260,11 +267,18 @@ def measure_latency(
     return {b: {k: round(statistics.median(v), 3) for k, v in per.items()} for b, per in times.items()}
 
 
-def variant_notes(quantized: int, kept: int, int8: bool, weight_bits: int = 8) -> list[str]:
+def variant_notes(quantized: int, kept: int, int8: bool, weight_bits: int = 8, done: Any = None) -> list[str]:
+    """``done``: the int8 rewrite (onnx_rowwise.Rewrite), for how its activations are scaled."""
     notes = ["ONNX (TorchScript-based exporter)", f"opset {OPSET}", "dynamic batch axis"]
     if int8:
         notes += [f"int8 MatMuls ({ROWWISE_FORM.format(bits=weight_bits)}): {quantized}", f"fp32 MatMuls kept: {kept}"]
+    if int8 and done is not None and done.static_quantizers:
+        notes.append(_static_note(done))
     return notes
+
+
+def _static_note(done: onnx_rowwise.Rewrite) -> str:
+    return STATIC_FORM.format(static=done.static_quantizers, total=done.static_quantizers + done.row_quantizers)
 
 
 Checker = Callable[[Forward], tuple[dict[str, Any], list[str]]]  # forward -> (figures, missed targets)
@@ -294,18 +308,21 @@ def build_candidate(
     fidelity: Checker,
     threads: int,
     strict: bool,
+    calibration: Sequence[Mapping[str, np.ndarray]] = (),
 ) -> OnnxBuild:
     """Export ``module`` (fp32, already smoothed), quantize it unless ``keep_fp32`` is None, verify, save at ``path``.
 
     ``check_fp32``: traced-vs-eager style checks of the exported fp32 graph; ``fidelity``: the served
     graph against the fp32 reference (the same gates as TorchScript). ``strict``: a failure raises
-    (artifact_backend = onnxruntime) instead of being recorded as a refusal (auto).
+    (artifact_backend = onnxruntime) instead of being recorded as a refusal (auto). ``calibration``:
+    input feeds on which the activations that suit a constant scale are measured (onnx_rowwise
+    ``static_candidates``); the int8 forms try those scales first. Empty: row-wise scales only.
     """
     figures: dict[str, Any] = {**versions()}
     try:
         with tempfile.TemporaryDirectory(prefix="edge-mm-onnx-") as tmp:
             fp32 = export(module, example, Path(tmp) / "fp32.onnx", io_names[0], io_names[1], dynamic_axes)
-            made = _served_forms(fp32, module, path, keep_fp32, check_fp32, fidelity, threads, figures)
+            made = _served_forms(fp32, module, path, keep_fp32, check_fp32, fidelity, threads, figures, calibration)
         served_here = form_for_this_cpu(made.forms)
         fid, fid_misses = made.checked[served_here]
         misses = made.misses + fid_misses
@@ -345,6 +362,7 @@ def _served_forms(
     fidelity: Checker,
     threads: int,
     figures: dict[str, Any],
+    calibration: Sequence[Mapping[str, np.ndarray]] = (),
 ) -> _Forms:
     """Check the exported fp32 graph, then write what may serve at ``path``: the row-wise int8 forms and the
     weight-only fallback (``keep_fp32`` layers stay fp32), or the fp32 graph itself when ``keep_fp32`` is None."""
@@ -354,7 +372,11 @@ def _served_forms(
         shutil.copyfile(fp32, path)
         return _Forms({}, {ORT_VARIANT: fidelity(OrtForward(path, threads))}, "float32", [], misses)
     exclude = nodes_for_layers(fp32, module, keep_fp32)
-    forms, checked, tables = _int8_forms(fp32, path, exclude, fidelity, threads)
+    static = None
+    if calibration:
+        names = onnx_rowwise.static_candidates(fp32, exclude)
+        static = onnx_rowwise.activation_ranges(fp32, names, calibration) if names else None
+    forms, checked, tables = _int8_forms(fp32, path, exclude, fidelity, threads, static, figures)
     done = forms[ORT_VARIANT]
     figures.update(
         {
@@ -362,9 +384,12 @@ def _served_forms(
             "fp32_matmuls_kept": exclude,
             "int8_form": ROWWISE_FORM.format(bits=done.weight_bits),
             "row_quantizers": done.row_quantizers,
+            "static_quantizers": done.static_quantizers,
             "int8_embedding_tables": tables,
         }
     )
+    if done.static_quantizers:
+        figures["activation_scales"] = _static_note(done) + f" (calibrated on {_rows(calibration)} inputs)"
     weight_only_int8(fp32, path.with_name(path.stem + ".fp32.onnx"), exclude, tables)
     return _Forms(forms, checked, "int8-rowwise", exclude, misses)
 
@@ -391,26 +416,46 @@ def _served_variant(path: Path, made: _Forms) -> Variant:
         notes = variant_notes(0, 0, False)
     else:
         done = made.forms[ORT_VARIANT]
-        notes = variant_notes(done.matmuls, len(made.exclude), True, done.weight_bits)
+        notes = variant_notes(done.matmuls, len(made.exclude), True, done.weight_bits, done)
         if made.checked[ORT_VARIANT][1]:  # the 8-bit form misses on this (saturating) CPU: it ships for the others
             notes.append(f"measured on {cpu_features.detect().path}: {'; '.join(made.checked[ORT_VARIANT][1])}")
     return Variant({"model": FileRef(path.name, sha256_file(path))}, made.dtype, notes, backend="onnxruntime")
 
 
 def _int8_forms(
-    fp32: Path, path: Path, exclude: Sequence[str], fidelity: Checker, threads: int
+    fp32: Path,
+    path: Path,
+    exclude: Sequence[str],
+    fidelity: Checker,
+    threads: int,
+    static: Mapping[str, float] | None = None,
+    figures: dict[str, Any] | None = None,
 ) -> tuple[dict[str, onnx_rowwise.Rewrite], dict[str, tuple[dict[str, Any], list[str]]], bool]:
     """Every int8 form of ``fp32`` written beside ``path`` and checked: (forms, {key: (figures, misses)},
-    int8 embedding tables?). Int8 tables save a third of the file, unless they cost the gates (a
+    int8 embedding tables?). Tried in turn: calibrated constant scales where ``static`` has them (kept only
+    when every form meets the gates: a form that misses is not shipped, and its CPUs would fall back to
+    fp32 compute), then all row-wise; int8 tables save a third of the file, unless they cost the gates (a
     fine-tuned NER's probabilities moved 0.26 with them, whatever Linear layers stayed fp32)."""
-    for tables in (True, False):
+    tries = [(static, True)] if static else []
+    for scales, tables in (*tries, (None, True), (None, False)):
         forms = {
-            key: quantize_int8(fp32, _form_path(path, key), exclude, bits, tables) for key, bits in INT8_FORMS.items()
+            key: quantize_int8(fp32, _form_path(path, key), exclude, bits, tables, scales)
+            for key, bits in INT8_FORMS.items()
         }
         checked = {key: fidelity(OrtForward(_form_path(path, key), threads)) for key in forms}
-        if not checked[form_for_this_cpu(forms)][1]:
+        if scales is not None:
+            misses = [f"{key}: {'; '.join(m)}" for key, (_, m) in checked.items() if m]
+            if not misses:
+                break
+            if figures is not None:
+                figures["constant_scales_refused"] = misses
+        elif not checked[form_for_this_cpu(forms)][1]:
             break
     return forms, checked, tables
+
+
+def _rows(feeds: Sequence[Mapping[str, np.ndarray]]) -> int:
+    return sum(len(next(iter(f.values()))) for f in feeds)
 
 
 # The row-wise int8 forms of a text graph: 8-bit weights (VNNI, AMX, Arm: 32-bit accumulation) and
@@ -450,7 +495,7 @@ def _extra_forms(
         form_path.unlink()
         return extra
     done = forms[ORT_7BIT_VARIANT]
-    notes = [*variant_notes(done.matmuls, len(exclude), True, done.weight_bits), "serves on x86 without VNNI"]
+    notes = [*variant_notes(done.matmuls, len(exclude), True, done.weight_bits, done), "serves on x86 without VNNI"]
     ref = FileRef(form_path.name, sha256_file(form_path))
     extra[ORT_7BIT_VARIANT] = Variant({"model": ref}, "int8-rowwise", notes, backend="onnxruntime")
     return extra

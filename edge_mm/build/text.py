@@ -204,7 +204,7 @@ def _int8_form(
         return _fidelity(spec, samples.reference, _run(m, samples.fidelity_batches, desc), samples.fid_mask)
 
     damage = _damage_probe(spec, model, samples.fidelity_batches[:2])  # 64 sentences: runs once per Linear layer
-    to_quantize, calibration = model, samples.fidelity_batches[-4:]
+    to_quantize, calibration = model, samples.fidelity_batches[-_CALIBRATION_BATCHES:]
     if spec.smooth_alpha > 0:  # fp32-identical rewrite that makes int8 far more faithful
         to_quantize = smooth_linear_inputs(model, calibration, spec.smooth_alpha, skip=spec.keep_fp32)
         figures["smoothing"] = {
@@ -293,6 +293,9 @@ def _check_files(
         files[fidelity_gate.FILE_KEY] = _write_fidelity_samples(spec, sentences, samples, out / "fidelity.json")
     return files
 
+
+# Smoothing and constant activation scales are calibrated on the last batches of the build's sentences (128).
+_CALIBRATION_BATCHES = 4
 
 # ONNX Runtime quantizes activations to uint8 with a zero point, which is more faithful than
 # TorchScript's int8, so its candidate first tries every layer in int8 with smoothing that costs
@@ -386,6 +389,11 @@ def _onnx_candidate(
         figs = _fidelity(spec, samples.reference, test, samples.fid_mask)
         return figs, _misses(spec, figs)
 
+    # the sentences smoothing is calibrated on also measure the activations given constant scales
+    calibration = [
+        {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        for ids, mask in samples.fidelity_batches[-_CALIBRATION_BATCHES:]
+    ]
     tried: list[str] = []
     for n, recipe in enumerate(exports):
         last = n == len(exports) - 1
@@ -409,6 +417,7 @@ def _onnx_candidate(
             fidelity=fidelity,
             threads=threads,
             strict=spec.artifact_backend == "onnxruntime" and last,
+            calibration=calibration,
         )
         if build.candidate.passes or last:
             build.figures.update({"recipe": recipe.name, "tried": tried})

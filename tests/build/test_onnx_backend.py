@@ -206,13 +206,13 @@ def test_auto_serves_what_its_recorded_figures_say(tiny_checkpoints, tmp_path):
 REAL_QUANTIZE = onnx_backend.quantize_int8
 
 
-def _damaging_quantizer(fp32, int8, exclude, weight_bits=8, tables=True):
+def _damaging_quantizer(fp32, int8, exclude, weight_bits=8, tables=True, static=None):
     """The real quantizer, then the token embedding table reversed: a graph far from fp32.
 
     (A random tiny BERT is dominated by its embeddings and residual path, so damage to its
     int8 weights alone barely moves the pooled vector.)
     """
-    done = REAL_QUANTIZE(fp32, int8, exclude, weight_bits, tables)
+    done = REAL_QUANTIZE(fp32, int8, exclude, weight_bits, tables, static)
     model = onnx.load(str(int8))
     for init in model.graph.initializer:
         if init.name.endswith(("word_embeddings.weight", "word_embeddings.weight_quantized")):  # fp32 or int8 table

@@ -141,3 +141,110 @@ def test_int8_embedding_tables_stay_unless_they_cost_the_gates(tmp_path, tables_
     assert _tables_are_int8(tmp_path / "cpu.onnx") is tables
     assert all(m == [] for _, m in checked.values())
     assert seen == ([True, True, False, False] if tables_cost_the_gates else [True, True])
+
+
+class NormedMlp(nn.Module):
+    """Layer norm, then a widening Linear (a constant scale suits its input) and a narrowing one (it does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.norm, self.up, self.down = nn.LayerNorm(32), nn.Linear(32, 64), nn.Linear(64, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(self.norm(x))))
+
+
+@pytest.fixture(scope="module")
+def normed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("static") / "fp32.onnx"
+    x = torch.randn(2, 5, 32)
+    return onnx_backend.export(NormedMlp().eval(), (x,), path, ["x"], ["y"], {"x": {0: "batch", 1: "seq"}})
+
+
+def _calibration() -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [{"x": rng.standard_normal((4, 6, 32)).astype(np.float32)} for _ in range(3)]
+
+
+def test_constant_scales_go_to_widening_matmuls_inputs_and_are_measured(normed):
+    names = onnx_rowwise.static_candidates(normed)
+    assert len(names) == 1  # the layer norm's output; the narrowing layer's input (after relu) stays row-wise
+    ranges = onnx_rowwise.activation_ranges(normed, names, _calibration())
+    model = NormedMlp().eval()
+    with torch.inference_mode():
+        want = max(float(model.norm(torch.from_numpy(f["x"])).abs().max()) for f in _calibration())
+    assert ranges[names[0]] == pytest.approx(want, rel=1e-5)
+
+
+def test_padding_positions_are_left_out_of_the_ranges(normed, tmp_path):
+    """An activation of shape (batch, seq, ...) is measured over the positions the mask keeps."""
+    names = onnx_rowwise.static_candidates(normed)
+    feed = _calibration()[0]
+    loud = feed["x"].copy()
+    loud[:, -1] = 0
+    loud[:, -1, 0] = 100  # the last position of every row (padding here): one spike, sqrt(31) after the norm
+    mask = np.ones(loud.shape[:2], np.int64)
+    mask[:, -1] = 0
+    # the graph takes no mask input; activation_ranges reads it from the feed all the same (a text model's feed has one)
+    import onnx as onnx_lib
+
+    model = onnx_lib.load(str(normed))
+    model.graph.input.append(onnx_lib.helper.make_tensor_value_info("attention_mask", onnx_lib.TensorProto.INT64, None))
+    model.graph.output.append(
+        onnx_lib.helper.make_tensor_value_info("attention_mask", onnx_lib.TensorProto.INT64, None)
+    )
+    with_mask = tmp_path / "with_mask.onnx"
+    onnx_lib.save(model, str(with_mask))
+    masked = onnx_rowwise.activation_ranges(with_mask, names, [{"x": loud, "attention_mask": mask}])
+    whole = onnx_rowwise.activation_ranges(normed, names, [{"x": loud}])
+    unpadded = onnx_rowwise.activation_ranges(normed, names, [{"x": np.ascontiguousarray(loud[:, :-1])}])
+    assert masked[names[0]] == pytest.approx(unpadded[names[0]], rel=1e-5)
+    assert whole[names[0]] == pytest.approx(31**0.5, rel=1e-3)
+    assert masked[names[0]] < 4
+
+
+def test_constant_scales_fold_the_bias_and_stay_batch_invariant_and_close(normed, tmp_path):
+    names = onnx_rowwise.static_candidates(normed)
+    ranges = onnx_rowwise.activation_ranges(normed, names, _calibration())
+    done = onnx_rowwise.rowwise_int8(normed, tmp_path / "static.onnx", static=ranges)
+    plain = onnx_rowwise.rowwise_int8(normed, tmp_path / "rowwise.onnx")
+    assert (done.matmuls, done.row_quantizers, done.static_quantizers) == (2, 1, 1)
+    assert (plain.row_quantizers, plain.static_quantizers) == (2, 0)
+    graph = onnx.load(str(tmp_path / "static.onnx")).graph
+    fused = next(n for n in graph.node if n.op_type == "MatMulIntegerToFloat" and len(n.input) == 7)
+    assert fused.input[6] in {i.name for i in graph.initializer}  # the up layer's bias, folded in
+    readers = [n for n in graph.node if fused.output[0] in n.input]
+    assert [n.op_type for n in readers] == ["Relu"]  # no rescale, no bias add after it
+    assert len(graph.node) < len(onnx.load(str(tmp_path / "rowwise.onnx")).graph.node) - 6
+    forward = onnx_backend.OrtForward(tmp_path / "static.onnx")
+    rng = np.random.default_rng(2)
+    quiet = rng.standard_normal((1, 6, 32)).astype(np.float32)
+    loud = 50 * rng.standard_normal((1, 6, 32)).astype(np.float32)
+    alone = forward(torch.from_numpy(quiet)).numpy()
+    batched = forward(torch.from_numpy(np.concatenate([quiet, loud]))).numpy()[:1]
+    assert float(np.abs(alone - batched).max()) <= 1e-6 * float(np.abs(alone).max())
+    x = torch.randn(3, 7, 32)
+    with torch.inference_mode():
+        ref = NormedMlp().eval()(x).numpy()
+    got = forward(x).numpy()
+    assert float(np.abs(got - ref).max()) < 0.05 * float(np.abs(ref).max())
+
+
+@pytest.mark.parametrize("refuse_static", [False, True])
+def test_constant_scales_serve_only_when_every_form_meets_the_gates(normed, tmp_path, refuse_static):
+    names = onnx_rowwise.static_candidates(normed)
+    ranges = onnx_rowwise.activation_ranges(normed, names, _calibration())
+
+    def fidelity(forward):
+        graph = onnx.load(str(forward.session.path)).graph
+        static = any(n.op_type == "QuantizeLinear" and n.input[1].endswith("_s") for n in graph.node)
+        return {}, ["constant scales moved the answers"] if static and refuse_static else []
+
+    figures: dict = {}
+    forms, checked, _ = onnx_backend._int8_forms(
+        normed, tmp_path / "cpu.onnx", [], fidelity, threads=1, static=ranges, figures=figures
+    )
+    assert all(m == [] for _, m in checked.values())
+    assert {f.static_quantizers for f in forms.values()} == ({0} if refuse_static else {1})
+    assert ("constant_scales_refused" in figures) is refuse_static
