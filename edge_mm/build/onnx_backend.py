@@ -267,7 +267,9 @@ def measure_latency(
     return {b: {k: round(statistics.median(v), 3) for k, v in per.items()} for b, per in times.items()}
 
 
-def variant_notes(quantized: int, kept: int, int8: bool, weight_bits: int = 8, done: Any = None) -> list[str]:
+def variant_notes(
+    quantized: int, kept: int, int8: bool, weight_bits: int = 8, done: onnx_rowwise.Rewrite | None = None
+) -> list[str]:
     """``done``: the int8 rewrite (onnx_rowwise.Rewrite), for how its activations are scaled."""
     notes = ["ONNX (TorchScript-based exporter)", f"opset {OPSET}", "dynamic batch axis"]
     if int8:
