@@ -234,7 +234,7 @@ SETTINGS: tuple[Setting, ...] = (
         "runtime.solo_threads",
         0,
         int,
-        "Threads of an image classifier's or text model's forward pass (ONNX Runtime) that starts while it is the "
+        "Threads of an image classifier's or text embedding model's forward pass (ONNX Runtime) that starts while it is the "
         "only request being served; the model keeps a second session for it (a second copy of its weights: 9 MB "
         "for EfficientNet-Lite0, about 30 MB for MiniLM). 0: every core; 1: off (every pass on "
         "runtime.intra_op_threads).",

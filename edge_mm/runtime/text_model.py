@@ -20,6 +20,11 @@ from edge_mm.runtime.onnx_session import OnnxSession
 from edge_mm.runtime.runner import BatchedRunner
 from edge_mm.runtime.text_tokenizer import EncodedBatch, StrideTooLarge, TextTokenizer
 
+# Text tasks whose lone passes take every core (runtime/solo.py). The second session is a copy of the
+# weights: about 25 MB for MiniLM, but a fine-tuned classifier's graph may keep fp32 embedding tables
+# and layers (the example NER's is 66 MB; its second session cost about 70 MB), so classifiers keep one.
+SOLO_TASKS = frozenset({"embeddings"})
+
 
 @dataclass
 class TextModel(BatchedRunner):
@@ -31,7 +36,7 @@ class TextModel(BatchedRunner):
 
     @classmethod
     def load(cls, name: str, entry: ModelEntry, root: Path, device: str, variant: str, max_batch: int) -> TextModel:
-        module = load_artifact(entry.variants[variant], root, device, solo=True)
+        module = load_artifact(entry.variants[variant], root, device, solo=entry.task in SOLO_TASKS)
         pre = entry.preprocessing
         try:
             tokenizer = TextTokenizer.shared(

@@ -120,6 +120,7 @@ def test_server_with_onnx_runtime_answers_embeddings(client, tiny_registry, tiny
     # a lone text pass may take every core (runtime/solo.py): a second session when there is more than one
     solo = client.get("/info").get_json()["threads"]["solo"]
     assert tiny_registry.models["tiny-embed"].runner.module.solo_threads == solo
+    assert tiny_registry.models["tiny-ner"].runner.module.solo_threads == 0  # classifiers keep one session
     r = client.post("/v1/embeddings", json={"input": SENTENCES, "model": "tiny-embed"})
     assert r.status_code == 200, r.get_json()
     data = r.get_json()["data"]
