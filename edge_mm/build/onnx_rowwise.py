@@ -162,10 +162,7 @@ def static_candidates(src: Path, exclude: Collection[str] = ()) -> list[str]:
 
     graph = onnx.load(str(src)).graph
     targets = _targets(graph, exclude)
-    readers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for i in node.input:
-            readers.setdefault(i, []).append(node)
+    readers = _readers(graph)
     found: list[str] = []
     for node in graph.node:
         x = node.input[0] if node.name in targets else None
@@ -174,6 +171,15 @@ def static_candidates(src: Path, exclude: Collection[str] = ()) -> list[str]:
         if all(_widens(targets[r.name]) for r in readers[x] if r.name in targets and r.input[0] == x):
             found.append(x)
     return found
+
+
+def _readers(graph: Any) -> dict[str, list[Any]]:
+    """Tensor name -> the nodes that read it."""
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for i in node.input:
+            readers.setdefault(i, []).append(node)
+    return readers
 
 
 def _widens(w: np.ndarray) -> bool:
@@ -216,10 +222,7 @@ def _bias_adds(graph: Any, matmuls: list[Any]) -> dict[str, tuple[Any, str]]:
 
     inits = {i.name: i for i in graph.initializer}
     outputs = {o.name for o in graph.output}
-    readers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for i in node.input:
-            readers.setdefault(i, []).append(node)
+    readers = _readers(graph)
     found = {}
     for mm in matmuls:
         after = readers.get(mm.output[0], [])
