@@ -1,5 +1,5 @@
 """Where a MiniLM forward pass spends its time, by operator: edge-mm's served int8 graph against the
-ONNX Runtime peer's, from ONNX Runtime's own profiler, one thread, the graphs taking turns.
+ONNX Runtime peer's, from ONNX Runtime's own profiler, one thread, one graph after the other.
 
     python -m bench.op_profile [--batch 1 8] [--runs 60] [--top 8] [--out bench/results/op_profile.md]
 
