@@ -3,7 +3,7 @@ ONNX Runtime peer's, from ONNX Runtime's own profiler, one thread, one graph aft
 
     python -m bench.op_profile [--batch 1 8] [--runs 60] [--top 8] [--out bench/results/op_profile.md]
 
-Graphs: the form of MiniLM this CPU serves (``<artifacts>/minilm/``: the 7-bit form where u8 x s8
+Graphs: the form of MiniLM this CPU serves (from the manifest: the 7-bit form where u8 x s8
 products saturate, the 8-bit form elsewhere; ``--graph`` to pick one) and the peer's
 ``build/work/bench-peers/minilm-int8.onnx`` (``bash bench/peers/setup.sh``). Input: 32-token rows of
 random word ids with a full attention mask, the same arrays for both. Each graph's share per operator
@@ -25,19 +25,20 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine_line
-from edge_mm.runtime import cpu_features
+from edge_mm.manifest import ORT_VARIANT, read_manifest
+from edge_mm.runtime import cpu_features, fidelity_gate
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "build" / "work" / "bench-peers" / "minilm-int8.onnx"
-SERVED = ROOT / "build" / "artifacts" / "minilm"
+ARTIFACTS = ROOT / "build" / "artifacts"
 
 
-def served_graph(folder: Path = SERVED) -> Path:
-    """The MiniLM form the server would pick on this CPU before its start-up gate: 7-bit on a saturating path."""
-    seven = folder / "cpu.7bit.onnx"
-    if cpu_features.detect().saturating and seven.exists():
-        return seven
-    return folder / "cpu.onnx"
+def served_graph(root: Path = ARTIFACTS, name: str = "minilm") -> Path:
+    """The ONNX file of the form the server picks first on this CPU (fidelity_gate.path_variant: the 7-bit
+    form where 8-bit weights saturate), from the manifest under ``root``."""
+    entry = read_manifest(root).models[name]
+    variant = fidelity_gate.path_variant(entry, ORT_VARIANT, cpu_features.detect())
+    return root / entry.variants[variant].files["model"].path
 
 
 def op_shares(path: Path, batch: int, runs: int) -> tuple[float, dict[str, float]]:

@@ -1,11 +1,14 @@
 """bench.op_profile: per-operator shares from ONNX Runtime's profiler, and which MiniLM form it profiles."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bench import op_profile
+from edge_mm.manifest import ORT_7BIT_VARIANT, ORT_VARIANT
 from edge_mm.runtime import cpu_features
 
 
@@ -50,8 +53,11 @@ def test_the_report_names_the_machine_and_each_graph():
 
 @pytest.mark.parametrize(("path", "expected"), [("avx2", "cpu.7bit.onnx"), ("avx512-vnni", "cpu.onnx")])
 def test_it_profiles_the_form_this_cpu_serves(tmp_path, monkeypatch, path, expected):
-    for name in ("cpu.onnx", "cpu.7bit.onnx"):
-        (tmp_path / name).write_bytes(b"")
+    def variant(file):
+        return SimpleNamespace(files={"model": SimpleNamespace(path=f"minilm/{file}")})
+
+    entry = SimpleNamespace(variants={ORT_VARIANT: variant("cpu.onnx"), ORT_7BIT_VARIANT: variant("cpu.7bit.onnx")})
+    monkeypatch.setattr(op_profile, "read_manifest", lambda root: SimpleNamespace(models={"minilm": entry}))
     info = cpu_features.CpuInfo(machine="x86_64", model="test", path=path, flags=[], source="test")
     monkeypatch.setattr(cpu_features, "detect", lambda: info)
-    assert op_profile.served_graph(tmp_path).name == expected
+    assert op_profile.served_graph(tmp_path) == tmp_path / "minilm" / expected
