@@ -52,10 +52,11 @@ def info():
     door = current_app.extensions["edge_mm"].get("door")
     if door is not None:
         body["door"] = door.stats()
-    body["admission"] = {name: m.admission.stats() for name, m in reg.models.items()}
+    served = {reg.request_name(m): m for m in reg.every_version()}  # name@N for a version that is not the default
+    body["admission"] = {name: m.admission.stats() for name, m in served.items()}
     body["batching"] = {
         name: {"batches": b.batches, "items": b.items, "mean_batch": round(b.items / b.batches, 2) if b.batches else 0}
-        for name, m in reg.models.items()
+        for name, m in served.items()
         if (b := getattr(m.runner, "batcher", None)) is not None
     }
     return jsonify(body)

@@ -52,38 +52,40 @@ class RuntimeCollector(Collector):
         loaded = GaugeMetricFamily(
             "edge_mm_model_ready",
             "1 when the model is loaded and warm, 0 while loading or after a failed warm-up; labels say its device.",
-            labels=["model", "task", "device", "dtype"],
+            labels=["model", "version", "task", "device", "dtype"],
         )
-        warm = GaugeMetricFamily("edge_mm_model_warmup_seconds", "Time the model's warm-up took.", labels=["model"])
-        queue = GaugeMetricFamily("edge_mm_queue_depth", "Requests waiting for a model slot.", labels=["model"])
-        running = GaugeMetricFamily("edge_mm_in_flight", "Requests holding a model slot now.", labels=["model"])
-        slots = GaugeMetricFamily("edge_mm_slots", "Model slots (most requests in flight per model).", labels=["model"])
-        queue_cap = GaugeMetricFamily("edge_mm_queue_capacity", "Most requests waiting per model.", labels=["model"])
+        per_model = ["model", "version"]  # every version served (runtime/versions.py), the default and name@N ones
+        warm = GaugeMetricFamily("edge_mm_model_warmup_seconds", "Time the model's warm-up took.", labels=per_model)
+        queue = GaugeMetricFamily("edge_mm_queue_depth", "Requests waiting for a model slot.", labels=per_model)
+        running = GaugeMetricFamily("edge_mm_in_flight", "Requests holding a model slot now.", labels=per_model)
+        slots = GaugeMetricFamily("edge_mm_slots", "Model slots (most requests in flight per model).", labels=per_model)
+        queue_cap = GaugeMetricFamily("edge_mm_queue_capacity", "Most requests waiting per model.", labels=per_model)
         rejected = CounterMetricFamily(
-            "edge_mm_rejected", "Requests answered 503: the model's queue was full.", labels=["model"]
+            "edge_mm_rejected", "Requests answered 503: the model's queue was full.", labels=per_model
         )
         timed_out = CounterMetricFamily(
-            "edge_mm_timed_out", "Requests answered 504: past their deadline waiting or running.", labels=["model"]
+            "edge_mm_timed_out", "Requests answered 504: past their deadline waiting or running.", labels=per_model
         )
         batches = HistogramMetricFamily(
-            "edge_mm_batch_size", "Items per forward call of a micro-batched model.", labels=["model"]
+            "edge_mm_batch_size", "Items per forward call of a micro-batched model.", labels=per_model
         )
-        for name, served in reg.models.items():
+        for served in reg.every_version():
+            key = [served.name, str(served.version)]
             dtype = served.entry.variants[served.variant].dtype
-            loaded.add_metric([name, served.kind, served.device, dtype], 1.0 if reg.ready else 0.0)
-            warm.add_metric([name], served.warm_ms / 1000)
+            loaded.add_metric([*key, served.kind, served.device, dtype], 1.0 if reg.ready else 0.0)
+            warm.add_metric(key, served.warm_ms / 1000)
             stats = served.admission.stats()
-            queue.add_metric([name], stats["waiting"])
-            running.add_metric([name], stats["running"])
-            slots.add_metric([name], stats["max_in_flight"])
-            queue_cap.add_metric([name], stats["max_queue"])
-            rejected.add_metric([name], stats["rejected"])
-            timed_out.add_metric([name], stats["timed_out"])
+            queue.add_metric(key, stats["waiting"])
+            running.add_metric(key, stats["running"])
+            slots.add_metric(key, stats["max_in_flight"])
+            queue_cap.add_metric(key, stats["max_queue"])
+            rejected.add_metric(key, stats["rejected"])
+            timed_out.add_metric(key, stats["timed_out"])
             batcher = getattr(served.runner, "batcher", None)
             if batcher is not None:
                 sizes = batcher.batch_sizes()
                 batches.add_metric(
-                    [name], _buckets(sizes, batcher.max_batch), sum_value=sum(n * c for n, c in sizes.items())
+                    key, _buckets(sizes, batcher.max_batch), sum_value=sum(n * c for n, c in sizes.items())
                 )
         yield from (loaded, warm, queue, running, slots, queue_cap, rejected, timed_out, batches)
 
@@ -137,7 +139,7 @@ class Metrics:
         self.inference = Histogram(
             "edge_mm_inference_seconds",
             "Time inside a model's slot per call (decode, pre, forward, post).",
-            ["model"],
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -159,7 +161,7 @@ class Metrics:
         self.requests.labels(route, request.method, str(response.status_code)).inc()
         self.latency.labels(route).observe(time.perf_counter() - t0)
         for use in g.get("model_uses") or ():
-            self.inference.labels(use.model).observe(use.ms / 1000)
+            self.inference.labels(use.model, str(use.version)).observe(use.ms / 1000)
         return response
 
     def finished(self, _exc: BaseException | None) -> None:

@@ -20,11 +20,12 @@ T = TypeVar("T")
 
 
 class Use(NamedTuple):
-    """One model call: which model, on which device, for how long (ms, inside its slot)."""
+    """One model call: which model and version, on which device, for how long (ms, inside its slot)."""
 
     model: str
     device: str
     ms: float
+    version: int = 1
 
 
 @dataclass
@@ -52,5 +53,5 @@ class Models:
     def call(self, served: Served, deadline: Deadline, work: Callable[[Any], T]) -> T:
         """``work(runner)`` inside ``served``'s admission slot, waiting at most until ``deadline``."""
         result, ms = served.run(deadline, work, pinned=(served.name, served.version) in self.pinned)
-        self.used.append(Use(served.name, served.device, ms))
+        self.used.append(Use(served.name, served.device, ms, served.version))
         return result

@@ -96,6 +96,14 @@ class Registry:
             raise NotFound(f"model {model!r} has no version {version} served; it serves {sorted(versions)}")
         return versions[version]
 
+    def every_version(self) -> list[Served]:
+        """Every model version served, default or not, model by model."""
+        return [served for name in self.models for served in self.served_versions(name).values()]
+
+    def request_name(self, served: Served) -> str:
+        """How a request names ``served``: its model's name for the default version, else ``name@N``."""
+        return served.name if self.models.get(served.name) is served else f"{served.name}@{served.version}"
+
     def install(self, name: str, versions: dict[int, Served]) -> None:
         """Serve ``versions`` of ``name`` from now on, the highest by default (one assignment each: a request
         sees the old set or the new one)."""
@@ -112,7 +120,7 @@ class Registry:
     def warm_all(self) -> None:
         """Warm every model, then mark ready. A failure is logged, recorded (``failure``, ``failed_model``)
         and leaves the server not ready; the models after the failed one are not warmed."""
-        for served in [s for versions in self.versions.values() for s in versions.values()] or self.models.values():
+        for served in self.every_version():
             try:
                 served.warm_ms = served.runner.warm()
             except Exception as exc:
@@ -169,7 +177,7 @@ def load_registry(
         registry.install(spec.name, loaded)
     header = catalog.flat() if (catalog.root / MANIFEST_NAME).is_file() else _any_manifest(picked)
     known = {**header.models, **{name: entry for (name, _), entry in entries.items()}}
-    for served in registry.models.values():
+    for served in registry.every_version():  # a version named name@N needs its partners and store too
         open_partners(served, settings, known)
     set_cpu_threads(intra, solo)  # again: torch may have been imported by a TorchScript loader
     registry.info = _info(header, known, settings, choices, intra, concurrent, cuda)

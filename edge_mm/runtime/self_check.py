@@ -40,20 +40,11 @@ def run_check(
     print_fidelity_table(registry.info, out)
     failures = 0
     root = settings.path("runtime.artifacts_dir")
-    for name, served in registry.models.items():
-        own = served.entry.variants[served.variant].files.get("reference")
-        ref_file = own or served.entry.files.get("reference")
-        if ref_file is None:
-            print(f"{name}: no reference sample recorded; skipped", file=out)
-            continue
-        ref = json.loads(ref_file.resolve(served.root or root).read_text())  # a version's own folder
-        made_by = ref.get("variant", served.variant if own is not None or served.device == "cpu" else "cpu")
-        if made_by != served.variant:  # another CPU path's int8 form made it, or the CPU form for a CUDA variant
-            vouch = "(its fidelity gate above vouches for it)" if served.device == "cpu" else "(rebuild to record one)"
-            print(
-                f"{name}: reference made by {made_by}; {served.variant} serves on {served.device} {vouch}; skipped",
-                file=out,
-            )
+    for served in registry.every_version():
+        name = registry.request_name(served)
+        ref, skipped = _reference(served, served.root or root)  # a version reads its own folder
+        if ref is None:
+            print(f"{name}: {skipped}; skipped", file=out)
             continue
         worst, tolerance = reference_diff(served, ref)
         ok = worst <= tolerance
@@ -78,17 +69,27 @@ def reference_diff(served: Served, ref: Mapping[str, Any]) -> tuple[float, float
     return worst, tolerance
 
 
-def reference_miss(served: Served, root: Path) -> str | None:
-    """Why the model misses its recorded reference sample (runtime/swap.py checks a version before it
-    serves); None when it reproduces it, or has none made by the variant that serves."""
+def _reference(served: Served, root: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the reference sample made by the variant that serves, "") or (None, why there is none to compare)."""
     own = served.entry.variants[served.variant].files.get("reference")
     ref_file = own or served.entry.files.get("reference")
     if ref_file is None:
-        return None
+        return None, "no reference sample recorded"
     ref = json.loads(ref_file.resolve(root).read_text())
     made_by = ref.get("variant", served.variant if own is not None or served.device == "cpu" else "cpu")
-    if made_by != served.variant:
-        return None  # another variant made it: the fidelity gate vouches for this one
+    if made_by != served.variant:  # another CPU path's int8 form made it, or the CPU form for a CUDA variant
+        vouch = "(its fidelity gate above vouches for it)" if served.device == "cpu" else "(rebuild to record one)"
+        return None, f"reference made by {made_by}; {served.variant} serves on {served.device} {vouch}"
+    return ref, ""
+
+
+def reference_miss(served: Served, root: Path) -> str | None:
+    """Why the model misses its recorded reference sample (runtime/swap.py checks a version before it
+    serves); None when it reproduces it, or has none made by the variant that serves (the fidelity gate
+    vouches for that one)."""
+    ref, _ = _reference(served, root)
+    if ref is None:
+        return None
     worst, tolerance = reference_diff(served, ref)
     return (
         None if worst <= tolerance else f"max abs diff {worst:.2e} on its reference sample, tolerance {tolerance:.0e}"

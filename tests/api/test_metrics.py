@@ -50,9 +50,9 @@ def test_counts_match_the_requests_sent(client):
     assert value(m, "edge_mm_request_duration_seconds_count", route="/v1/embeddings") == 5
     assert value(m, "edge_mm_request_duration_seconds_bucket", route="/v1/embeddings", le="+Inf") == 5
     # only the three answered requests ran the model; the 422s and 404 stopped in parse
-    assert value(m, "edge_mm_inference_seconds_count", model="tiny-embed") == 3
-    assert value(m, "edge_mm_inference_seconds_sum", model="tiny-embed") > 0
-    assert value(m, "edge_mm_inference_seconds_count", model="tiny-sentiment") == 0
+    assert value(m, "edge_mm_inference_seconds_count", model="tiny-embed", version="1") == 3
+    assert value(m, "edge_mm_inference_seconds_sum", model="tiny-embed", version="1") > 0
+    assert value(m, "edge_mm_inference_seconds_count", model="tiny-sentiment", version="1") == 0
     assert value(m, "edge_mm_http_requests_in_flight") == 1  # the scrape
     assert value(m, req, route="/metrics", method="GET", status="200") == 0
     assert value(scrape(client), req, route="/metrics", method="GET", status="200") == 1
@@ -62,14 +62,23 @@ def test_model_state_queue_and_process(client, tiny_registry):
     m = scrape(client)
     assert value(m, "edge_mm_ready") == 1
     assert (
-        value(m, "edge_mm_model_ready", model="tiny-embed", task="embeddings", device="cpu", dtype="int8-rowwise") == 1
+        value(
+            m,
+            "edge_mm_model_ready",
+            model="tiny-embed",
+            version="1",
+            task="embeddings",
+            device="cpu",
+            dtype="int8-rowwise",
+        )
+        == 1
     )
-    assert value(m, "edge_mm_queue_depth", model="tiny-embed") == 0
-    assert value(m, "edge_mm_in_flight", model="tiny-embed") == 0
+    assert value(m, "edge_mm_queue_depth", model="tiny-embed", version="1") == 0
+    assert value(m, "edge_mm_in_flight", model="tiny-embed", version="1") == 0
     stats = tiny_registry.models["tiny-embed"].admission.stats()
-    assert value(m, "edge_mm_slots", model="tiny-embed") == stats["max_in_flight"]
-    assert value(m, "edge_mm_queue_capacity", model="tiny-embed") == stats["max_queue"]
-    assert value(m, "edge_mm_model_warmup_seconds", model="tiny-embed") > 0
+    assert value(m, "edge_mm_slots", model="tiny-embed", version="1") == stats["max_in_flight"]
+    assert value(m, "edge_mm_queue_capacity", model="tiny-embed", version="1") == stats["max_queue"]
+    assert value(m, "edge_mm_model_warmup_seconds", model="tiny-embed", version="1") > 0
     assert value(m, "process_resident_memory_bytes") > 10_000_000
 
 
@@ -80,10 +89,12 @@ def test_batch_sizes_match_the_batcher(client, tiny_registry):
     client.post("/v1/embeddings", json={"inputs": ["a", "b", "c"]})
     m = scrape(client)
     sizes = batcher.batch_sizes()
-    assert value(m, "edge_mm_batch_size_count", model="tiny-embed") == sum(sizes.values()) == batcher.batches
-    assert value(m, "edge_mm_batch_size_sum", model="tiny-embed") == batcher.items
-    assert value(m, "edge_mm_batch_size_bucket", model="tiny-embed", le="1") == sizes.get(1, 0)
-    assert value(m, "edge_mm_batch_size_bucket", model="tiny-embed", le="+Inf") == batcher.batches
+    assert (
+        value(m, "edge_mm_batch_size_count", model="tiny-embed", version="1") == sum(sizes.values()) == batcher.batches
+    )
+    assert value(m, "edge_mm_batch_size_sum", model="tiny-embed", version="1") == batcher.items
+    assert value(m, "edge_mm_batch_size_bucket", model="tiny-embed", version="1", le="1") == sizes.get(1, 0)
+    assert value(m, "edge_mm_batch_size_bucket", model="tiny-embed", version="1", le="+Inf") == batcher.batches
 
 
 def test_rejected_and_timed_out_are_counted(client, tiny_registry, monkeypatch):
@@ -97,17 +108,17 @@ def test_rejected_and_timed_out_are_counted(client, tiny_registry, monkeypatch):
     while served.admission.stats()["running"] == 0:
         time.sleep(0.01)
     during = scrape(client)
-    assert value(during, "edge_mm_in_flight", model="tiny-sentiment") == 1
+    assert value(during, "edge_mm_in_flight", model="tiny-sentiment", version="1") == 1
     assert value(during, "edge_mm_http_requests_in_flight") == 2  # the held request and the scrape
     for _ in range(2):
         assert client.post("/v1/text-classification", json={"inputs": "b"}).status_code == 503
     gate.set()
     first.join()
     m = scrape(client)
-    assert value(m, "edge_mm_rejected_total", model="tiny-sentiment") == 2
+    assert value(m, "edge_mm_rejected_total", model="tiny-sentiment", version="1") == 2
     assert value(m, "edge_mm_requests_total", route="/v1/text-classification", method="POST", status="503") == 2
-    assert value(m, "edge_mm_timed_out_total", model="tiny-sentiment") == 0
-    assert value(m, "edge_mm_in_flight", model="tiny-sentiment") == 0
+    assert value(m, "edge_mm_timed_out_total", model="tiny-sentiment", version="1") == 0
+    assert value(m, "edge_mm_in_flight", model="tiny-sentiment", version="1") == 0
 
     monkeypatch.setattr(served, "admission", Admission(max_in_flight=1, max_queue=4, timeout_s=5))
     gate.clear()
@@ -124,15 +135,15 @@ def test_rejected_and_timed_out_are_counted(client, tiny_registry, monkeypatch):
     waiter.start()
     while served.admission.stats()["waiting"] == 0:
         time.sleep(0.01)
-    assert value(scrape(client), "edge_mm_queue_depth", model="tiny-sentiment") == 1
+    assert value(scrape(client), "edge_mm_queue_depth", model="tiny-sentiment", version="1") == 1
     waiter.join()
     gate.set()
     first.join()
     m = scrape(client)
     assert answers == [504]
-    assert value(m, "edge_mm_timed_out_total", model="tiny-sentiment") == 1
+    assert value(m, "edge_mm_timed_out_total", model="tiny-sentiment", version="1") == 1
     assert value(m, "edge_mm_requests_total", route="/v1/text-classification", method="POST", status="504") == 1
-    assert value(m, "edge_mm_queue_depth", model="tiny-sentiment") == 0
+    assert value(m, "edge_mm_queue_depth", model="tiny-sentiment", version="1") == 0
 
 
 def test_concurrent_requests_are_all_counted(client):

@@ -131,3 +131,46 @@ def test_edge_mm_check_reads_a_version_from_its_own_folder(tiny_settings, two_ve
     out = io.StringIO()
     assert run_check(with_policy(tiny_settings, two_versions), LOADERS, out, options=OPTIONS) == 0, out.getvalue()
     assert "tiny-sentiment: ok" in out.getvalue()
+
+
+def test_metrics_show_every_version_served(tiny_settings, two_versions):
+    from tests.api.test_metrics import scrape, value
+
+    settings = with_policy(tiny_settings, two_versions, "all")
+    client = test_client(settings, warm_registry(settings))
+    for model in (f"{MODEL}@1", f"{MODEL}@1", MODEL):
+        _scores(client, model)
+    m = scrape(client)
+    assert value(m, "edge_mm_inference_seconds_count", model=MODEL, version="1") == 2
+    assert value(m, "edge_mm_inference_seconds_count", model=MODEL, version="2") == 1
+    for version in ("1", "2"):
+        assert value(m, "edge_mm_slots", model=MODEL, version=version) >= 1
+        assert value(m, "edge_mm_model_warmup_seconds", model=MODEL, version=version) > 0
+    admission = client.get("/info").get_json()["admission"]
+    assert {MODEL, f"{MODEL}@1"} <= set(admission)
+    assert admission[f"{MODEL}@1"]["max_in_flight"] >= 1
+
+
+def test_edge_mm_check_compares_every_version_served(tiny_settings, tmp_path):
+    """Version 2 of the model records version 3's reference sample: the check fails on tiny-sentiment@2
+    although the default version (3) reproduces its own."""
+    import hashlib
+    import io
+    import json
+    import shutil
+
+    from edge_mm.runtime.self_check import run_check
+    from edge_mm.tasks.table import LOADERS, OPTIONS
+
+    root = artifacts_copy(tiny_settings, tmp_path / "artifacts")
+    two, three = add_version(root, 2), add_version(root, 3)
+    manifest = json.loads((two / "manifest.json").read_text())
+    ref = manifest["models"][MODEL]["files"]["reference"]
+    theirs = json.loads((three / "manifest.json").read_text())["models"][MODEL]["files"]["reference"]["path"]
+    shutil.copyfile(three / theirs, two / ref["path"])
+    ref["sha256"] = hashlib.sha256((two / ref["path"]).read_bytes()).hexdigest()
+    (two / "manifest.json").write_text(json.dumps(manifest))
+    out = io.StringIO()
+    assert run_check(with_policy(tiny_settings, root, "2,3"), LOADERS, out, options=OPTIONS) == 1, out.getvalue()
+    assert f"{MODEL}@2: MISMATCH" in out.getvalue()
+    assert f"{MODEL}: ok" in out.getvalue()

@@ -343,3 +343,27 @@ def test_faces_export_and_import_move_the_store_to_another_box(faces_config: Pat
         assert main(["--config", str(two / "settings.toml"), "faces", "import", str(export), "--replace"]) == 1
     with sqlite3.connect(two / "faces.db") as db:
         assert db.execute("SELECT userid FROM faces").fetchall() == [("eileen",)]
+
+
+def test_every_served_version_recognizes_from_the_one_store(faces_config: Path, tmp_path: Path, photos: Path):  # noqa: F811
+    """version_policy "all": faces@1 and faces@2 both serve, and share the registered faces."""
+    import dataclasses
+    import shutil
+
+    from edge_mm.build.version_bundle import write_version_folder
+
+    root = shutil.copytree(faces_config.parent / "artifacts", tmp_path / "artifacts")
+    write_version_folder(root, "faces", root / "faces" / "2", as_name="faces")
+    settings = _fresh_settings(faces_config, tmp_path)
+    models = tuple(dataclasses.replace(m, version_policy="all") if m.name == "faces" else m for m in settings.models)
+    settings = dataclasses.replace(settings, models=models).replace(runtime__artifacts_dir=str(root))
+    c = test_client(settings, warm_registry(settings))
+    astronaut = _png(photos / "astronaut.png")
+    r = c.post(
+        "/v1/faces/register", data={"userid": "eileen", "model": "faces@2", "image": (io.BytesIO(astronaut), "a.png")}
+    )
+    assert r.status_code == 200, r.json
+    for model in ("faces@1", "faces@2", "faces"):
+        r = c.post("/v1/faces/recognize", data={"model": model, "image": (io.BytesIO(astronaut), "a.png")})
+        assert r.status_code == 200, (model, r.json)
+        assert [f["userid"] for f in r.json["results"][0]["faces"]] == ["eileen"], model
