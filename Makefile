@@ -51,7 +51,7 @@ test: setup system-deps  ## the default test run
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup system-deps $(VENV_CPU)/.deps  ## slow suites: the CPU bundle built once, served offline
-	$(BIN)/python -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: no slow tests selected
+	$(BIN)/python -m pytest -m slow -q --durations=12 || [ $$? -eq 5 ]  # 5: none selected; the 12 slowest listed
 
 lint: setup docs  ## ruff (style, complexity), mypy on edge_mm/, import-linter layer contracts, the docs site
 	$(BIN)/ruff check edge_mm tests bench
