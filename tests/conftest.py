@@ -12,7 +12,9 @@ import importlib
 import io
 import os
 import platform
+import re
 import textwrap
+from collections.abc import Collection
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -118,9 +120,15 @@ def tiny_settings_toml(ckpts: Path, artifacts: Path, extra: str = "") -> str:
     )
 
 
-def repo_settings_text(extra: str = "") -> str:
-    """The repo's settings.toml with artifacts in build/work/test-artifacts and absolute paths."""
+def repo_settings_text(extra: str = "", only: Collection[str] = ()) -> str:
+    """The repo's settings.toml with artifacts in build/work/test-artifacts and absolute paths; ``only``: just
+    those ``[[models]]`` (a test that builds a few must not name models nothing built)."""
     text = (ROOT / "settings.toml").read_text()
+    if only:
+        head, *blocks = re.split(r"(?m)^\[\[models\]\]\n", text)
+        names = [re.search(r'^name = "([^"]+)"', b, re.MULTILINE) for b in blocks]
+        assert all(names), "a [[models]] block without a name"
+        text = head + "".join("[[models]]\n" + b for b, n in zip(blocks, names, strict=True) if n and n[1] in only)
     text = text.replace('artifacts_dir = "build/artifacts"', f'artifacts_dir = "{TEST_ARTIFACTS}"')
     return text.replace('packages_dir = "build/models"', f'packages_dir = "{PACKAGES}"') + extra
 

