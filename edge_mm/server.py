@@ -16,6 +16,7 @@ from edge_mm.runtime.registry import load_registry
 from edge_mm.runtime.swap import Poller
 from edge_mm.runtime.update_poll import UpdatePoller
 from edge_mm.serving.drain import Drain, ready_503_while_draining, serve_until_drained
+from edge_mm.serving.listening import announce
 from edge_mm.serving.waitress_server import create_server, door_from_settings
 from edge_mm.streams.manager import StreamManager
 from edge_mm.tasks.table import LOADERS, OPTIONS
@@ -106,7 +107,7 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
 
     threading.Thread(target=stop_streams, name="streams-stop", daemon=True).start()
     log.info("serving on http://%s:%s (ready once warm-up ends: GET /health/ready)", host, server.effective_port)
-    print(f"edge-mm listening on http://{host}:{server.effective_port}", flush=True)
+    announce(f"http://{host}:{server.effective_port}")
     unfinished = serve_until_drained(server, drain, settings["server.drain_timeout_s"])
     streams.stop(drain.remaining())  # at once if the drain's thread has done it
     code = exit_code_after_drain(drain, unfinished, warm_up, warm_up_failed=warm_up_failed.is_set())

@@ -229,3 +229,27 @@ def test_drain_timeout_bounds_the_wait_and_a_cut_request_exits_1(tiny_config):
         proc.stdout.close()
     assert "drain ended after" in out
     assert "shutdown cut 1 request(s) short" in out
+
+
+def test_the_listening_line_is_written_in_one_piece(monkeypatch):
+    """A log record from the warm-up thread cannot land between the URL and the newline (CI once read the
+    URL as 'ms', the end of a record written into the line)."""
+    from edge_mm.serving.listening import announce
+
+    writes: list[str] = []
+
+    class Out:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Out())
+    announce("http://127.0.0.1:8080")
+    announce("http://127.0.0.1:8000", " (Ray Serve)")
+    assert writes == [
+        "edge-mm listening on http://127.0.0.1:8080\n",
+        "edge-mm listening on http://127.0.0.1:8000 (Ray Serve)\n",
+    ]

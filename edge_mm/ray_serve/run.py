@@ -16,6 +16,7 @@ from ray import serve
 from edge_mm.config import Settings
 from edge_mm.ray_serve.app import APP_NAME, build_app
 from edge_mm.ray_serve.options import model_deployments
+from edge_mm.serving.listening import announce
 
 log = logging.getLogger("edge_mm.ray_serve")
 
@@ -36,7 +37,7 @@ def serve_on_ray(settings: Settings) -> None:
         serve.start(proxy_location=settings["ray.proxy_location"], http_options={"host": host, "port": port})
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
         log.info("deployed %s on Ray Serve: %s", APP_NAME, ", ".join(m.name for m in settings.models))
-        print(f"edge-mm listening on http://{host}:{port} (Ray Serve)", flush=True)
+        announce(f"http://{host}:{port}", " (Ray Serve)")
         stop.wait()
         log.info("stopping: deleting the %s application", APP_NAME)
         serve.delete(APP_NAME)
