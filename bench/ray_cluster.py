@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_mm.serving.listening import PREFIX as LISTENING
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).parent / "ray"
 EDGE_MM = Path(sys.executable).parent / "edge-mm"
@@ -184,7 +186,7 @@ class TwoNodeCluster:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace")
-            if "edge-mm listening on" in text:
+            if LISTENING in text:
                 return p
             if p.poll() is not None:
                 break

@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from edge_mm.serving.listening import PREFIX as LISTENING
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,7 +60,7 @@ def running_server(config: Path, *extra_env: tuple[str, str], ready_timeout: flo
             if not line:
                 raise RuntimeError("server exited:\n" + "".join(lines))
             lines.append(line)
-            if line.startswith("edge-mm listening on "):
+            if line.startswith(LISTENING):
                 base = line.split()[-1].strip()
                 break
         assert base, "no listening line:\n" + "".join(lines)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from edge_mm.server import warn_if_open
+from edge_mm.serving.listening import PREFIX as LISTENING
 from tests.serving import ROOT, request, running_server
 
 
@@ -125,7 +126,7 @@ def server_process(config, *extra_env: tuple[str, str], cmd: list[str] | None = 
     )
     try:
         line = ""
-        while not line.startswith("edge-mm listening on "):
+        while not line.startswith(LISTENING):
             line = proc.stdout.readline()
             assert line, "server exited before listening"
         base = line.split()[-1]

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 
+from edge_mm.serving.listening import PREFIX as LISTENING
 from tests.serving import request
 from tests.streams.conftest import ROOT, Subscriber, mtcnn_settings_text, wait_for
 from tests.streams.test_webhooks import Receiver
@@ -35,7 +36,7 @@ def _serve(config, log_path):
     while base is None and time.monotonic() < end:
         assert proc.poll() is None, log_path.read_text()
         for line in log_path.read_text().splitlines():
-            if line.startswith("edge-mm listening on "):
+            if line.startswith(LISTENING):
                 base = line.split()[-1]
         time.sleep(0.1)
     assert base, log_path.read_text()
