@@ -110,12 +110,18 @@ class FaceStore:
 
     def _write(self, change: Callable[[sqlite3.Connection], T], apply: Callable[[Rows], Rows] | None) -> T:
         """``change(db)`` in one durable transaction that raises the generation, then the in-memory rows:
-        ``apply(rows)`` when they were this transaction's starting point, else read again."""
+        ``apply(rows)`` when they were this transaction's starting point, else read again. A change that
+        touched no row (an unknown userid, an import of rows already stored) leaves the generation alone,
+        so other stores on the file do not read every row again for nothing."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 start = _generation(self._db)
+                before = self._db.total_changes
                 result = change(self._db)
+                if self._db.total_changes == before:
+                    self._db.execute("ROLLBACK")
+                    return result
                 self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
                 self._applying = start + 1
                 self._db.execute("COMMIT")

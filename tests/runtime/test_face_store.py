@@ -93,6 +93,21 @@ def test_the_stores_own_writes_are_applied_without_reading_every_row_again(tmp_p
     assert reads == []
 
 
+def test_a_write_that_changes_no_row_does_not_make_other_stores_read_again(tmp_path: Path, monkeypatch) -> None:
+    """Deleting an unknown userid, or importing rows already stored, leaves the generation as it was."""
+    a, b = FaceStore(tmp_path / "f.db"), FaceStore(tmp_path / "f.db")
+    a.add("ada", [_unit(1)])
+    rows = a.export_rows()
+    assert b.users() == {"ada": 1}  # b is current
+    reads = []
+    monkeypatch.setattr(face_store, "_read", lambda db: reads.append(db) or pytest.fail("rows read again"))
+    assert a.delete("nobody") == 0
+    assert a.import_rows(rows) == 0
+    assert b.users() == {"ada": 1}
+    assert b.nearest(_unit(1)).userid == "ada"  # type: ignore[union-attr]
+    assert reads == []
+
+
 def test_a_write_on_rows_another_writer_has_changed_keeps_both_changes(tmp_path: Path) -> None:
     a, b = FaceStore(tmp_path / "f.db"), FaceStore(tmp_path / "f.db")
     a.add("ada", [_unit(1)])
