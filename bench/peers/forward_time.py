@@ -6,7 +6,8 @@
 
 ``served`` loads the edge-mm artifact the server would serve (TorchScript or ONNX Runtime, the
 build's choice) through the runtime's own loader (main venv) and times ``forward_now`` (padding,
-forward, split); ``onnxruntime`` times padding and
+forward, split); on more than one thread an ONNX Runtime model runs its solo session (spinning), as a
+lone pass does in the server; ``onnxruntime`` times padding and
 ``session.run`` (.venv-onnx). Tokenizing is outside the timed part for both. For each thread
 count and batch size: 3 untimed passes, then passes until ``--seconds`` (at least 10).
 Prints one JSON object: {"backend" (what ran), "rows": [{"batch", "threads", "median_ms", "best_ms", "runs"}]}.
@@ -15,6 +16,7 @@ Prints one JSON object: {"backend" (what ran), "rows": [{"batch", "threads", "me
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import time
@@ -58,7 +60,13 @@ def served(config: str, texts: list[str]) -> tuple[Callable[[int], None], Callab
 
     def set_threads(n: int) -> None:
         torch.set_num_threads(n)
-        if hasattr(artifacts, "set_cpu_threads"):
+        if not hasattr(artifacts, "set_cpu_threads"):
+            return
+        if n > 1 and BACKEND[0] == "onnxruntime" and "solo" in inspect.signature(artifacts.set_cpu_threads).parameters:
+            # a pass that runs alone takes the solo session on every core, its pool spinning (runtime/solo.py):
+            # what the server does; a one-thread session told to use n threads would not spin
+            artifacts.set_cpu_threads(1, solo=n)
+        else:
             artifacts.set_cpu_threads(n)
         if n not in models:
             models[n] = LOADERS["embeddings"](spec.name, entry, root, "cpu", variant, 64)
