@@ -6,7 +6,8 @@ thread that has been idle longest, so sixteen threads take turns and each forwar
 a thread (and often a core) whose caches hold nothing of the last one. A lone request runs its
 forward pass on the thread that serves it (runtime/batcher.py), so the turns cost time: MiniLM's int8
 pass, timed in the server, took 3.0 ms with waitress's order and 2.8 ms with this one, the round
-trip 4.1 against 3.8 ms (bench/results/request_profile.md; wrk at 1 client: p50 3.9 -> 3.5 ms).
+trip 4.1 against 3.8 ms (``python -m bench.profile_request --rev 32ee544``, committed in 6dd30dd;
+wrk at 1 client: p50 3.9 -> 3.5 ms).
 Waking the most recently idle thread keeps light load on one warm thread; under heavy load every
 thread is busy and the order does not matter.
 """
