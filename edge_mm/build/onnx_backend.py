@@ -413,6 +413,26 @@ def _shipped_extras(
     return extra
 
 
+def serves_every_x86(figures: Mapping[str, Any]) -> bool:
+    """True when a build's ONNX Runtime variants hold their gates on x86 with VNNI and without: built on a
+    saturating CPU the served form is the 7-bit one (the 8-bit form ships for VNNI, whose kernel is exact);
+    elsewhere the 7-bit form (it computes the same on both) or the fp32-compute fallback must have met them,
+    or an AVX2 server that misses with the 8-bit form falls back to TorchScript (and loads torch)."""
+    forms = figures.get("int8_forms")
+    if not forms or figures.get("served_on_build_cpu") == ORT_7BIT_VARIANT:
+        return True
+    seven = forms.get(ORT_7BIT_VARIANT)
+    fallback = figures.get("fallback")
+    return (seven is not None and not seven["misses"]) or (fallback is not None and not fallback["misses"])
+
+
+def why_not_every_x86(figures: Mapping[str, Any]) -> str:
+    """Why :func:`serves_every_x86` is False, readable."""
+    seven = figures.get("int8_forms", {}).get(ORT_7BIT_VARIANT, {}).get("misses") or ["not made"]
+    fallback = figures.get("fallback", {}).get("misses") or ["not made"]
+    return f"no form for x86 without VNNI: 7-bit {'; '.join(seven)}, fp32 compute {'; '.join(fallback)}"
+
+
 def _served_variant(path: Path, made: _Forms) -> Variant:
     if not made.forms:
         notes = variant_notes(0, 0, False)

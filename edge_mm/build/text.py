@@ -379,9 +379,11 @@ def _cpu_backends(
 def _onnx_candidate(
     spec: ModelSpec, samples: _Samples, exports: list[_OnnxRecipe], path: Path, threads: int
 ) -> onnx_backend.OnnxBuild:
-    """Export, quantize and check each recipe with the same tolerances and gates as TorchScript; the first that passes.
+    """Export, quantize and check each recipe with the same tolerances and gates as TorchScript; the first that
+    passes and ships a form for x86 without VNNI too (``onnx_backend.serves_every_x86``), else the first that
+    passes (built again), else the last.
 
-    A recipe that misses is recorded (``figures["tried"]``); the last one's result stands when none passes.
+    A recipe that misses is recorded (``figures["tried"]``), with why a passing one was not kept.
     """
 
     def fidelity(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
@@ -394,36 +396,63 @@ def _onnx_candidate(
         {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         for ids, mask in samples.fidelity_batches[-_CALIBRATION_BATCHES:]
     ]
+
+    def attempt(n: int) -> onnx_backend.OnnxBuild:
+        return _build_recipe(spec, samples, exports[n], path, threads, fidelity, calibration, n == len(exports) - 1)
+
     tried: list[str] = []
+    first_passing: int | None = None
     for n, recipe in enumerate(exports):
-        last = n == len(exports) - 1
-        module = recipe.module
+        build = attempt(n)
+        if build.candidate.passes and onnx_backend.serves_every_x86(build.figures):
+            break
+        if not build.candidate.passes:
+            tried.append(f"{recipe.name}: {'; '.join(build.candidate.misses)} {build.candidate.fidelity}")
+            continue
+        tried.append(f"{recipe.name}: passes here, but {onnx_backend.why_not_every_x86(build.figures)}")
+        first_passing = n if first_passing is None else first_passing
+    else:
+        n = len(exports) - 1 if first_passing is None else first_passing
+        if first_passing is not None:
+            if first_passing != len(exports) - 1:
+                build = attempt(first_passing)
+            build.figures["every_x86"] = f"no recipe did: {onnx_backend.why_not_every_x86(build.figures)}"
+    build.figures.update({"recipe": exports[n].name, "tried": tried[:n] + tried[n + 1 :]})
+    return build
 
-        def check_fp32(f: Callable[..., torch.Tensor], module: nn.Module = module) -> tuple[dict[str, Any], list[str]]:
-            figs = {
-                "exported_vs_eager_fp32_max_abs": verify.max_abs_diff(module, f, samples.batches),
-                "batch_vs_single_fp32_max_abs": verify.batch_vs_single(f, samples.batches[-1]),
-            }
-            return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
 
-        build = onnx_backend.build_candidate(
-            module,
-            samples.batches[-1],
-            path,
-            (["input_ids", "attention_mask"], [o["name"] for o in _OUTPUTS[spec.task]]),
-            {**_INPUT_AXES, **_OUTPUT_AXES[spec.task]},
-            keep_fp32=recipe.kept,
-            check_fp32=check_fp32,
-            fidelity=fidelity,
-            threads=threads,
-            strict=spec.artifact_backend == "onnxruntime" and last,
-            calibration=calibration,
-        )
-        if build.candidate.passes or last:
-            build.figures.update({"recipe": recipe.name, "tried": tried})
-            return build
-        tried.append(f"{recipe.name}: {'; '.join(build.candidate.misses)} {build.candidate.fidelity}")
-    raise AssertionError("no ONNX recipe")  # exports is never empty
+def _build_recipe(
+    spec: ModelSpec,
+    samples: _Samples,
+    recipe: _OnnxRecipe,
+    path: Path,
+    threads: int,
+    fidelity: Callable[..., tuple[dict[str, Any], list[str]]],
+    calibration: list[dict[str, Any]],
+    last: bool,
+) -> onnx_backend.OnnxBuild:
+    module = recipe.module
+
+    def check_fp32(f: Callable[..., torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
+        figs = {
+            "exported_vs_eager_fp32_max_abs": verify.max_abs_diff(module, f, samples.batches),
+            "batch_vs_single_fp32_max_abs": verify.batch_vs_single(f, samples.batches[-1]),
+        }
+        return figs, [f"{k} {v:.2e} exceeds {TRACE_TOLERANCE:.0e}" for k, v in figs.items() if v > TRACE_TOLERANCE]
+
+    return onnx_backend.build_candidate(
+        module,
+        samples.batches[-1],
+        path,
+        (["input_ids", "attention_mask"], [o["name"] for o in _OUTPUTS[spec.task]]),
+        {**_INPUT_AXES, **_OUTPUT_AXES[spec.task]},
+        keep_fp32=recipe.kept,
+        check_fp32=check_fp32,
+        fidelity=fidelity,
+        threads=threads,
+        strict=spec.artifact_backend == "onnxruntime" and last,
+        calibration=calibration,
+    )
 
 
 def latency_inputs(tok: TextTokenizer, sentences: list[str]) -> dict[str, tuple[torch.Tensor, ...]]:

@@ -268,3 +268,76 @@ def test_the_cpu_bundle_keeps_the_onnx_variant(tiny_settings, tmp_path):
     entry = read_manifest(tmp_path / "artifacts").models["tiny-embed"]
     assert entry.variants[ORT_VARIANT].files["model"].resolve(tmp_path / "artifacts").suffix == ".onnx"
     assert entry.backends["serves"] == "onnxruntime"
+
+
+# --- which recipe a text model's ONNX Runtime candidate keeps (build/text.py _onnx_candidate) -----------------
+
+
+def _figures(served: str, seven_misses: list[str] | None, fallback_misses: list[str] | None) -> dict:
+    forms = {onnx_backend.ORT_VARIANT: {"misses": []}}
+    if seven_misses is not None:
+        forms[onnx_backend.ORT_7BIT_VARIANT] = {"misses": seven_misses}
+    figures: dict = {"int8_forms": forms, "served_on_build_cpu": served}
+    if fallback_misses is not None:
+        figures["fallback"] = {"misses": fallback_misses}
+    return figures
+
+
+def test_a_build_serves_every_x86_only_with_a_form_that_holds_without_vnni() -> None:
+    eight, seven = onnx_backend.ORT_VARIANT, onnx_backend.ORT_7BIT_VARIANT
+    assert onnx_backend.serves_every_x86(_figures(eight, [], None))  # the 7-bit form met the gates
+    assert onnx_backend.serves_every_x86(_figures(eight, ["max_prob_diff 0.22"], []))  # fp32 compute did
+    assert onnx_backend.serves_every_x86(_figures(seven, None, None))  # built on AVX2: the 7-bit form serves
+    assert onnx_backend.serves_every_x86({"int8_forms": {}})  # an fp32 graph holds everywhere
+    missed = _figures(eight, ["max_prob_diff 0.22"], ["max_prob_diff 0.105"])
+    assert not onnx_backend.serves_every_x86(missed)
+    assert onnx_backend.why_not_every_x86(missed) == (
+        "no form for x86 without VNNI: 7-bit max_prob_diff 0.22, fp32 compute max_prob_diff 0.105"
+    )
+
+
+def _recipes_run(monkeypatch, outcomes: list[tuple[bool, bool]]) -> tuple[onnx_backend.OnnxBuild, list[int]]:
+    """_onnx_candidate over fake recipes: (passes here, holds on every x86) per recipe; the builds it ran."""
+    from types import SimpleNamespace
+
+    from edge_mm.build import text
+
+    eight = onnx_backend.ORT_VARIANT
+    built: list[int] = []
+
+    def fake(spec, samples, recipe, path, threads, fidelity, calibration, last):
+        n = int(recipe.name)
+        built.append(n)
+        passes, everywhere = outcomes[n]
+        figures = _figures(eight, [] if everywhere else ["max_prob_diff 0.22"], None)
+        misses = [] if passes else ["max_prob_diff 0.3"]
+        return onnx_backend.OnnxBuild(onnx_backend.Candidate("cpu-onnxruntime", passes, misses), figures)
+
+    monkeypatch.setattr(text, "_build_recipe", fake)
+    exports = [text._OnnxRecipe(str(n), nn.Identity(), []) for n in range(len(outcomes))]
+    samples = SimpleNamespace(fidelity_batches=[])
+    return text._onnx_candidate(SimpleNamespace(), samples, exports, None, 1), built  # type: ignore[arg-type]
+
+
+def test_the_first_recipe_that_holds_on_every_x86_is_kept(monkeypatch) -> None:
+    build, built = _recipes_run(monkeypatch, [(False, False), (True, False), (True, True), (True, True)])
+    assert built == [0, 1, 2]
+    assert build.figures["recipe"] == "2"
+    assert build.figures["tried"][1].startswith("1: passes here, but no form for x86 without VNNI: 7-bit")
+    assert "every_x86" not in build.figures
+
+
+def test_without_one_the_first_recipe_that_passes_is_built_again_and_says_so(monkeypatch) -> None:
+    build, built = _recipes_run(monkeypatch, [(False, False), (True, False), (True, False)])
+    assert built == [0, 1, 2, 1]
+    assert build.figures["recipe"] == "1"
+    assert build.figures["every_x86"].startswith("no recipe did: no form for x86 without VNNI")
+    assert [t.split(":")[0] for t in build.figures["tried"]] == ["0", "2"]
+
+
+def test_when_none_passes_the_last_result_stands(monkeypatch) -> None:
+    build, built = _recipes_run(monkeypatch, [(False, False), (False, True)])
+    assert built == [0, 1]
+    assert build.figures["recipe"] == "1"
+    assert not build.candidate.passes
+    assert len(build.figures["tried"]) == 1
