@@ -397,13 +397,14 @@ def _onnx_candidate(
         for ids, mask in samples.fidelity_batches[-_CALIBRATION_BATCHES:]
     ]
 
-    def attempt(n: int) -> onnx_backend.OnnxBuild:
-        return _build_recipe(spec, samples, exports[n], path, threads, fidelity, calibration, n == len(exports) - 1)
+    def attempt(n: int, strict: bool = False) -> onnx_backend.OnnxBuild:
+        return _build_recipe(spec, samples, exports[n], path, threads, fidelity, calibration, strict)
 
     tried: list[str] = []
     first_passing: int | None = None
     for n, recipe in enumerate(exports):
-        build = attempt(n)
+        # artifact_backend = "onnxruntime" fails the build only when no recipe passed here
+        build = attempt(n, strict=n == len(exports) - 1 and first_passing is None)
         if build.candidate.passes and onnx_backend.serves_every_x86(build.figures):
             break
         if not build.candidate.passes:
@@ -429,7 +430,7 @@ def _build_recipe(
     threads: int,
     fidelity: Callable[..., tuple[dict[str, Any], list[str]]],
     calibration: list[dict[str, Any]],
-    last: bool,
+    strict: bool,
 ) -> onnx_backend.OnnxBuild:
     module = recipe.module
 
@@ -450,7 +451,7 @@ def _build_recipe(
         check_fp32=check_fp32,
         fidelity=fidelity,
         threads=threads,
-        strict=spec.artifact_backend == "onnxruntime" and last,
+        strict=spec.artifact_backend == "onnxruntime" and strict,
         calibration=calibration,
     )
 

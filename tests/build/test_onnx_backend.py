@@ -296,6 +296,9 @@ def test_a_build_serves_every_x86_only_with_a_form_that_holds_without_vnni() -> 
     )
 
 
+stricts: list[bool] = []  # per build: whether a miss would fail it (artifact_backend = "onnxruntime")
+
+
 def _recipes_run(monkeypatch, outcomes: list[tuple[bool, bool]]) -> tuple[onnx_backend.OnnxBuild, list[int]]:
     """_onnx_candidate over fake recipes: (passes here, holds on every x86) per recipe; the builds it ran."""
     from types import SimpleNamespace
@@ -304,10 +307,12 @@ def _recipes_run(monkeypatch, outcomes: list[tuple[bool, bool]]) -> tuple[onnx_b
 
     eight = onnx_backend.ORT_VARIANT
     built: list[int] = []
+    stricts.clear()
 
-    def fake(spec, samples, recipe, path, threads, fidelity, calibration, last):
+    def fake(spec, samples, recipe, path, threads, fidelity, calibration, strict):
         n = int(recipe.name)
         built.append(n)
+        stricts.append(strict)
         passes, everywhere = outcomes[n]
         figures = _figures(eight, [] if everywhere else ["max_prob_diff 0.22"], None)
         misses = [] if passes else ["max_prob_diff 0.3"]
@@ -333,6 +338,15 @@ def test_without_one_the_first_recipe_that_passes_is_built_again_and_says_so(mon
     assert build.figures["recipe"] == "1"
     assert build.figures["every_x86"].startswith("no recipe did: no form for x86 without VNNI")
     assert [t.split(":")[0] for t in build.figures["tried"]] == ["0", "2"]
+
+
+def test_once_a_recipe_passed_a_later_miss_never_fails_the_build(monkeypatch) -> None:
+    build, built = _recipes_run(monkeypatch, [(True, False), (False, False)])
+    assert built == [0, 1, 0]
+    assert stricts == [False, False, False]  # the last recipe was not strict: recipe 0 had passed
+    assert build.figures["recipe"] == "0"
+    _recipes_run(monkeypatch, [(False, False), (False, False)])
+    assert stricts == [False, True]  # nothing passed: the last may fail the build
 
 
 def test_when_none_passes_the_last_result_stands(monkeypatch) -> None:
