@@ -48,6 +48,15 @@ SETTINGS: tuple[Setting, ...] = (
         "server.threads", 16, int, "Waitress worker threads (HTTP concurrency, not inference concurrency).", minimum=1
     ),
     Setting(
+        "server.gil_switch_interval_ms",
+        1.0,
+        float,
+        "How long a Python thread waiting for the interpreter lock waits before asking the holder to let go "
+        "(sys.setswitchinterval; Python's own is 5 ms). Shorter hands batched work to the forward passes sooner: "
+        "see docs/numbers.md.",
+        minimum=0.05,
+    ),
+    Setting(
         "server.max_waiting",
         0,
         int,

@@ -78,6 +78,20 @@ def test_a_failed_warm_up_stops_the_server_with_exit_code_3(tiny_settings, broke
     assert "RuntimeError" in stopping[0]
 
 
+def test_serve_sets_the_interpreter_switch_interval(tiny_settings, broken_registry, monkeypatch):
+    """server.gil_switch_interval_ms reaches sys.setswitchinterval, and /info's threads say so."""
+    import sys
+
+    monkeypatch.setattr(sys, "setswitchinterval", lambda s: monkeypatch.setattr(sys, "getswitchinterval", lambda: s))
+    thread, result = serve_in_thread(
+        tiny_settings.replace(server__gil_switch_interval_ms=0.25), broken_registry, monkeypatch
+    )
+    thread.join(20)
+    assert result["code"] == 3  # the broken warm-up ends the run; the interval was set before
+    assert sys.getswitchinterval() == pytest.approx(0.00025)
+    assert broken_registry.info["threads"]["gil_switch_interval_ms"] == 0.25
+
+
 def test_serve_after_failed_warmup_keeps_serving_not_ready(tiny_settings, broken_registry, monkeypatch):
     from edge_mm.serving.drain import Drain
 
