@@ -52,8 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         float,
         "How long a Python thread waiting for the interpreter lock waits before asking the holder to let go "
-        "(sys.setswitchinterval; Python's own is 5 ms). Shorter hands batched work to the forward passes sooner: "
-        "see docs/numbers.md.",
+        "(sys.setswitchinterval, set by `edge-mm serve` and the executable at start; Python's own is 5 ms). "
+        "Shorter hands batched work to the forward passes sooner: see docs/numbers.md.",
         minimum=0.05,
     ),
     Setting(
