@@ -75,7 +75,7 @@ def serve(settings: Settings, drain: Drain | None = None) -> int:
     # with Python's 5 ms a thread that would start a forward pass can wait that long behind one that
     # parses or tokenizes while a core idles (docs/numbers.md, "The interpreter lock")
     sys.setswitchinterval(settings["server.gil_switch_interval_ms"] / 1000)
-    registry.info["threads"]["gil_switch_interval_ms"] = round(sys.getswitchinterval() * 1000, 3)
+    registry.info.setdefault("threads", {})["gil_switch_interval_ms"] = round(sys.getswitchinterval() * 1000, 3)
     host = settings["server.host"]
     warn_if_open(host, settings["server.api_keys"])
     door = door_from_settings(settings)
