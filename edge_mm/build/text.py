@@ -400,25 +400,27 @@ def _onnx_candidate(
     def attempt(n: int, strict: bool = False) -> onnx_backend.OnnxBuild:
         return _build_recipe(spec, samples, exports[n], path, threads, fidelity, calibration, strict)
 
-    tried: list[str] = []
+    tried: dict[int, str] = {}  # recipe index -> why it was not kept
     first_passing: int | None = None
+    chosen: int | None = None
     for n, recipe in enumerate(exports):
         # artifact_backend = "onnxruntime" fails the build only when no recipe passed here
         build = attempt(n, strict=n == len(exports) - 1 and first_passing is None)
-        if build.candidate.passes and onnx_backend.serves_every_x86(build.figures):
-            break
         if not build.candidate.passes:
-            tried.append(f"{recipe.name}: {'; '.join(build.candidate.misses)} {build.candidate.fidelity}")
-            continue
-        tried.append(f"{recipe.name}: passes here, but {onnx_backend.why_not_every_x86(build.figures)}")
-        first_passing = n if first_passing is None else first_passing
-    else:
-        n = len(exports) - 1 if first_passing is None else first_passing
+            tried[n] = f"{recipe.name}: {'; '.join(build.candidate.misses)} {build.candidate.fidelity}"
+        elif onnx_backend.serves_every_x86(build.figures):
+            chosen = n
+            break
+        else:
+            tried[n] = f"{recipe.name}: passes here, but {onnx_backend.why_not_every_x86(build.figures)}"
+            first_passing = n if first_passing is None else first_passing
+    if chosen is None:  # no recipe holds everywhere: the first that passes here, else the last one's result
+        chosen = len(exports) - 1 if first_passing is None else first_passing
         if first_passing is not None:
-            if first_passing != len(exports) - 1:
-                build = attempt(first_passing)
+            if chosen != len(exports) - 1:  # a later recipe's files replaced it
+                build = attempt(chosen)
             build.figures["every_x86"] = f"no recipe did: {onnx_backend.why_not_every_x86(build.figures)}"
-    build.figures.update({"recipe": exports[n].name, "tried": tried[:n] + tried[n + 1 :]})
+    build.figures.update({"recipe": exports[chosen].name, "tried": [t for i, t in tried.items() if i != chosen]})
     return build
 
 
