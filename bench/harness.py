@@ -20,7 +20,18 @@ from typing import Any
 from bench.load import run_closed_loop, wrk_available
 from bench.machine import machine, machine_line
 from bench.payloads import PAYLOADS, sentences_of_32_tokens
-from bench.servers import KINDS, MINILM, ONNX_PY, ROOT, cpu_seconds, free_port, onnx_minilm, rss_mb, server
+from bench.servers import (
+    KINDS,
+    MINILM,
+    ONNX_PY,
+    ROOT,
+    cpu_seconds,
+    forward_seconds,
+    free_port,
+    onnx_minilm,
+    rss_mb,
+    server,
+)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -81,6 +92,20 @@ def ceilings(
         known = [v for v in (h, fwd) if v]
         out[c] = {"http_rps": h, "forward_rps": fwd, "tighter_rps": min(known) if known else None}
     return out
+
+
+def cpu_split(spent: list[float] | None, cpu_s: float, ok: int, seconds: float) -> dict[str, float | None]:
+    """Where an edge-mm server's CPU went per answered request: its models' forward passes (their calling
+    threads' CPU, from /metrics) and the rest (HTTP, JSON, tokenizing, hand-offs); and how many passes ran at
+    once on average. None for a server without the forward metrics (a peer)."""
+    if spent is None or ok == 0:
+        return {"forward_cpu_ms": None, "rest_cpu_ms": None, "passes_at_once": None}
+    wall, fwd_cpu = spent
+    return {
+        "forward_cpu_ms": round(1000 * fwd_cpu / ok, 2),
+        "rest_cpu_ms": round(1000 * (cpu_s - fwd_cpu) / ok, 2),
+        "passes_at_once": round(wall / seconds, 2),
+    }
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -211,6 +236,7 @@ def measure(s: dict[str, Any], servers: list[dict], bodies: list[bytes], ctype: 
         for c in s["clients"]:
             per: dict[str, list[dict]] = {k: [] for k in running}
             cpu = dict.fromkeys(running, 0.0)
+            spent: dict[str, list[float] | None] = dict.fromkeys(running, [0.0, 0.0])  # forward wall, CPU (s)
             for key, (base, pid) in running.items():  # warm-up, not recorded
                 if s["warmup_seconds"] > 0:
                     run_closed_loop(base, s["route"], bodies, ctype, c, s["warmup_seconds"], driver)
@@ -219,9 +245,20 @@ def measure(s: dict[str, Any], servers: list[dict], bodies: list[bytes], ctype: 
             for k in range(rounds):
                 for key in names if k % 2 == 0 else names[::-1]:
                     base, pid = running[key]
+                    fwd0 = forward_seconds(base) if "split" in s["record"] else None
                     cpu0 = cpu_seconds(pid)
                     r = run_closed_loop(base, s["route"], bodies, ctype, c, seconds, driver)
                     cpu[key] += cpu_seconds(pid) - cpu0
+                    fwd1 = forward_seconds(base) if fwd0 is not None else None
+                    had = spent[key]
+                    spent[key] = (
+                        None
+                        if had is None or fwd0 is None or fwd1 is None
+                        else [
+                            had[0] + fwd1[0] - fwd0[0],
+                            had[1] + fwd1[1] - fwd0[1],
+                        ]
+                    )
                     per[key].append(r)
                     print(json.dumps({"server": key, "round": k, **r}), flush=True)
             for key in names:
@@ -230,6 +267,10 @@ def measure(s: dict[str, Any], servers: list[dict], bodies: list[bytes], ctype: 
                     row |= {"rss_warm_mb": round(rss[key]), "rss_mb": round(rss_mb(running[key][1]))}
                 if "cpu" in s["record"]:
                     row["server_cpu_pct"] = round(100 * cpu[key] / (seconds * rounds))
+                if "split" in s["record"]:
+                    row |= cpu_split(
+                        spent[key], cpu[key], sum(r.get("ok", r["requests"]) for r in per[key]), seconds * rounds
+                    )
                 rows.append(row)
     return rows
 
@@ -313,6 +354,8 @@ def render(result: dict, s: dict[str, Any]) -> str:
     base = s["compare_to"]
     extra = [f"vs {b}" for b in base] + (["of tighter ceiling"] if s.get("ceiling") or result["forward"] else [])
     extra += [h for h, k in (("RSS MB after warm-up", "rss"), ("server CPU %", "cpu")) if k in st["record"]]
+    if "split" in st["record"]:
+        extra += ["CPU ms/request: forward / rest", "passes at once"]
     lines += [
         "| server | clients | req/s (rounds) | p50 ms (rounds) | p99 ms | p99/p50 | "
         + " | ".join([*extra, "errors"])
@@ -325,6 +368,13 @@ def render(result: dict, s: dict[str, Any]) -> str:
         if s.get("ceiling") or result["forward"]:
             cells.append(_fmt(ratio(r["rps"], (ceil.get(c) or {}).get("tighter_rps")), "{:.0%}"))
         cells += [str(r[k]) for k, rec in (("rss_warm_mb", "rss"), ("server_cpu_pct", "cpu")) if rec in st["record"]]
+        if "split" in st["record"]:
+            known = r.get("forward_cpu_ms") is not None
+            cells += (
+                [f"{r['forward_cpu_ms']:.2f} / {r['rest_cpu_ms']:.2f}", f"{r['passes_at_once']:.2f}"]
+                if known
+                else ["-", "-"]
+            )
         lines.append(
             f"| {r['label']} | {c} | {r['rps']:.0f} ({_range(r['rps_range'])}) | {r['p50_ms']:.1f} "
             f"({_range(r['p50_range'], 1)}) | {r['p99_ms']:.1f} | {_fmt(ratio(r['p99_ms'], r['p50_ms']), '{:.1f}')} | "

@@ -11,7 +11,9 @@ flipped each round, so load from elsewhere on the machine hits each alike)::
     seconds = 10                       # per round, server and client count
     rounds = 2
     warmup_seconds = 2
-    record = ["rss", "cpu"]            # besides req/s and latency: "rss", "cpu", "forward"
+    record = ["rss", "cpu"]            # besides req/s and latency: "rss", "cpu", "forward", "split"
+                                       # ("forward": MiniLM's passes timed in process; "split": edge-mm's
+                                       # CPU per request in its forward passes and the rest, from /metrics)
     compare_to = ["onnx-int8"]         # ratio columns against these servers
     ceiling = "http-ceiling"           # the server whose req/s is the HTTP ceiling
     out = "compare"                    # bench/results/<out>.{md,json,png}
@@ -43,7 +45,7 @@ from bench.payloads import PAYLOADS
 from bench.servers import KINDS, ROOT
 
 SCENARIOS = ROOT / "bench" / "scenarios"
-RECORDS = ("rss", "cpu", "forward")
+RECORDS = ("rss", "cpu", "forward", "split")
 METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms")
 LOAD_KEYS = {
     "description": str,

@@ -43,6 +43,33 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+FORWARD_METRICS = ("edge_mm_forward_seconds_total", "edge_mm_forward_cpu_seconds_total")
+
+
+def parse_forward_seconds(metrics_text: str) -> tuple[float, float] | None:
+    """(wall, CPU) seconds inside forward passes, summed over an edge-mm server's models, from its
+    /metrics text; None for a server that has no such series (a peer)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums = dict.fromkeys(FORWARD_METRICS, 0.0)
+    seen = False
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name in sums:
+                sums[sample.name] += sample.value
+                seen = True
+    return (sums[FORWARD_METRICS[0]], sums[FORWARD_METRICS[1]]) if seen else None
+
+
+def forward_seconds(base: str) -> tuple[float, float] | None:
+    """:func:`parse_forward_seconds` of ``base``'s /metrics; None where it has none."""
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+            return parse_forward_seconds(r.read().decode())
+    except (OSError, ValueError):
+        return None
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` (s), from /proc."""
     try:

@@ -69,6 +69,17 @@ class RuntimeCollector(Collector):
         batches = HistogramMetricFamily(
             "edge_mm_batch_size", "Items per forward call of a micro-batched model.", labels=per_model
         )
+        forward = CounterMetricFamily(
+            "edge_mm_forward_seconds",
+            "Wall time inside a micro-batched model's forward passes; its rate is the passes running at once.",
+            labels=per_model,
+        )
+        forward_cpu = CounterMetricFamily(
+            "edge_mm_forward_cpu_seconds",
+            "CPU time of the threads that ran a micro-batched model's forward passes (with one intra-op thread, the "
+            "default under load, the whole pass); against process_cpu_seconds_total, the share the model takes.",
+            labels=per_model,
+        )
         for served in reg.every_version():
             key = [served.name, str(served.version)]
             dtype = served.entry.variants[served.variant].dtype
@@ -87,7 +98,10 @@ class RuntimeCollector(Collector):
                 batches.add_metric(
                     key, _buckets(sizes, batcher.max_batch), sum_value=sum(n * c for n, c in sizes.items())
                 )
-        yield from (loaded, warm, queue, running, slots, queue_cap, rejected, timed_out, batches)
+                spent = batcher.forward_time()
+                forward.add_metric(key, spent.wall_s)
+                forward_cpu.add_metric(key, spent.cpu_s)
+        yield from (loaded, warm, queue, running, slots, queue_cap, rejected, timed_out, batches, forward, forward_cpu)
 
 
 def door_metrics(door: Door) -> Iterator[Metric]:

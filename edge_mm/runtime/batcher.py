@@ -43,6 +43,16 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
+@dataclass
+class ForwardTime:
+    """Seconds inside forward passes (failed ones too). ``wall_s`` / elapsed time is how many passes ran
+    at once on average; ``cpu_s`` is the CPU time of the threads that called them: the whole pass with
+    one intra-op thread (the default under load), not the pool threads of a pass run on more."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
 class Batcher:
     """``run(items) -> outputs`` for one list of items; ``submit`` groups concurrent callers."""
 
@@ -56,6 +66,7 @@ class Batcher:
         self.batches = 0
         self.items = 0
         self._sizes: Counter[int] = Counter()  # items per forward call -> calls (the metrics' batch-size histogram)
+        self._time = ForwardTime()
         self._stats = threading.Lock()  # several workers count
         self._slots = threading.BoundedSemaphore(workers)  # forward passes running at once
         self._item_s = float("inf")  # recent seconds per item of a forward pass; unknown until one ran
@@ -106,6 +117,11 @@ class Batcher:
         with self._stats:
             return dict(self._sizes)
 
+    def forward_time(self) -> ForwardTime:
+        """Seconds spent in forward passes since start, wall and the calling threads' CPU (a copy)."""
+        with self._stats:
+            return ForwardTime(self._time.wall_s, self._time.cpu_s)
+
     def _may_run_inline(self, n: int, deadline: Deadline | None) -> bool:
         if self._running or not self._queue.empty():
             return False  # a pass is running or others are waiting: queue, and batch with them
@@ -114,13 +130,16 @@ class Batcher:
     def _run_counted(self, flat: list[Any]) -> list[Any]:
         with self._stats:
             self._running += 1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             outputs = self._run(flat)
         finally:
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
             with self._stats:
                 self._running -= 1
-        per_item = (time.perf_counter() - t0) / max(1, len(flat))
+                self._time.wall_s += wall
+                self._time.cpu_s += cpu
+        per_item = wall / max(1, len(flat))
         with self._stats:
             self._item_s = per_item if self._item_s == float("inf") else 0.8 * self._item_s + 0.2 * per_item
             self.batches += 1

@@ -97,6 +97,20 @@ def test_batch_sizes_match_the_batcher(client, tiny_registry):
     assert value(m, "edge_mm_batch_size_bucket", model="tiny-embed", version="1", le="+Inf") == batcher.batches
 
 
+def test_forward_time_matches_the_batcher(client, tiny_registry):
+    batcher = tiny_registry.models["tiny-embed"].runner.batcher
+    if batcher is None:
+        pytest.skip("micro-batching is off in these settings")
+    client.post("/v1/embeddings", json={"inputs": ["a", "b", "c"]})
+    m = scrape(client)
+    spent = batcher.forward_time()
+    assert spent.wall_s > 0
+    assert value(m, "edge_mm_forward_seconds_total", model="tiny-embed", version="1") == spent.wall_s
+    assert value(m, "edge_mm_forward_cpu_seconds_total", model="tiny-embed", version="1") == spent.cpu_s
+    client.post("/v1/embeddings", json={"inputs": ["d"]})
+    assert value(scrape(client), "edge_mm_forward_seconds_total", model="tiny-embed", version="1") > spent.wall_s
+
+
 def test_rejected_and_timed_out_are_counted(client, tiny_registry, monkeypatch):
     served = tiny_registry.models["tiny-sentiment"]
     monkeypatch.setattr(served, "admission", Admission(max_in_flight=1, max_queue=0, timeout_s=5))

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from bench import scenario
-from bench.servers import ROOT
+from bench.harness import cpu_split
+from bench.servers import ROOT, parse_forward_seconds
 from tests.conftest import need
 
 TINY = """
@@ -22,7 +23,7 @@ clients = [1, 2]
 seconds = 1
 rounds = 1
 warmup_seconds = 0
-record = ["rss", "cpu"]
+record = ["rss", "cpu", "split"]
 load = "LOAD"
 compare_to = ["other"]
 ceiling = "ceiling"
@@ -78,11 +79,13 @@ def test_a_tiny_scenario_runs_end_to_end_and_records_the_machine(tmp_path, load)
         assert r["rps"] > 0
         assert r["p50_ms"] <= r["p99_ms"]
         assert r["rss_warm_mb"] > 0
+        assert r["forward_cpu_ms"] is None  # a peer has no forward metrics
     assert result["aims"][0]["met"] is not None
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert m["cpu_model"] in md
     assert result["commit"]["sha"][:10] in md
     assert "| the same peer, 4 threads | 2 |" in md
+    assert "CPU ms/request: forward / rest" in md
     assert (tmp_path / "out" / "tiny.png").stat().st_size > 0
 
 
@@ -165,3 +168,23 @@ def test_the_cli_reports_a_bad_scenario_without_a_traceback(tmp_path):
     assert done.returncode == 2
     assert "known: " in done.stderr
     assert "embeddings" in done.stderr
+
+
+def test_the_cpu_split_reads_an_edge_mm_servers_forward_metrics(client, tiny_registry):
+    """The forward seconds the split is made of come from the app's real /metrics text, summed over its models."""
+    batchers = [b for m in tiny_registry.models.values() if (b := getattr(m.runner, "batcher", None)) is not None]
+    if not batchers:
+        pytest.skip("micro-batching is off in these settings")
+    client.post("/v1/embeddings", json={"inputs": ["a", "b"]})
+    wall, cpu = parse_forward_seconds(client.get("/metrics").get_data(as_text=True))
+    assert wall > 0
+    assert wall == pytest.approx(sum(b.forward_time().wall_s for b in batchers))
+    assert cpu == pytest.approx(sum(b.forward_time().cpu_s for b in batchers))
+    assert parse_forward_seconds("# HELP up a peer's metrics\n# TYPE up gauge\nup 1\n") is None
+
+
+def test_cpu_split_per_request():
+    split = cpu_split([1.5, 1.2], cpu_s=1.8, ok=300, seconds=2.0)
+    assert split == {"forward_cpu_ms": 4.0, "rest_cpu_ms": 2.0, "passes_at_once": 0.75}
+    assert cpu_split(None, 1.0, 10, 1.0)["forward_cpu_ms"] is None
+    assert cpu_split([1.0, 1.0], 1.0, 0, 1.0)["rest_cpu_ms"] is None

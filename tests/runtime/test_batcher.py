@@ -162,3 +162,35 @@ def test_a_base_exception_in_a_forward_pass_reaches_every_queued_caller_and_the_
     later.start()
     later.join(5)
     assert done == [["ok"]]  # the worker still serves
+
+
+def test_forward_time_counts_wall_and_the_calling_threads_cpu_of_every_pass():
+    threads: list[threading.Thread] = []
+
+    def run(items):
+        threads.append(threading.current_thread())
+        if items[0] == "sleep":
+            time.sleep(0.05)  # wall time, next to no CPU
+        else:
+            c0 = time.thread_time()
+            while time.thread_time() - c0 < 0.05:  # CPU time on this thread
+                pass
+        if items[-1] == "fail":
+            raise ValueError("a failed pass took its time too")
+        return items
+
+    b = Batcher(run, max_batch=4, max_wait_ms=0, workers=1, name="t")
+    assert b.forward_time().wall_s == b.forward_time().cpu_s == 0.0
+    b.submit(["burn"], deadline=Deadline.after(5))  # the first pass's time is unknown: a worker runs it
+    burnt = b.forward_time()
+    assert burnt.cpu_s >= 0.05
+    assert burnt.wall_s >= 0.05
+    b.submit(["sleep"])  # a lone caller with no deadline: its own thread runs it
+    slept = b.forward_time()
+    assert slept.wall_s - burnt.wall_s >= 0.05
+    assert slept.cpu_s - burnt.cpu_s < 0.025
+    with pytest.raises(ValueError, match="took its time"):
+        b.submit(["burn", "fail"])
+    assert b.forward_time().cpu_s - slept.cpu_s >= 0.05
+    assert threads[0] is not threading.current_thread()  # counted in a worker thread and in the caller's
+    assert threads[1] is threads[2] is threading.current_thread()
