@@ -17,12 +17,12 @@ def machine() -> dict[str, Any]:
     """CPU model, int8 path and flags, cores, Python and platform: the ``machine`` field of a result.
 
     ``cpu_id``: the x86 family and model numbers (a virtual machine's brand string may say only
-    "AMD EPYC", which covers Zen 3 to Zen 5); ``cpumask``: the CPU ``scripts/cpumask.sh`` made this
+    "AMD EPYC", which covers Zen 3 to Zen 5), from /proc/cpuinfo; ``cpumask``: the CPU ``scripts/cpumask.sh`` made this
     one pass for, when it ran under it (the int8 path and flags are then the masked ones)."""
     cpu = cpu_features.detect()
     return {
         "cpu_model": cpu.model,
-        "cpu_id": cpu_id(),
+        "cpu_id": cpu_features.x86_family_model(),
         "machine": cpu.machine,
         "int8_path": cpu.path,
         "int8_flags": cpu.flags,
@@ -30,26 +30,6 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "platform": platform.platform(terse=True),
     }
-
-
-def cpu_id(cpuinfo: str | None = None) -> str:
-    """ "family F model M" from /proc/cpuinfo (x86), "" where it has none (Arm, other systems)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            if fields:
-                break  # the first processor's block is enough
-            continue
-        fields.setdefault(key.strip(), value.strip())
-    family, model = fields.get("cpu family", ""), fields.get("model", "")
-    return f"family {family} model {model}" if family and model else ""
 
 
 def machine_line(m: dict[str, Any] | None = None) -> str:

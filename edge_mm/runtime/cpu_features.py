@@ -185,16 +185,33 @@ def _arm() -> CpuInfo:
     return CpuInfo("aarch64", _proc_model() or "Arm", path, flags, "auxv")
 
 
+def proc_cpuinfo(text: str | None = None) -> dict[str, str]:
+    """/proc/cpuinfo (or ``text`` in its format) as {lower-case key: value}, each key's first line: the
+    first processor's block, and lines after the blocks (Arm's ``Hardware``); {} where it cannot be read."""
+    if text is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def x86_family_model(text: str | None = None) -> str:
+    """ "family F model M" from /proc/cpuinfo (x86; a virtual machine's brand string may say only "AMD
+    EPYC", which covers Zen 3 to Zen 5), "" where it has none (Arm, other systems)."""
+    fields = proc_cpuinfo(text)
+    family, model = fields.get("cpu family", ""), fields.get("model", "")
+    return f"family {family} model {model}" if family and model else ""
+
+
 def _proc_field(name: str) -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                key, _, value = line.partition(":")
-                if key.strip().lower() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
+    return proc_cpuinfo().get(name, "")
 
 
 def _proc_model() -> str:
