@@ -94,13 +94,17 @@ def ceilings(
     return out
 
 
-def cpu_split(spent: list[float] | None, cpu_s: float, ok: int, seconds: float) -> dict[str, float | None]:
+def cpu_split(
+    passes: list[tuple[float, float] | None], cpu_s: float, ok: int, seconds: float
+) -> dict[str, float | None]:
     """Where an edge-mm server's CPU went per answered request: its models' forward passes (their calling
     threads' CPU, from /metrics) and the rest (HTTP, JSON, tokenizing, hand-offs); and how many passes ran at
-    once on average. None for a server without the forward metrics (a peer)."""
-    if spent is None or ok == 0:
+    once on average. ``passes``: each round's (wall, CPU) seconds in forward passes, None for a round where
+    the server had no forward metrics (a peer); then every figure is None."""
+    if not passes or None in passes or ok == 0:
         return {"forward_cpu_ms": None, "rest_cpu_ms": None, "passes_at_once": None}
-    wall, fwd_cpu = spent
+    wall = sum(p[0] for p in passes if p is not None)
+    fwd_cpu = sum(p[1] for p in passes if p is not None)
     return {
         "forward_cpu_ms": round(1000 * fwd_cpu / ok, 2),
         "rest_cpu_ms": round(1000 * (cpu_s - fwd_cpu) / ok, 2),
@@ -236,7 +240,7 @@ def measure(s: dict[str, Any], servers: list[dict], bodies: list[bytes], ctype: 
         for c in s["clients"]:
             per: dict[str, list[dict]] = {k: [] for k in running}
             cpu = dict.fromkeys(running, 0.0)
-            spent: dict[str, list[float] | None] = dict.fromkeys(running, [0.0, 0.0])  # forward wall, CPU (s)
+            passes: dict[str, list[tuple[float, float] | None]] = {k: [] for k in running}  # per round, "split"
             for key, (base, pid) in running.items():  # warm-up, not recorded
                 if s["warmup_seconds"] > 0:
                     run_closed_loop(base, s["route"], bodies, ctype, c, s["warmup_seconds"], driver)
@@ -249,16 +253,11 @@ def measure(s: dict[str, Any], servers: list[dict], bodies: list[bytes], ctype: 
                     cpu0 = cpu_seconds(pid)
                     r = run_closed_loop(base, s["route"], bodies, ctype, c, seconds, driver)
                     cpu[key] += cpu_seconds(pid) - cpu0
-                    fwd1 = forward_seconds(base) if fwd0 is not None else None
-                    had = spent[key]
-                    spent[key] = (
-                        None
-                        if had is None or fwd0 is None or fwd1 is None
-                        else [
-                            had[0] + fwd1[0] - fwd0[0],
-                            had[1] + fwd1[1] - fwd0[1],
-                        ]
-                    )
+                    if "split" in s["record"]:
+                        fwd1 = forward_seconds(base)
+                        passes[key].append(
+                            None if fwd0 is None or fwd1 is None else (fwd1[0] - fwd0[0], fwd1[1] - fwd0[1])
+                        )
                     per[key].append(r)
                     print(json.dumps({"server": key, "round": k, **r}), flush=True)
             for key in names:
@@ -268,9 +267,8 @@ def measure(s: dict[str, Any], servers: list[dict], bodies: list[bytes], ctype: 
                 if "cpu" in s["record"]:
                     row["server_cpu_pct"] = round(100 * cpu[key] / (seconds * rounds))
                 if "split" in s["record"]:
-                    row |= cpu_split(
-                        spent[key], cpu[key], sum(r.get("ok", r["requests"]) for r in per[key]), seconds * rounds
-                    )
+                    ok = sum(r.get("ok", r["requests"]) for r in per[key])
+                    row |= cpu_split(passes[key], cpu[key], ok, seconds * rounds)
                 rows.append(row)
     return rows
 

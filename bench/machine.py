@@ -16,9 +16,9 @@ from edge_mm.runtime import cpu_features
 def machine() -> dict[str, Any]:
     """CPU model, int8 path and flags, cores, Python and platform: the ``machine`` field of a result.
 
-    ``cpu_id``: the x86 family and model numbers (a virtual machine's brand string may say only
-    "AMD EPYC", which covers Zen 3 to Zen 5), from /proc/cpuinfo; ``cpumask``: the CPU ``scripts/cpumask.sh`` made this
-    one pass for, when it ran under it (the int8 path and flags are then the masked ones)."""
+    ``cpu_id``: the x86 family and model numbers from /proc/cpuinfo (a virtual machine's brand string
+    may say only "AMD EPYC", which covers Zen 3 to Zen 5); ``cpumask``: the CPU ``scripts/cpumask.sh``
+    made this one pass for, when it ran under it (the int8 path and flags are then the masked ones)."""
     cpu = cpu_features.detect()
     return {
         "cpu_model": cpu.model,

@@ -184,7 +184,8 @@ def test_the_cpu_split_reads_an_edge_mm_servers_forward_metrics(client, tiny_reg
 
 
 def test_cpu_split_per_request():
-    split = cpu_split([1.5, 1.2], cpu_s=1.8, ok=300, seconds=2.0)
+    split = cpu_split([(1.0, 0.8), (0.5, 0.4)], cpu_s=1.8, ok=300, seconds=2.0)
     assert split == {"forward_cpu_ms": 4.0, "rest_cpu_ms": 2.0, "passes_at_once": 0.75}
-    assert cpu_split(None, 1.0, 10, 1.0)["forward_cpu_ms"] is None
-    assert cpu_split([1.0, 1.0], 1.0, 0, 1.0)["rest_cpu_ms"] is None
+    assert cpu_split([None, None], 1.0, 10, 1.0)["forward_cpu_ms"] is None  # a peer
+    assert cpu_split([(1.0, 1.0), None], 1.0, 10, 1.0)["passes_at_once"] is None  # a round without the metrics
+    assert cpu_split([(1.0, 1.0)], 1.0, 0, 1.0)["rest_cpu_ms"] is None
