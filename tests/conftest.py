@@ -137,8 +137,9 @@ def can_trap_cpuid() -> bool:
     """An x86-64 CPU and kernel that trap ``cpuid`` (scripts/cpumask.sh can present a smaller CPU)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        return "cpuid_fault" in f.read().split()
+    from edge_mm.runtime.cpu_features import proc_cpuinfo
+
+    return "cpuid_fault" in proc_cpuinfo().get("flags", "").split()
 
 
 def only_models(settings_text: str, names: set[str]) -> str:

@@ -185,17 +185,21 @@ def _arm() -> CpuInfo:
     return CpuInfo("aarch64", _proc_model() or "Arm", path, flags, "auxv")
 
 
+@functools.cache
+def _proc_cpuinfo_text() -> str:
+    """/proc/cpuinfo, read once per process ("" where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def proc_cpuinfo(text: str | None = None) -> dict[str, str]:
     """/proc/cpuinfo (or ``text`` in its format) as {lower-case key: value}, each key's first line: the
     first processor's block, and lines after the blocks (Arm's ``Hardware``); {} where it cannot be read."""
-    if text is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            return {}
     fields: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in (_proc_cpuinfo_text() if text is None else text).splitlines():
         key, sep, value = line.partition(":")
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
