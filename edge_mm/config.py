@@ -52,7 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         float,
         "How long a Python thread waiting for the interpreter lock waits before asking the holder to let go "
-        "(sys.setswitchinterval, set by `edge-mm serve` and the executable at start; Python's own is 5 ms). "
+        "(sys.setswitchinterval, set at start by `edge-mm serve`, the executable and each Ray Serve replica; "
+        "Python's own is 5 ms). "
         "Shorter hands batched work to the forward passes sooner: see docs/numbers.md.",
         minimum=0.05,
     ),

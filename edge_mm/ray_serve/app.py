@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 from a2wsgi import WSGIMiddleware
@@ -45,6 +46,12 @@ INGRESS = "ingress"
 HEAD = "node:__internal_head__"  # the resource Ray gives the head node only
 
 
+def set_switch_interval(settings: Settings) -> None:
+    """``server.gil_switch_interval_ms`` in this replica's process, as ``edge-mm serve`` sets it in its own: the
+    ingress's WSGI threads and a replica's forward passes share the interpreter lock the same way."""
+    sys.setswitchinterval(settings["server.gil_switch_interval_ms"] / 1000)
+
+
 def deployment_name(model: str) -> str:
     return f"model-{model}"
 
@@ -65,6 +72,7 @@ class ModelReplica:
     """One replica of one model: loads and warms it like ``edge-mm serve`` does, then runs shipped work."""
 
     def __init__(self, settings: Settings, name: str, num_cpus: float) -> None:
+        set_switch_interval(settings)
         registry = load_registry(replica_settings(settings, name, num_cpus), LOADERS, options=OPTIONS)
         registry.warm_all()
         if not registry.ready:
@@ -86,6 +94,7 @@ class Ingress:
         self, settings: Settings, handles: dict[str, DeploymentHandle], deployments: dict[str, ModelDeployment]
     ) -> None:
         self.settings = settings
+        set_switch_interval(settings)
         self.registry = remote_registry(ingress_models(settings, handles, deployments), ingress_info(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -125,6 +134,8 @@ def ingress_info(settings: Settings) -> dict[str, Any]:
     return {
         "edge_mm_version": edge_mm.__version__,
         "engine": "ray",
+        # set in every replica's process (set_switch_interval), as edge-mm serve sets it in its own
+        "threads": {"gil_switch_interval_ms": settings["server.gil_switch_interval_ms"]},
         "models": {
             name: {"task": settings.model(name).task, **d.serve_options()}
             for name, d in model_deployments(settings).items()

@@ -86,3 +86,19 @@ def test_ray_is_not_in_the_bundle():
     assert not is_runtime_module("edge_mm.ray_serve.app")
     assert is_runtime_module("edge_mm.serving.drain")
     assert "ray[serve]==" in ROOT.joinpath("requirements", "ray.txt").read_text()
+
+
+def test_replicas_set_the_switch_interval_and_the_ingress_info_says_it(tmp_path):
+    need_import("ray", "the Ray Serve application module imports ray")
+    import sys
+
+    from edge_mm.ray_serve import app
+
+    s = settings(tmp_path, "[server]\ngil_switch_interval_ms = 2.5\n")
+    before = sys.getswitchinterval()
+    try:
+        app.set_switch_interval(s)
+        assert sys.getswitchinterval() == pytest.approx(0.0025)
+    finally:
+        sys.setswitchinterval(before)
+    assert app.ingress_info(s)["threads"] == {"gil_switch_interval_ms": 2.5}
