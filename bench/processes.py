@@ -33,6 +33,8 @@ ONE_SLOT = {
     "EDGE_MM_RUNTIME_INTRA_OP_THREADS": "1",
     "EDGE_MM_RUNTIME_SOLO_THREADS": "1",
 }
+ONE = "1 process, 2 inference slots, 8 clients"
+PAIR = "2 processes, 1 slot each, 4 clients each"
 
 
 def _start(stack: contextlib.ExitStack, env: dict[str, str]) -> tuple[str, int]:
@@ -105,10 +107,6 @@ def report(rows: list[dict[str, Any]], header: str) -> str:
             f"median **{statistics.median(ratios):.2f}x**.",
         ]
     return "\n".join(lines)
-
-
-ONE = "1 process, 2 inference slots, 8 clients"
-PAIR = "2 processes, 1 slot each, 4 clients each"
 
 
 def main() -> None:
