@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load, payloads, servers
+from bench.harness import cpu_split
 from bench.machine import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,18 +62,17 @@ def measure(procs: list[tuple[str, int]], clients: int, seconds: int, bodies: li
         t.join()
     elapsed = time.monotonic() - t0
     cpu = sum(servers.cpu_seconds(pid) - c for (_, pid), c in zip(procs, cpu0, strict=True))
-    fwd_cpu = 0.0
+    passes = []  # each process's (wall, CPU) seconds in forward passes during the load
     for (base, _), before in zip(procs, fwd0, strict=True):
         after = servers.forward_seconds(base)
-        fwd_cpu += after[1] - before[1] if after and before else float("nan")
-    rps = sum(r["rps"] for r in results.values())
-    answered = rps * elapsed
+        passes.append((after[0] - before[0], after[1] - before[1]) if after and before else None)
+    split = cpu_split(passes, cpu, sum(r["ok"] for r in results.values()), elapsed)
     return {
-        "rps": rps,
+        "rps": sum(r["rps"] for r in results.values()),
         "p50_ms": [results[i].get("p50_ms") for i in sorted(results)],
         "cpu_pct": cpu / elapsed * 100,
-        "cpu_ms": cpu / answered * 1000 if answered else float("nan"),
-        "forward_ms": fwd_cpu / answered * 1000 if answered else float("nan"),
+        "forward_ms": split["forward_cpu_ms"],
+        "rest_ms": split["rest_cpu_ms"],
         "errors": sum(r.get("errors", 0) for r in results.values()),
     }
 
@@ -91,7 +91,7 @@ def report(rows: list[dict[str, Any]], header: str) -> str:
     ]
     for r in rows:
         p50 = " / ".join(f"{p:.1f}" for p in r["p50_ms"] if p is not None)
-        split = f"{r['forward_ms']:.2f} / {r['cpu_ms'] - r['forward_ms']:.2f}"
+        split = "-" if r["forward_ms"] is None else f"{r['forward_ms']:.2f} / {r['rest_ms']:.2f}"
         lines.append(
             f"| {r['round']} | {r['arrangement']} | {r['rps']:.0f} | {p50} | {r['cpu_pct']:.0f} | {split} | {r['errors']} |"
         )
@@ -127,7 +127,7 @@ def main() -> None:
                 procs, clients = arrangements[name]
                 row = {"round": n, "arrangement": name, **measure(procs, clients, args.seconds, bodies)}
                 rows.append(row)
-                print(f"round {n} {name}: {row['rps']:.0f} req/s, {row['cpu_ms']:.2f} ms CPU/request", flush=True)
+                print(f"round {n} {name}: {row['rps']:.0f} req/s, {row['cpu_pct']:.0f}% CPU", flush=True)
     header = (
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {machine_line()}\n"
         f"Load generator: wrk -t1 per process (Lua script), {args.rounds} round(s) of {args.seconds} s after 2 s "

@@ -10,8 +10,8 @@ def _row(n, arrangement, rps):
         "rps": rps,
         "p50_ms": [20.0, 21.0],
         "cpu_pct": 180.0,
-        "cpu_ms": 5.0,
         "forward_ms": 3.4,
+        "rest_ms": 1.6,
         "errors": 0,
     }
 
